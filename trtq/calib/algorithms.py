@@ -1,0 +1,104 @@
+"""Thresholds (amax) from a calibration histogram: entropy, minmax, percentile and mse.
+
+All four read the same TensorRT-rule histogram, so one calibration pass yields every algorithm's
+answer and they can be compared side by side.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+import numpy as np
+import numpy.typing as npt
+
+from trtq.calib.entropy import FIRST_CANDIDATE, entropy_threshold
+from trtq.calib.histogram import TrtHistogram
+from trtq.config.schema import Algorithm
+
+INT8_MAX = 127
+DEFAULT_PERCENTILE = 99.99
+
+
+def histogram_of(batches: Iterable[npt.ArrayLike]) -> TrtHistogram:
+    histogram = TrtHistogram()
+    for batch in batches:
+        histogram.update(batch)
+    return histogram
+
+
+def minmax_from(histogram: TrtHistogram) -> np.float32:
+    """MinMaxCalibrator: the whole observed range, max |x| over all batches."""
+    return np.float32(histogram.max_abs)
+
+
+def entropy_from(histogram: TrtHistogram) -> np.float32:
+    return entropy_threshold(histogram).amax
+
+
+def percentile_from(histogram: TrtHistogram, percentile: float = DEFAULT_PERCENTILE) -> np.float32:
+    """Upper edge of the bin where the |x| distribution's CDF first reaches ``percentile``."""
+    if not 0 < percentile <= 100:
+        raise ValueError(f"percentile must be in (0, 100], got {percentile}")
+    total = histogram.total
+    if histogram.range == 0.0 or total == 0:
+        return np.float32(0.0)
+    cdf = np.cumsum(histogram.counts)
+    index = int(np.searchsorted(cdf, percentile / 100.0 * total, side="left"))
+    index = min(index, histogram.num_bins - 1)
+    return np.float32(np.float32(index + 1) * (np.float32(histogram.range) / np.float32(histogram.num_bins)))
+
+
+def mse_from(histogram: TrtHistogram) -> np.float32:
+    """The candidate upper edge (bins 128..2048) whose symmetric INT8 quantization of the
+    histogram's bin centres has the least mean squared error."""
+    total = histogram.total
+    if histogram.range == 0.0 or total == 0:
+        return np.float32(0.0)
+    width = histogram.range / histogram.num_bins
+    occupied = np.flatnonzero(histogram.counts)
+    centres = (occupied + 0.5) * width
+    weights = histogram.counts[occupied].astype(np.float64)
+    amaxes = np.arange(FIRST_CANDIDATE, histogram.num_bins + 1, dtype=np.float64) * width
+    errors = np.empty(amaxes.size)
+    for start in range(0, amaxes.size, 256):  # chunks bound the candidates x bins temporary to a few MB
+        step = amaxes[start : start + 256, None] / INT8_MAX
+        quantised = np.minimum(np.rint(centres[None, :] / step), INT8_MAX) * step
+        errors[start : start + 256] = ((centres[None, :] - quantised) ** 2 * weights[None, :]).sum(axis=1)
+    return np.float32(amaxes[int(np.argmin(errors))])
+
+
+def amax_from(histogram: TrtHistogram, algorithm: Algorithm, percentile: float = DEFAULT_PERCENTILE) -> np.float32:
+    if algorithm == "percentile":
+        return percentile_from(histogram, percentile)
+    finders: dict[str, Callable[[TrtHistogram], np.float32]] = {
+        "entropy": entropy_from,
+        "minmax": minmax_from,
+        "mse": mse_from,
+    }
+    return finders[algorithm](histogram)
+
+
+def scale_from_amax(amax: float | np.float32) -> np.float32:
+    """Per-tensor scale as TensorRT stores it: amax / 127 in float32."""
+    return np.float32(np.float32(amax) / np.float32(INT8_MAX))
+
+
+# Public API: one iterable of arrays (one per calibration batch, in order) -> float32 threshold.
+
+
+def amax_entropy(batches: Iterable[npt.ArrayLike]) -> np.float32:
+    """Threshold TensorRT's IInt8EntropyCalibrator2 would pick for a tensor with these batches."""
+    return entropy_from(histogram_of(batches))
+
+
+def amax_minmax(batches: Iterable[npt.ArrayLike]) -> np.float32:
+    """Max |x| over all batches (IInt8MinMaxCalibrator)."""
+    return minmax_from(histogram_of(batches))
+
+
+def amax_percentile(batches: Iterable[npt.ArrayLike], percentile: float = DEFAULT_PERCENTILE) -> np.float32:
+    return percentile_from(histogram_of(batches), percentile)
+
+
+def amax_mse(batches: Iterable[npt.ArrayLike]) -> np.float32:
+    return mse_from(histogram_of(batches))

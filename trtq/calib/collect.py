@@ -1,0 +1,94 @@
+"""Run the FP32 model in ONNX Runtime (CPU) with every floating-point activation exposed as an output.
+
+The tensors exposed are the ones TensorRT calibrates, named as in the ONNX graph: float graph
+inputs and the float outputs of every node that is not constant (a Constant, or a node fed only by
+constants, which TensorRT folds away).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+import onnx
+import onnxruntime as ort
+
+from trtq.errors import TrtqError
+
+_FLOAT_TYPES = {onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.DOUBLE, onnx.TensorProto.BFLOAT16}
+
+
+def load_onnx(path: Path) -> onnx.ModelProto:
+    if not path.is_file():
+        raise TrtqError(f"{path}: ONNX model not found")
+    try:
+        return onnx.load(str(path))
+    except Exception as exc:  # onnx raises DecodeError, ValueError, ... for a bad file
+        raise TrtqError(f"{path}: not a readable ONNX model ({type(exc).__name__}: {exc})") from None
+
+
+def activation_tensors(model: onnx.ModelProto) -> dict[str, int]:
+    """The float activations TensorRT would calibrate, in graph order, with their ONNX element types."""
+    inferred = onnx.shape_inference.infer_shapes(model)
+    graph = inferred.graph
+    elem_type = {vi.name: vi.type.tensor_type.elem_type for vi in [*graph.input, *graph.value_info, *graph.output]}
+    constant = {init.name for init in graph.initializer}
+    names = {
+        vi.name: vi.type.tensor_type.elem_type
+        for vi in graph.input
+        if vi.name not in constant and elem_type.get(vi.name) in _FLOAT_TYPES
+    }
+    for node in graph.node:
+        inputs = [name for name in node.input if name]
+        if node.op_type == "Constant" or (inputs and all(name in constant for name in inputs)):
+            constant.update(node.output)
+            continue
+        names.update((name, elem_type[name]) for name in node.output if elem_type.get(name) in _FLOAT_TYPES)
+    return names
+
+
+class ActivationCollector:
+    """An ORT session over a copy of the model whose outputs are all calibrated activations."""
+
+    def __init__(self, model_path: Path, input_name: str, threads: int = 0) -> None:
+        model = load_onnx(model_path)
+        graph_inputs = [vi.name for vi in model.graph.input if vi.name not in {i.name for i in model.graph.initializer}]
+        if input_name not in graph_inputs:
+            raise TrtqError(f"{model_path}: input '{input_name}' is not in the model; its inputs are {graph_inputs}")
+        if len(graph_inputs) != 1:
+            raise TrtqError(f"{model_path}: calibration needs a single-input model; inputs are {graph_inputs}")
+        self.input_name = input_name
+        tensors = activation_tensors(model)
+        self.tensor_names = list(tensors)
+        existing = {out.name for out in model.graph.output}
+        for name, elem_type in tensors.items():
+            if name not in existing and name != input_name:
+                model.graph.output.append(onnx.helper.make_tensor_value_info(name, elem_type, None))
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        # Keep the graph as written: ORT fusions would hide tensors that TensorRT calibrates.
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+        try:
+            self._session = ort.InferenceSession(
+                model.SerializeToString(), options, providers=["CPUExecutionProvider"]
+            )
+        except Exception as exc:
+            raise TrtqError(f"{model_path}: ONNX Runtime cannot load the model: {exc}") from None
+        self._outputs = [out.name for out in self._session.get_outputs()]
+
+    def run(self, batch: npt.NDArray[np.float32]) -> Iterator[tuple[str, npt.NDArray[np.float32]]]:
+        """(tensor name, activation) pairs for one batch; the input itself comes first."""
+        try:
+            results = self._session.run(self._outputs, {self.input_name: batch})
+        except Exception as exc:
+            raise TrtqError(
+                f"ONNX Runtime failed on a batch of shape {list(batch.shape)} for input '{self.input_name}': {exc}"
+            ) from None
+        wanted = set(self.tensor_names)
+        if self.input_name in wanted:
+            yield self.input_name, batch
+        for name, value in zip(self._outputs, results):
+            if name in wanted:
+                yield name, np.asarray(value, dtype=np.float32)

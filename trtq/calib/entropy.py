@@ -1,0 +1,93 @@
+"""TensorRT's EntropyCalibrator2 threshold search (GTC 2017 S7310 recipe), vectorised over all candidates.
+
+For each candidate i in 128..2048, P is the first i bins with the mass of bins >= i folded into
+P[i-1]; Q is the same i bins (without that outlier mass) merged into 128 levels (bin j -> level
+floor(j*128/i)) and spread evenly over each level's non-empty bins. KL(P||Q) is infinite where
+P > 0 and Q = 0. A candidate whose P has all its mass in one bin has KL 0 and is degenerate:
+TensorRT never picks it. The threshold is (i + 0.5) * bin width, computed in float32.
+
+Per candidate, KL reduces to sums over 128 levels and prefix sums over bins:
+    N*KL = sum_j P_j log P_j - sum_k L_k log(L_k/n_k) - outliers*log Q_{i-1} - N log N + N log S
+with L_k, n_k the count and non-empty bins of level k, S the count kept and N the total. That
+turns a 1921 x 2048 computation into a 1921 x 128 one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from trtq.calib.histogram import TrtHistogram
+
+QUANT_LEVELS = 128
+FIRST_CANDIDATE = 128
+_TIE_TOLERANCE = 1e-12
+
+
+@dataclass(frozen=True)
+class EntropyResult:
+    amax: np.float32
+    bins_kept: int
+    """The winning candidate i (bins [0, i) kept); 0 for an all-zero tensor."""
+    candidates: npt.NDArray[np.int64]
+    divergence: npt.NDArray[np.float64]
+    """KL(P||Q) per candidate; inf where Q misses mass of P. Degenerate candidates are kept here."""
+    degenerate: npt.NDArray[np.bool_]
+
+
+def entropy_threshold(histogram: TrtHistogram) -> EntropyResult:
+    counts = histogram.counts
+    num_bins = counts.size
+    candidates = np.arange(FIRST_CANDIDATE, num_bins + 1, dtype=np.int64)
+    if histogram.range == 0.0 or histogram.total == 0:
+        empty = np.full(candidates.size, np.inf)
+        return EntropyResult(np.float32(0.0), 0, candidates, empty, np.ones(candidates.size, dtype=bool))
+    divergence, degenerate = kl_divergences(counts, candidates)
+    eligible = np.where(degenerate, np.inf, divergence)
+    best = float(eligible.min())
+    if np.isfinite(best):
+        # Mathematically equal KLs can differ in the last bits; treat them as a tie, won by the smallest i.
+        pick = int(np.flatnonzero(eligible <= best + _TIE_TOLERANCE * max(1.0, abs(best)))[0])
+    else:
+        pick = candidates.size - 1  # nothing eligible (e.g. a constant tensor): keep the whole range
+    bins_kept = int(candidates[pick])
+    width = np.float32(histogram.range) / np.float32(num_bins)
+    amax = np.float32(np.float32(bins_kept + 0.5) * width)
+    return EntropyResult(amax, bins_kept, candidates, divergence, degenerate)
+
+
+def kl_divergences(
+    counts: npt.NDArray[np.int64], candidates: npt.NDArray[np.int64]
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.bool_]]:
+    """KL(P||Q) for every candidate i, and whether that candidate is degenerate (one non-empty P bin)."""
+    h = counts.astype(np.float64)
+    total = h.sum()
+    prefix = np.concatenate([[0.0], np.cumsum(h)])
+    nonempty = np.concatenate([[0], np.cumsum(counts > 0)])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        h_log_h = np.where(h > 0, h * np.log(np.where(h > 0, h, 1.0)), 0.0)
+    prefix_hlogh = np.concatenate([[0.0], np.cumsum(h_log_h)])
+
+    i = candidates
+    last = h[i - 1]
+    outliers = total - prefix[i]
+    p_last = last + outliers
+    kept = prefix[i]
+
+    # Level k of candidate i covers bins [ceil(k*i/128), ceil((k+1)*i/128)).
+    k = np.arange(QUANT_LEVELS + 1, dtype=np.int64)
+    edges = (k[None, :] * i[:, None] + QUANT_LEVELS - 1) // QUANT_LEVELS
+    level_mass = prefix[edges[:, 1:]] - prefix[edges[:, :-1]]
+    level_bins = (nonempty[edges[:, 1:]] - nonempty[edges[:, :-1]]).astype(np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        level_term = np.where(level_mass > 0, level_mass * np.log(level_mass / np.maximum(level_bins, 1.0)), 0.0)
+        sum_p_log_p = prefix_hlogh[i - 1] + np.where(p_last > 0, p_last * np.log(np.maximum(p_last, 1.0)), 0.0)
+        q_last = np.where(last > 0, level_mass[:, -1] / np.maximum(level_bins[:, -1], 1.0), 0.0)
+        outlier_term = np.where(outliers > 0, outliers * np.log(q_last), 0.0)
+        kl = (sum_p_log_p - level_term.sum(axis=1) - outlier_term) / total - np.log(total) + np.log(kept)
+    missing_mass = (outliers > 0) & (last == 0)
+    kl = np.where(missing_mass | (kept == 0), np.inf, np.maximum(kl, 0.0))
+    p_nonempty = nonempty[i] + missing_mass.astype(np.int64)
+    return kl, p_nonempty <= 1

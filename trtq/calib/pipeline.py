@@ -1,0 +1,156 @@
+"""A config -> per-tensor histograms (one streamed pass) -> thresholds -> cache, manifest and JSON report."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from trtq import __version__
+from trtq.cache.manifest import Manifest, write_manifest
+from trtq.cache.trt_format import write_cache
+from trtq.calib.algorithms import amax_from, scale_from_amax
+from trtq.calib.collect import ActivationCollector
+from trtq.calib.histogram import TrtHistogram
+from trtq.config.loader import LoadedConfig
+from trtq.config.schema import ALGORITHMS, Algorithm
+from trtq.data.batches import Batch, BatchSource, BatchStats
+from trtq.data.image_list import ImageEntry, read_image_list
+from trtq.data.preprocess import Preprocessor
+from trtq.errors import TrtqError
+from trtq.fileio import atomic_write_text, sha256_file
+from trtq.fingerprint import Fingerprint, fingerprint_config
+
+ProgressCallback = Callable[[Batch], None]
+
+
+@dataclass
+class CalibrationRun:
+    histograms: dict[str, TrtHistogram]
+    stats: BatchStats
+    percentile: float
+    seconds: float = 0.0
+    _amax: dict[tuple[str, Algorithm], np.float32] = field(default_factory=dict)
+
+    def amax(self, tensor: str, algorithm: Algorithm) -> np.float32:
+        key = (tensor, algorithm)
+        if key not in self._amax:
+            self._amax[key] = amax_from(self.histograms[tensor], algorithm, self.percentile)
+        return self._amax[key]
+
+    def scales(self, algorithm: Algorithm) -> dict[str, float]:
+        return {name: float(scale_from_amax(self.amax(name, algorithm))) for name in self.histograms}
+
+
+def batch_source(config: LoadedConfig, entries: list[ImageEntry]) -> BatchSource:
+    height, width = config.image_size
+    calibration = config.spec.calibration
+    return BatchSource(
+        entries=entries,
+        preprocessor=Preprocessor(config.spec.preprocess, height, width),
+        batch_size=config.batch_size,
+        last_batch=calibration.last_batch,
+        on_bad_image=calibration.on_bad_image,
+        workers=calibration.workers,
+    )
+
+
+def collect_histograms(
+    config: LoadedConfig, entries: list[ImageEntry], on_batch: ProgressCallback | None = None
+) -> CalibrationRun:
+    """Stream every batch through ONNX Runtime; each activation updates its histogram and is dropped."""
+    collector = ActivationCollector(config.model_path, config.image_input.name)
+    histograms = {name: TrtHistogram() for name in collector.tensor_names}
+    source = batch_source(config, entries)
+    started = time.perf_counter()
+    for batch in source:
+        for name, activation in collector.run(batch.data):
+            try:
+                histograms[name].update(activation)
+            except FloatingPointError:
+                raise TrtqError(
+                    f"tensor '{name}' has NaN or infinite values on the batch starting at "
+                    f"{batch.entries[0].where}; check preprocess (scale, mean, std) against the model"
+                ) from None
+        if on_batch is not None:
+            on_batch(batch)
+    return CalibrationRun(histograms, source.stats, config.spec.calibration.percentile, time.perf_counter() - started)
+
+
+def header_algorithm(config: LoadedConfig) -> str:
+    calibration = config.spec.calibration
+    if calibration.cache_header != "auto":
+        return calibration.cache_header
+    return "MinMaxCalibration" if calibration.algorithm == "minmax" else "EntropyCalibration2"
+
+
+@dataclass(frozen=True)
+class CalibrationOutputs:
+    cache: Path
+    manifest: Path
+    report: Path
+
+
+def report_path(cache_path: Path) -> Path:
+    return cache_path.with_name(cache_path.name + ".report.json")
+
+
+def save_outputs(config: LoadedConfig, run: CalibrationRun, fingerprint: Fingerprint) -> CalibrationOutputs:
+    """Cache first, then manifest (which records the cache's hash), then the report; each atomically."""
+    calibration = config.spec.calibration
+    cache_path = config.cache_path
+    write_cache(cache_path, run.scales(calibration.algorithm), header_algorithm(config), calibration.trt_version)
+    manifest = Manifest(
+        fingerprint=fingerprint,
+        cache_sha256=sha256_file(cache_path),
+        algorithm=calibration.algorithm,
+        batch_size=config.batch_size,
+        trt_version=calibration.trt_version,
+    )
+    manifest_file = write_manifest(cache_path, manifest)
+    report = report_path(cache_path)
+    atomic_write_text(report, json.dumps(build_report(config, run, fingerprint), indent=1) + "\n")
+    return CalibrationOutputs(cache_path, manifest_file, report)
+
+
+def build_report(config: LoadedConfig, run: CalibrationRun, fingerprint: Fingerprint) -> dict[str, Any]:
+    tensors = {}
+    for name, histogram in run.histograms.items():
+        tensors[name] = {
+            "max_abs": histogram.max_abs,
+            "histogram_range": histogram.range,
+            "range_doublings": histogram.doublings,
+            "values": histogram.total,
+            "amax": {algorithm: float(run.amax(name, algorithm)) for algorithm in ALGORITHMS},
+            "scale": {algorithm: float(scale_from_amax(run.amax(name, algorithm))) for algorithm in ALGORITHMS},
+        }
+    stats = run.stats
+    return {
+        "config": str(config.source),
+        "config_fingerprint": fingerprint.digest,
+        "trtq_version": __version__,
+        "algorithm": config.spec.calibration.algorithm,
+        "percentile": run.percentile,
+        "images": {
+            "used": stats.used,
+            "batches": stats.batches,
+            "dropped": stats.dropped,
+            "wrapped": stats.wrapped,
+            "skipped": [{"image": str(e.entry.path), "line": e.entry.line, "reason": e.reason} for e in stats.skipped],
+        },
+        "seconds": round(run.seconds, 3),
+        "tensors": tensors,
+    }
+
+
+def calibrate(config: LoadedConfig, on_batch: ProgressCallback | None = None) -> tuple[CalibrationRun, CalibrationOutputs]:
+    """The whole ``trtq calibrate`` job for one config."""
+    entries = read_image_list(config.images_path, config.spec.calibration.max_images)
+    fingerprint = fingerprint_config(config, entries)
+    run = collect_histograms(config, entries, on_batch)
+    return run, save_outputs(config, run, fingerprint)

@@ -1,0 +1,77 @@
+"""``trtq cache inspect`` and ``trtq cache check``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from trtq.cache.manifest import manifest_path, read_manifest
+from trtq.cache.trt_format import read_cache
+from trtq.calib.algorithms import INT8_MAX
+from trtq.cli.errors import EXIT_USER_ERROR, reported_errors
+from trtq.cli.state import OPTIONS
+from trtq.config import load_config
+from trtq.data.image_list import read_image_list
+from trtq.fingerprint import fingerprint_config
+
+console = Console()
+cache_app = typer.Typer(help="Inspect TensorRT calibration caches and check them against a config.", no_args_is_help=True)
+
+
+@cache_app.command("inspect")
+def inspect_command(
+    cache: Annotated[Path, typer.Argument(help="calibration cache (TensorRT's or trtq's)")],
+    sort: Annotated[str, typer.Option(help="order rows by: file, name or scale")] = "file",
+) -> None:
+    """Show the header and every tensor's scale and amax (= scale * 127)."""
+    with reported_errors(OPTIONS.verbose):
+        if sort not in ("file", "name", "scale"):
+            raise typer.BadParameter("use file, name or scale", param_hint="--sort")
+        parsed = read_cache(cache)
+        rows = list(parsed.scales.items())
+        if sort == "name":
+            rows.sort()
+        elif sort == "scale":
+            rows.sort(key=lambda item: -item[1])
+        table = Table(title=f"{cache}: TensorRT {parsed.trt_version} ({parsed.version}), {parsed.algorithm}, "
+                      f"{len(rows)} tensors")
+        table.add_column("tensor", overflow="fold")
+        table.add_column("scale", justify="right")
+        table.add_column("amax", justify="right")
+        for name, scale in rows:
+            table.add_row(name, f"{scale:.6g}", f"{scale * INT8_MAX:.6g}")
+        console.print(table)
+        zero = sum(1 for _, s in rows if s == 0)
+        infinite = sum(1 for _, s in rows if s == float("inf"))
+        if zero or infinite:
+            console.print(f"[yellow]{zero} zero and {infinite} infinite scales[/] (such tensors stay unquantized)")
+        manifest = manifest_path(cache)
+        console.print(f"manifest: {manifest if manifest.is_file() else 'none (provenance unknown)'}")
+
+
+@cache_app.command("check")
+def check_command(
+    cache: Annotated[Path, typer.Argument(help="calibration cache written by trtq calibrate")],
+    config: Annotated[Path, typer.Option("--config", "-c", help="model YAML config")],
+) -> None:
+    """Exit 0 if the cache still matches the config; otherwise list why not and exit 1."""
+    with reported_errors(OPTIONS.verbose):
+        loaded = load_config(config)
+        read_cache(cache)  # a malformed cache is its own, clearer error
+        manifest = read_manifest(cache)
+        entries = read_image_list(loaded.images_path, loaded.spec.calibration.max_images)
+        current = fingerprint_config(loaded, entries)
+        reasons = manifest.mismatches(cache, current, loaded.spec.calibration.trt_version, entries)
+        if reasons:
+            console.print(f"[bold red]stale[/]: {cache} does not match {config}:")
+            for reason in reasons:
+                console.print(f"  - {reason}")
+            raise typer.Exit(EXIT_USER_ERROR)
+        console.print(
+            f"[green]up to date[/]: {cache} matches {config} "
+            f"(fingerprint {current.digest[:16]}, {len(current.image_hashes)} images, {manifest.algorithm})"
+        )

@@ -1,0 +1,103 @@
+"""``trtq calibrate CONFIG``: CPU calibration with progress, writing cache, manifest and report."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    Task,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+from rich.text import Text
+
+from trtq.calib.algorithms import scale_from_amax
+from trtq.calib.pipeline import CalibrationRun, batch_source, collect_histograms, save_outputs
+from trtq.cli.errors import reported_errors
+from trtq.cli.state import OPTIONS
+from trtq.config import ALGORITHMS, Algorithm, load_config
+from trtq.data.batches import Batch
+from trtq.data.image_list import read_image_list
+from trtq.fingerprint import fingerprint_config
+
+console = Console()
+
+
+def calibrate_command(
+    config: Annotated[Path, typer.Argument(help="model YAML config")],
+    top: Annotated[int, typer.Option(help="tensors to show in the summary table")] = 10,
+) -> None:
+    """Calibrate on the CPU (ONNX Runtime + NumPy) and write a TensorRT calibration cache."""
+    with reported_errors(OPTIONS.verbose):
+        loaded = load_config(config)
+        calibration = loaded.spec.calibration
+        entries = read_image_list(loaded.images_path, calibration.max_images)
+        fingerprint = fingerprint_config(loaded, entries)
+        expected = batch_source(loaded, entries).expected_batches
+        console.print(
+            f"calibrating [bold]{loaded.model_path.name}[/] on {len(entries)} images "
+            f"({expected} batches of {loaded.batch_size}, input {list(loaded.image_input.calibration_shape)})"
+        )
+        with _progress() as progress:
+            task = progress.add_task("calibrating", total=expected * loaded.batch_size)
+
+            def advance(batch: Batch) -> None:
+                progress.advance(task, len(batch.entries))
+
+            run = collect_histograms(loaded, entries, advance)
+        outputs = save_outputs(loaded, run, fingerprint)
+        _summary(run, calibration.algorithm, top)
+        stats = run.stats
+        console.print(
+            f"{stats.used} images in {stats.batches} batches, {run.seconds:.1f} s "
+            f"({stats.used / max(run.seconds, 1e-9):.1f} images/s); "
+            f"{len(stats.skipped)} skipped, {stats.dropped} dropped, {stats.wrapped} wrapped"
+        )
+        for skipped in stats.skipped:
+            console.print(f"  [yellow]skipped[/] {skipped}")
+        console.print(f"cache    {outputs.cache}\nmanifest {outputs.manifest}\nreport   {outputs.report}")
+
+
+class _RateColumn(ProgressColumn):
+    """Images per second (rich's own speed column formats bytes)."""
+
+    def render(self, task: Task) -> Text:
+        speed = task.finished_speed or task.speed
+        return Text("" if speed is None else f"{speed:.1f} img/s", style="cyan")
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("images"),
+        _RateColumn(),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+        console=console,
+        transient=False,
+    )
+
+
+def _summary(run: CalibrationRun, chosen: Algorithm, top: int) -> None:
+    table = Table(title=f"{len(run.histograms)} tensors calibrated; largest {top} by {chosen} amax")
+    table.add_column("tensor", overflow="fold")
+    for algorithm in ALGORITHMS:
+        table.add_column(f"{algorithm} amax" + (" *" if algorithm == chosen else ""), justify="right")
+    table.add_column("scale", justify="right")
+    names = sorted(run.histograms, key=lambda n: -float(run.amax(n, chosen)))
+    for name in names[:top]:
+        amaxes = [f"{float(run.amax(name, algorithm)):.5g}" for algorithm in ALGORITHMS]
+        table.add_row(name, *amaxes, f"{float(scale_from_amax(run.amax(name, chosen))):.4g}")
+    console.print(table)

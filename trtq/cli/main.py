@@ -1,0 +1,41 @@
+"""The ``trtq`` command line."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from trtq import __version__
+from trtq.cli.cache_commands import cache_app
+from trtq.cli.calibrate import calibrate_command
+from trtq.cli.state import OPTIONS
+
+app = typer.Typer(
+    help="INT8 calibration and TensorRT deployment for ONNX CNNs.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.command("calibrate")(calibrate_command)
+app.add_typer(cache_app, name="cache")
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"trtq {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="show tracebacks on errors")] = False,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="print the version and exit")
+    ] = False,
+) -> None:
+    OPTIONS.verbose = verbose
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,172 @@
+"""Load a config file: YAML -> schema validation -> cross-field checks, each error with file, line and key."""
+
+from __future__ import annotations
+
+import difflib
+import types
+import typing
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from trtq.config.schema import InputSpec, TrtqConfig
+from trtq.config.yaml_source import KeyPath, YamlDocument, load_yaml
+from trtq.errors import TrtqError
+from trtq.resources import resolve_path
+
+
+@dataclass(frozen=True)
+class LoadedConfig:
+    """A validated config plus where it came from; paths in it are relative to the YAML file."""
+
+    source: Path
+    spec: TrtqConfig
+
+    @property
+    def base_dir(self) -> Path:
+        return self.source.parent
+
+    def resolve(self, entry: str) -> Path:
+        return resolve_path(entry, self.base_dir)
+
+    @property
+    def model_path(self) -> Path:
+        return self.resolve(self.spec.model.path)
+
+    @property
+    def images_path(self) -> Path:
+        return self.resolve(self.spec.calibration.images)
+
+    @property
+    def cache_path(self) -> Path:
+        return self.resolve(self.spec.calibration.cache)
+
+    @property
+    def image_input(self) -> InputSpec:
+        return self.spec.inputs[0]
+
+    @property
+    def batch_size(self) -> int:
+        return self.image_input.calibration_shape[0]
+
+    @property
+    def image_size(self) -> tuple[int, int]:
+        """(height, width) of one preprocessed image."""
+        shape = self.image_input.calibration_shape
+        return (shape[2], shape[3]) if self.spec.preprocess.layout == "nchw" else (shape[1], shape[2])
+
+
+def load_config(path: Path | str) -> LoadedConfig:
+    path = Path(path)
+    document = load_yaml(path)
+    if not isinstance(document.data, dict):
+        raise TrtqError(f"{path}: a config must be a YAML mapping with sections model, inputs, calibration, ...")
+    try:
+        spec = TrtqConfig.model_validate(document.data)
+    except ValidationError as exc:
+        raise TrtqError(_format_validation_error(document, exc)) from None
+    problems = _cross_field_problems(spec)
+    if problems:
+        raise TrtqError(_format_problems(document, problems))
+    return LoadedConfig(source=path, spec=spec)
+
+
+def _cross_field_problems(spec: TrtqConfig) -> list[tuple[KeyPath, str]]:
+    """Rules that span sections: what the image pipeline needs from the input shape."""
+    problems: list[tuple[KeyPath, str]] = []
+    if len(spec.inputs) != 1:
+        problems.append((("inputs",), f"calibration feeds images to one input; {len(spec.inputs)} are listed"))
+        return problems
+    image_input = spec.inputs[0]
+    pre = spec.preprocess
+    shape_key: KeyPath = ("inputs", 0, "shape" if image_input.shape is not None else "opt")
+    shape = image_input.calibration_shape
+    if len(shape) != 4:
+        problems.append((shape_key, f"an image input needs rank 4 (N, C, H, W or N, H, W, C), got {list(shape)}"))
+        return problems
+    channels = shape[1] if pre.layout == "nchw" else shape[3]
+    if channels != pre.channels:
+        problems.append(
+            (shape_key, f"{channels} channels in {pre.layout} layout, but preprocess.color '{pre.color}' "
+             f"gives {pre.channels}")
+        )
+    for key in ("mean", "std"):
+        values = getattr(pre, key)
+        if len(values) not in (1, pre.channels):
+            problems.append((("preprocess", key), f"needs 1 or {pre.channels} values, got {len(values)}"))
+    batch = spec.calibration.batch_size
+    if batch is not None and batch != shape[0]:
+        problems.append(
+            (("calibration", "batch_size"),
+             f"{batch} differs from the input's calibration batch dim {shape[0]} ({'.'.join(map(str, shape_key))})")
+        )
+    height, width = (shape[2], shape[3]) if pre.layout == "nchw" else (shape[1], shape[2])
+    if pre.resize == "short_side_crop" and pre.short_side is not None and pre.short_side < max(height, width):
+        problems.append(
+            (("preprocess", "short_side"), f"{pre.short_side} is smaller than the {height}x{width} crop")
+        )
+    return problems
+
+
+def _format_problems(document: YamlDocument, problems: Sequence[tuple[KeyPath, str]]) -> str:
+    lines = []
+    for key_path, message in problems:
+        line = document.line_of(key_path)
+        where = f"{document.path}:{line}" if line else str(document.path)
+        lines.append(f"{where}: {_dotted(key_path)}: {message}")
+    return "\n".join(lines)
+
+
+def _format_validation_error(document: YamlDocument, exc: ValidationError) -> str:
+    problems: list[tuple[KeyPath, str]] = []
+    for error in exc.errors():
+        loc: KeyPath = tuple(part for part in error["loc"] if isinstance(part, str | int))
+        if error["type"] == "extra_forbidden":
+            key = str(loc[-1])
+            valid = _field_names_at(loc[:-1])
+            close = difflib.get_close_matches(key, valid, n=1, cutoff=0.6)
+            hint = f" (did you mean '{close[0]}'?)" if close else f" (valid keys: {', '.join(valid)})"
+            problems.append((loc, f"unknown key{hint}"))
+        elif error["type"] == "missing":
+            problems.append((loc, "required key is missing"))
+        else:
+            shown = f"{error['input']!r}: " if not isinstance(error["input"], dict | list) else ""
+            problems.append((loc, f"{shown}{_message(error['msg'])}"))
+    return _format_problems(document, problems)
+
+
+def _message(msg: str) -> str:
+    return msg.removeprefix("Value error, ")
+
+
+def _dotted(key_path: KeyPath) -> str:
+    return ".".join(str(part) for part in key_path) or "(top level)"
+
+
+def _field_names_at(loc: KeyPath) -> list[str]:
+    """Valid keys of the schema section at ``loc`` (list indices skipped), for 'did you mean' hints."""
+    model: Any = TrtqConfig
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        field = model.model_fields.get(part)
+        if field is None:
+            return []
+        model = _model_in(field.annotation)
+        if model is None:
+            return []
+    return list(model.model_fields)
+
+
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is not None:
+        for arg in typing.get_args(annotation):
+            found = _model_in(arg)
+            if found is not None:
+                return found
+    return None

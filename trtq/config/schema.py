@@ -1,0 +1,152 @@
+"""The YAML config's schema: one section per concern, unknown keys rejected, cross-field rules checked here."""
+
+from __future__ import annotations
+
+import re
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, field_validator, model_validator
+
+Shape = list[PositiveInt]
+Algorithm = Literal["entropy", "minmax", "percentile", "mse"]
+ALGORITHMS: tuple[Algorithm, ...] = ("entropy", "minmax", "percentile", "mse")
+_TRT_VERSION = re.compile(r"^\d+\.\d+(\.\d+)?$")
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ModelSection(Section):
+    path: str = Field(description="ONNX file, relative to the YAML file, or pkg:<package>/<file>")
+
+
+class InputSpec(Section):
+    """A network input: either a fixed ``shape`` or a ``min``/``opt``/``max`` profile for dynamic dims."""
+
+    name: str
+    shape: Shape | None = None
+    min: Shape | None = None
+    opt: Shape | None = None
+    max: Shape | None = None
+
+    @model_validator(mode="after")
+    def _shape_or_profile(self) -> InputSpec:
+        profile = (self.min, self.opt, self.max)
+        if self.shape is not None:
+            if any(p is not None for p in profile):
+                raise ValueError("give either 'shape' or 'min'/'opt'/'max', not both")
+            return self
+        if any(p is None for p in profile):
+            raise ValueError("give 'shape', or all three of 'min', 'opt' and 'max'")
+        lo, mid, hi = (list(p or []) for p in profile)
+        if not len(lo) == len(mid) == len(hi):
+            raise ValueError(f"'min', 'opt' and 'max' must have the same rank, got {lo}, {mid}, {hi}")
+        if any(not a <= b <= c for a, b, c in zip(lo, mid, hi)):
+            raise ValueError(f"need min <= opt <= max in every dimension, got {lo}, {mid}, {hi}")
+        return self
+
+    @property
+    def calibration_shape(self) -> tuple[int, ...]:
+        """TensorRT calibrates at the profile's opt shape (MIN and MAX are overwritten by OPT)."""
+        shape = self.shape if self.shape is not None else self.opt
+        assert shape is not None
+        return tuple(shape)
+
+
+class PreprocessSection(Section):
+    color: Literal["rgb", "bgr", "gray"] = "rgb"
+    resize: Literal["stretch", "letterbox", "short_side_crop"] = "stretch"
+    short_side: PositiveInt | None = Field(
+        default=None, description="short_side_crop: resize the short side to this, then center-crop"
+    )
+    pad_value: float = Field(default=114.0, ge=0, le=255, description="letterbox border, in pixel units")
+    interpolation: Literal["nearest", "linear", "cubic", "area", "lanczos"] = "linear"
+    scale: float = Field(default=1.0 / 255.0, gt=0)
+    mean: list[float] = Field(default_factory=lambda: [0.0])
+    std: list[float] = Field(default_factory=lambda: [1.0])
+    layout: Literal["nchw", "nhwc"] = "nchw"
+
+    @field_validator("std")
+    @classmethod
+    def _nonzero_std(cls, std: list[float]) -> list[float]:
+        if any(s == 0 for s in std):
+            raise ValueError("std values must be non-zero")
+        return std
+
+    @property
+    def channels(self) -> int:
+        return 1 if self.color == "gray" else 3
+
+
+class CalibrationSection(Section):
+    images: str = Field(description="text file with one image path per line, or a directory")
+    cache: str = Field(description="calibration cache to write (a manifest is written beside it)")
+    batch_size: PositiveInt | None = Field(default=None, description="defaults to the input's batch dim")
+    max_images: PositiveInt | None = None
+    algorithm: Algorithm = "entropy"
+    percentile: float = Field(default=99.99, gt=0, le=100)
+    last_batch: Literal["drop", "wrap"] = Field(
+        default="drop", description="drop a partial last batch, or fill it from the start of the list"
+    )
+    on_bad_image: Literal["error", "skip"] = "error"
+    trt_version: str = Field(default="10.16.1", description="TensorRT version the cache header targets")
+    cache_header: Literal["auto", "EntropyCalibration2", "MinMaxCalibration"] = Field(
+        default="auto",
+        description="algorithm named in the cache header; auto: MinMaxCalibration for minmax, else "
+        "EntropyCalibration2 (the calibrator trtexec --calib uses)",
+    )
+    workers: PositiveInt = Field(default=2, description="image decoding threads")
+
+    @field_validator("trt_version")
+    @classmethod
+    def _version_format(cls, version: str) -> str:
+        if not _TRT_VERSION.match(version):
+            raise ValueError(f"'{version}' is not a TensorRT version like 10.16.1")
+        return version
+
+
+class BuildSection(Section):
+    """Engine build settings (consumed by ``trtq build``)."""
+
+    precision: Literal["fp32", "fp16", "int8", "int8-qdq"] = "int8"
+    engine: str | None = None
+    workspace_mib: PositiveInt | None = None
+    optimization_level: int = Field(default=3, ge=0, le=5)
+    timing_cache: str | None = None
+    layer_precisions: dict[str, Literal["fp32", "fp16", "int8"]] = Field(default_factory=dict)
+
+
+class BenchmarkSection(Section):
+    """Timing settings (consumed by ``trtq bench``); defaults are trtexec's."""
+
+    backend: Literal["tensorrt", "onnxruntime"] = "tensorrt"
+    warmup_ms: float = Field(default=200.0, ge=0)
+    duration_s: float = Field(default=3.0, gt=0)
+    iterations: PositiveInt = 10
+    percentiles: list[float] = Field(default_factory=lambda: [90.0, 95.0, 99.0])
+    cuda_graph: bool = False
+    spin_wait: bool = False
+
+    @field_validator("percentiles")
+    @classmethod
+    def _in_range(cls, values: list[float]) -> list[float]:
+        if any(not 0 <= v <= 100 for v in values):
+            raise ValueError("percentiles must lie in [0, 100]")
+        return values
+
+
+class TrtqConfig(Section):
+    model: ModelSection
+    inputs: list[InputSpec] = Field(min_length=1)
+    preprocess: PreprocessSection = Field(default_factory=PreprocessSection)
+    calibration: CalibrationSection
+    build: BuildSection = Field(default_factory=BuildSection)
+    benchmark: BenchmarkSection = Field(default_factory=BenchmarkSection)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> TrtqConfig:
+        names = [spec.name for spec in self.inputs]
+        if len(set(names)) != len(names):
+            raise ValueError(f"inputs: duplicate input names in {names}")
+        return self

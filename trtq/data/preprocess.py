@@ -1,0 +1,106 @@
+"""Decoded image -> one float32 network input, as the config's preprocess section says."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+
+from trtq.config.schema import PreprocessSection
+from trtq.data.image_list import ImageEntry
+from trtq.errors import TrtqError
+
+FloatArray = npt.NDArray[np.float32]
+_INTERPOLATION = {
+    "nearest": cv2.INTER_NEAREST,
+    "linear": cv2.INTER_LINEAR,
+    "cubic": cv2.INTER_CUBIC,
+    "area": cv2.INTER_AREA,
+    "lanczos": cv2.INTER_LANCZOS4,
+}
+
+
+class BadImageError(TrtqError):
+    """An image that is missing, unreadable or not decodable; carries the entry for skip accounting."""
+
+    def __init__(self, entry: ImageEntry, reason: str) -> None:
+        super().__init__(f"{entry.where}: {reason}")
+        self.entry = entry
+        self.reason = reason
+
+
+def decode_image(entry: ImageEntry, gray: bool) -> npt.NDArray[np.uint8]:
+    """Decode to uint8 HxWx3 BGR (or HxW gray); every failure is a BadImageError naming the entry."""
+    try:
+        data = np.fromfile(entry.path, dtype=np.uint8)
+    except FileNotFoundError:
+        raise BadImageError(entry, "image file not found") from None
+    except IsADirectoryError:
+        raise BadImageError(entry, "is a directory, not an image") from None
+    except OSError as exc:
+        raise BadImageError(entry, f"cannot read image: {exc.strerror or exc}") from None
+    flags = cv2.IMREAD_GRAYSCALE if gray else cv2.IMREAD_COLOR
+    image = cv2.imdecode(data, flags) if data.size else None
+    if image is None:
+        raise BadImageError(entry, "cannot decode image (empty, corrupt or not an image format OpenCV reads)")
+    return np.asarray(image, dtype=np.uint8)
+
+
+@dataclass(frozen=True)
+class Preprocessor:
+    """Resize, colour order, scale/mean/std and layout; output matches one item of the network input."""
+
+    spec: PreprocessSection
+    height: int
+    width: int
+
+    def __call__(self, image: npt.NDArray[np.uint8]) -> FloatArray:
+        if self.spec.color == "rgb":
+            image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+        resized = self._resize(image)
+        if resized.ndim == 2:
+            resized = resized[:, :, None]
+        channels = resized.shape[2]
+        std = np.resize(np.asarray(self.spec.std, dtype=np.float32), channels)
+        mean = np.resize(np.asarray(self.spec.mean, dtype=np.float32), channels)
+        # (x * scale - mean) / std in one fused multiply-add per pixel.
+        gain = np.float32(self.spec.scale) / std
+        out = resized.astype(np.float32) * gain - mean / std
+        if self.spec.layout == "nchw":
+            out = out.transpose(2, 0, 1)
+        return np.ascontiguousarray(out, dtype=np.float32)
+
+    def _resize(self, image: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:
+        interpolation = _INTERPOLATION[self.spec.interpolation]
+        h, w = image.shape[:2]
+        if self.spec.resize == "stretch":
+            return _cv_resize(image, self.width, self.height, interpolation)
+        if self.spec.resize == "letterbox":
+            ratio = min(self.height / h, self.width / w)
+            new_w, new_h = max(1, round(w * ratio)), max(1, round(h * ratio))
+            inner = _cv_resize(image, new_w, new_h, interpolation)
+            top, left = (self.height - new_h) // 2, (self.width - new_w) // 2
+            pad = self.spec.pad_value
+            return np.asarray(
+                cv2.copyMakeBorder(
+                    inner, top, self.height - new_h - top, left, self.width - new_w - left,
+                    cv2.BORDER_CONSTANT, value=(pad, pad, pad, pad),
+                ),
+                dtype=np.uint8,
+            )
+        # short_side_crop: scale so the short side is `short_side` (at least covering the crop), center-crop.
+        short = self.spec.short_side
+        ratio = short / min(h, w) if short is not None else max(self.height / h, self.width / w)
+        ratio = max(ratio, self.height / h, self.width / w)
+        new_w, new_h = max(self.width, round(w * ratio)), max(self.height, round(h * ratio))
+        scaled = _cv_resize(image, new_w, new_h, interpolation)
+        top, left = (new_h - self.height) // 2, (new_w - self.width) // 2
+        return scaled[top : top + self.height, left : left + self.width]
+
+
+def _cv_resize(image: npt.NDArray[np.uint8], width: int, height: int, interpolation: int) -> npt.NDArray[np.uint8]:
+    if image.shape[1] == width and image.shape[0] == height:
+        return image
+    return np.asarray(cv2.resize(image, (width, height), interpolation=interpolation), dtype=np.uint8)

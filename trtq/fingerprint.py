@@ -1,0 +1,117 @@
+"""What a calibration result was made from, hashed part by part so a mismatch can say which part changed."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from trtq.config.loader import LoadedConfig
+from trtq.data.image_list import ImageEntry, read_image_list
+from trtq.errors import TrtqError
+from trtq.fileio import sha256_file
+
+SHORT = 16
+
+
+@dataclass(frozen=True)
+class Fingerprint:
+    model_sha256: str
+    inputs: dict[str, list[int]]
+    preprocess: dict[str, Any]
+    image_hashes: list[str]
+    """Short SHA-256 of each image's bytes, in list order (order changes TensorRT's histograms)."""
+    calibration: dict[str, Any]
+
+    @property
+    def images_sha256(self) -> str:
+        return _sha256_json(self.image_hashes)
+
+    @property
+    def digest(self) -> str:
+        return _sha256_json(asdict(self))
+
+    def to_json(self) -> dict[str, Any]:
+        return {"digest": self.digest, "images_sha256": self.images_sha256, **asdict(self)}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Fingerprint:
+        return cls(
+            model_sha256=data["model_sha256"],
+            inputs=data["inputs"],
+            preprocess=data["preprocess"],
+            image_hashes=list(data["image_hashes"]),
+            calibration=data["calibration"],
+        )
+
+    def differences(self, current: Fingerprint, image_entries: Sequence[ImageEntry] = ()) -> list[str]:
+        """Human-readable reasons why ``current`` (the config now) differs from this (the cache's)."""
+        reasons = []
+        if self.model_sha256 != current.model_sha256:
+            reasons.append(
+                f"model bytes changed (sha256 {self.model_sha256[:SHORT]} -> {current.model_sha256[:SHORT]})"
+            )
+        if self.inputs != current.inputs:
+            reasons.append(f"calibration input shape changed ({self.inputs} -> {current.inputs})")
+        for key in sorted(set(self.preprocess) | set(current.preprocess)):
+            before, after = self.preprocess.get(key), current.preprocess.get(key)
+            if before != after:
+                reasons.append(f"preprocess.{key} changed ({before!r} -> {after!r})")
+        for key in sorted(set(self.calibration) | set(current.calibration)):
+            before, after = self.calibration.get(key), current.calibration.get(key)
+            if before != after:
+                reasons.append(f"calibration.{key} changed ({before!r} -> {after!r})")
+        reasons.extend(_image_differences(self.image_hashes, current.image_hashes, image_entries))
+        return reasons
+
+
+def fingerprint_config(config: LoadedConfig, entries: Sequence[ImageEntry] | None = None) -> Fingerprint:
+    """Hash everything that changes calibration results. Reads the model and every listed image."""
+    spec = config.spec
+    if entries is None:
+        entries = read_image_list(config.images_path, spec.calibration.max_images)
+    if not config.model_path.is_file():
+        raise TrtqError(f"{config.model_path}: ONNX model not found (model.path in {config.source})")
+    calibration: dict[str, Any] = {
+        "algorithm": spec.calibration.algorithm,
+        "batch_size": config.batch_size,
+        "last_batch": spec.calibration.last_batch,
+        "on_bad_image": spec.calibration.on_bad_image,
+    }
+    if spec.calibration.algorithm == "percentile":
+        calibration["percentile"] = spec.calibration.percentile
+    return Fingerprint(
+        model_sha256=sha256_file(config.model_path),
+        inputs={config.image_input.name: list(config.image_input.calibration_shape)},
+        preprocess=spec.preprocess.model_dump(mode="json"),
+        image_hashes=[_image_hash(entry) for entry in entries],
+        calibration=calibration,
+    )
+
+
+def _image_hash(entry: ImageEntry) -> str:
+    try:
+        return sha256_file(entry.path)[:SHORT]
+    except OSError:
+        return "unreadable"  # the batch pipeline reports (or skips) it with its line number
+
+
+def _image_differences(before: list[str], after: list[str], entries: Sequence[ImageEntry]) -> list[str]:
+    if before == after:
+        return []
+    if sorted(before) == sorted(after):
+        return ["calibration images are the same but in a different order (TensorRT's histograms depend on it)"]
+    old, new = set(before), set(after)
+    added = [i for i, h in enumerate(after) if h not in old]
+    removed = sum(1 for h in before if h not in new)
+    detail = f"calibration images changed: {len(before)} -> {len(after)} images, {len(added)} new or modified"
+    detail += f", {removed} gone"
+    if added and entries:
+        detail += f" (first new: {entries[added[0]].where})"
+    return [detail]
+
+
+def _sha256_json(value: Any) -> str:
+    return hashlib.sha256(json.dumps(value, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
