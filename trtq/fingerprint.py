@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from trtq.config.loader import LoadedConfig
-from trtq.data.image_list import ImageEntry, read_image_list
+from trtq.data.image_list import ImageEntry
 from trtq.errors import TrtqError
 from trtq.fileio import sha256_file
 
@@ -67,11 +67,9 @@ class Fingerprint:
         return reasons
 
 
-def fingerprint_config(config: LoadedConfig, entries: Sequence[ImageEntry] | None = None) -> Fingerprint:
+def fingerprint_config(config: LoadedConfig, entries: Sequence[ImageEntry]) -> Fingerprint:
     """Hash everything that changes calibration results. Reads the model and every listed image."""
     spec = config.spec
-    if entries is None:
-        entries = read_image_list(config.images_path, spec.calibration.max_images)
     if not config.model_path.is_file():
         raise TrtqError(f"{config.model_path}: ONNX model not found (model.path in {config.source})")
     calibration: dict[str, Any] = {

@@ -15,6 +15,7 @@ turns a 1921 x 2048 computation into a 1921 x 128 one.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 import numpy.typing as npt
@@ -76,18 +77,27 @@ def kl_divergences(
     p_last = last + outliers
     kept = prefix[i]
 
-    # Level k of candidate i covers bins [ceil(k*i/128), ceil((k+1)*i/128)).
-    k = np.arange(QUANT_LEVELS + 1, dtype=np.int64)
-    edges = (k[None, :] * i[:, None] + QUANT_LEVELS - 1) // QUANT_LEVELS
-    level_mass = prefix[edges[:, 1:]] - prefix[edges[:, :-1]]
-    level_bins = (nonempty[edges[:, 1:]] - nonempty[edges[:, :-1]]).astype(np.float64)
+    starts, ends = _level_edges(tuple(candidates.tolist()))
+    level_mass = prefix[ends] - prefix[starts]
+    level_bins = (nonempty[ends] - nonempty[starts]).astype(np.float64)
+    occupied = level_mass > 0
+    log_q = np.zeros_like(level_mass)
+    np.log(level_mass / np.maximum(level_bins, 1.0), out=log_q, where=occupied)
+    level_term = level_mass * log_q
     with np.errstate(divide="ignore", invalid="ignore"):
-        level_term = np.where(level_mass > 0, level_mass * np.log(level_mass / np.maximum(level_bins, 1.0)), 0.0)
         sum_p_log_p = prefix_hlogh[i - 1] + np.where(p_last > 0, p_last * np.log(np.maximum(p_last, 1.0)), 0.0)
-        q_last = np.where(last > 0, level_mass[:, -1] / np.maximum(level_bins[:, -1], 1.0), 0.0)
-        outlier_term = np.where(outliers > 0, outliers * np.log(q_last), 0.0)
+        outlier_term = np.where(outliers > 0, outliers * np.where(last > 0, log_q[:, -1], -np.inf), 0.0)
         kl = (sum_p_log_p - level_term.sum(axis=1) - outlier_term) / total - np.log(total) + np.log(kept)
     missing_mass = (outliers > 0) & (last == 0)
     kl = np.where(missing_mass | (kept == 0), np.inf, np.maximum(kl, 0.0))
     p_nonempty = nonempty[i] + missing_mass.astype(np.int64)
     return kl, p_nonempty <= 1
+
+
+@lru_cache(maxsize=4)
+def _level_edges(candidates: tuple[int, ...]) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """Level k of candidate i covers bins [ceil(k*i/128), ceil((k+1)*i/128)); the same for every histogram."""
+    i = np.asarray(candidates, dtype=np.int64)[:, None]
+    k = np.arange(QUANT_LEVELS + 1, dtype=np.int64)[None, :]
+    edges = (k * i + QUANT_LEVELS - 1) // QUANT_LEVELS
+    return edges[:, :-1].copy(), edges[:, 1:].copy()

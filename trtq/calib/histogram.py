@@ -7,6 +7,7 @@ every threshold computed from it, depends on batch order, as TensorRT's does.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -14,6 +15,18 @@ import numpy.typing as npt
 
 NUM_BINS = 2048
 Counts = npt.NDArray[np.int64]
+_scratch = threading.local()
+
+
+def _scratch_buffers(size: int) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.intp]]:
+    """Per-thread buffers reused across updates: fresh large allocations cost page faults on every batch."""
+    magnitudes: npt.NDArray[np.float32] | None = getattr(_scratch, "magnitudes", None)
+    if magnitudes is None or magnitudes.size < size:
+        magnitudes = np.empty(size, dtype=np.float32)
+        _scratch.magnitudes = magnitudes
+        _scratch.indices = np.empty(size, dtype=np.intp)
+    indices: npt.NDArray[np.intp] = _scratch.indices
+    return magnitudes[:size], indices[:size]
 
 
 @dataclass
@@ -41,9 +54,11 @@ class TrtHistogram:
 
     def update(self, values: npt.ArrayLike) -> None:
         """Add one batch. Non-finite values are an error: a NaN or inf activation has no usable scale."""
-        magnitudes = np.abs(np.asarray(values, dtype=np.float32)).ravel()
-        if magnitudes.size == 0:
+        flat = np.asarray(values, dtype=np.float32).ravel()
+        if flat.size == 0:
             return
+        magnitudes, indices = _scratch_buffers(flat.size)
+        np.abs(flat, out=magnitudes)
         batch_max = float(magnitudes.max())
         if not np.isfinite(batch_max):
             raise FloatingPointError("activation contains NaN or infinity")
@@ -55,7 +70,7 @@ class TrtHistogram:
             self.range = batch_max
         else:
             self._grow_to(batch_max)
-        self.counts += self._bin(magnitudes)
+        self.counts += self._bin(magnitudes, indices)
 
     def _grow_to(self, batch_max: float) -> None:
         while batch_max > self.range:
@@ -64,9 +79,11 @@ class TrtHistogram:
             self.range *= 2.0
             self.doublings += 1
 
-    def _bin(self, magnitudes: npt.NDArray[np.float32]) -> Counts:
-        # In place on our own copy: |x| * (bins / range), truncated, the top edge folded into the last bin.
+    def _bin(self, magnitudes: npt.NDArray[np.float32], indices: npt.NDArray[np.intp]) -> Counts:
+        # bin = floor(|x| * bins / range) in float32; |x| == range lands in bin `bins` and is folded
+        # into the last bin. intp indices spare bincount a conversion copy.
         np.multiply(magnitudes, np.float32(self.num_bins / self.range), out=magnitudes)
-        indices = magnitudes.astype(np.int32)
-        np.minimum(indices, self.num_bins - 1, out=indices)
-        return np.bincount(indices, minlength=self.num_bins).astype(np.int64, copy=False)
+        np.copyto(indices, magnitudes, casting="unsafe")
+        counts = np.bincount(indices, minlength=self.num_bins + 1).astype(np.int64, copy=False)
+        counts[self.num_bins - 1] += counts[self.num_bins :].sum()
+        return counts[: self.num_bins]

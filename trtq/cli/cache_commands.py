@@ -12,10 +12,10 @@ from rich.table import Table
 from trtq.cache.manifest import manifest_path, read_manifest
 from trtq.cache.trt_format import read_cache
 from trtq.calib.algorithms import INT8_MAX
+from trtq.calib.pipeline import calibration_entries
 from trtq.cli.errors import EXIT_USER_ERROR, reported_errors
 from trtq.cli.state import OPTIONS
 from trtq.config import load_config
-from trtq.data.image_list import read_image_list
 from trtq.fingerprint import fingerprint_config
 
 console = Console()
@@ -63,7 +63,7 @@ def check_command(
         loaded = load_config(config)
         read_cache(cache)  # a malformed cache is its own, clearer error
         manifest = read_manifest(cache)
-        entries = read_image_list(loaded.images_path, loaded.spec.calibration.max_images)
+        entries = calibration_entries(loaded)
         current = fingerprint_config(loaded, entries)
         reasons = manifest.mismatches(cache, current, loaded.spec.calibration.trt_version, entries)
         if reasons:

@@ -21,12 +21,11 @@ from rich.table import Table
 from rich.text import Text
 
 from trtq.calib.algorithms import scale_from_amax
-from trtq.calib.pipeline import CalibrationRun, batch_source, collect_histograms, save_outputs
+from trtq.calib.pipeline import CalibrationRun, batch_source, calibration_entries, collect_histograms, save_outputs
 from trtq.cli.errors import reported_errors
 from trtq.cli.state import OPTIONS
 from trtq.config import ALGORITHMS, Algorithm, load_config
 from trtq.data.batches import Batch
-from trtq.data.image_list import read_image_list
 from trtq.fingerprint import fingerprint_config
 
 console = Console()
@@ -40,7 +39,7 @@ def calibrate_command(
     with reported_errors(OPTIONS.verbose):
         loaded = load_config(config)
         calibration = loaded.spec.calibration
-        entries = read_image_list(loaded.images_path, calibration.max_images)
+        entries = calibration_entries(loaded)
         fingerprint = fingerprint_config(loaded, entries)
         expected = batch_source(loaded, entries).expected_batches
         console.print(

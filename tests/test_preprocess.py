@@ -1,0 +1,71 @@
+"""Preprocessing on real photos, checked against independent OpenCV/NumPy computations."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from trtq.config.schema import PreprocessSection
+from trtq.data.image_list import ImageEntry
+from trtq.data.preprocess import Preprocessor, decode_image
+
+
+def load(path: Path, gray: bool = False) -> np.ndarray:
+    return decode_image(ImageEntry(path=path, listed_in=path.parent), gray=gray)
+
+
+def chelsea(photos: list[Path]) -> Path:
+    return next(p for p in photos if p.name == "chelsea.png")  # 451 x 300 cat photo
+
+
+def test_stretch_rgb_nchw_with_imagenet_normalisation(photos: list[Path]) -> None:
+    spec = PreprocessSection(color="rgb", mean=[0.485, 0.456, 0.406], std=[0.229, 0.224, 0.225])
+    out = Preprocessor(spec, 224, 224)(load(chelsea(photos)))
+    bgr = cv2.imread(str(chelsea(photos)))
+    rgb = cv2.cvtColor(cv2.resize(bgr, (224, 224), interpolation=cv2.INTER_LINEAR), cv2.COLOR_BGR2RGB)
+    expected = ((rgb / 255.0 - [0.485, 0.456, 0.406]) / [0.229, 0.224, 0.225]).transpose(2, 0, 1)
+    assert out.shape == (3, 224, 224) and out.dtype == np.float32
+    np.testing.assert_allclose(out, expected, atol=1e-5)
+
+
+def test_bgr_nhwc_keeps_opencv_order(photos: list[Path]) -> None:
+    spec = PreprocessSection(color="bgr", layout="nhwc", scale=1.0, mean=[0.0], std=[1.0], interpolation="area")
+    out = Preprocessor(spec, 100, 150)(load(chelsea(photos)))
+    expected = cv2.resize(cv2.imread(str(chelsea(photos))), (150, 100), interpolation=cv2.INTER_AREA)
+    assert out.shape == (100, 150, 3)
+    np.testing.assert_array_equal(out, expected.astype(np.float32))
+
+
+def test_letterbox_keeps_aspect_and_pads_with_pad_value(photos: list[Path]) -> None:
+    spec = PreprocessSection(color="bgr", resize="letterbox", pad_value=114, scale=1.0, layout="nhwc")
+    out = Preprocessor(spec, 320, 320)(load(chelsea(photos)))  # 451x300 -> 320x213, 53/54 rows of padding
+    assert out.shape == (320, 320, 3)
+    assert np.all(out[:53] == 114) and np.all(out[-54:] == 114)
+    inner = cv2.resize(cv2.imread(str(chelsea(photos))), (320, 213), interpolation=cv2.INTER_LINEAR)
+    np.testing.assert_array_equal(out[53:266], inner.astype(np.float32))
+
+
+def test_short_side_resize_then_center_crop(photos: list[Path]) -> None:
+    spec = PreprocessSection(color="bgr", resize="short_side_crop", short_side=256, scale=1.0, layout="nhwc")
+    out = Preprocessor(spec, 224, 224)(load(chelsea(photos)))
+    scaled = cv2.resize(cv2.imread(str(chelsea(photos))), (385, 256), interpolation=cv2.INTER_LINEAR)
+    top, left = (256 - 224) // 2, (385 - 224) // 2
+    np.testing.assert_array_equal(out, scaled[top : top + 224, left : left + 224].astype(np.float32))
+
+
+def test_gray_single_channel(photos: list[Path]) -> None:
+    spec = PreprocessSection(color="gray", mean=[0.5], std=[0.25])
+    out = Preprocessor(spec, 28, 28)(load(chelsea(photos), gray=True))
+    gray = cv2.resize(cv2.imread(str(chelsea(photos)), cv2.IMREAD_GRAYSCALE), (28, 28))
+    assert out.shape == (1, 28, 28)
+    np.testing.assert_allclose(out[0], (gray / 255.0 - 0.5) / 0.25, atol=1e-5)
+
+
+@pytest.mark.parametrize("mode", ["stretch", "letterbox", "short_side_crop"])
+def test_every_mode_gives_the_network_shape_on_every_photo(photos: list[Path], mode: str) -> None:
+    preprocess = Preprocessor(PreprocessSection(resize=mode), 48, 192)  # type: ignore[arg-type]
+    for path in photos:
+        assert preprocess(load(path)).shape == (3, 48, 192)
