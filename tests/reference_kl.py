@@ -27,7 +27,7 @@ def reference_kl(counts: np.ndarray, i: int, levels: int = 128) -> float:
     if q_total == 0:
         return math.inf
     kl = 0.0
-    for pj, qj in zip(p, q):
+    for pj, qj in zip(p, q, strict=True):
         if pj == 0:
             continue
         if qj == 0:
@@ -40,7 +40,9 @@ def reference_pick(counts: np.ndarray, levels: int = 128) -> int:
     """Winning i (smallest KL over non-degenerate candidates, first on ties within 1e-12)."""
     best_i, best_kl = len(counts), math.inf
     for i in range(levels, len(counts) + 1):
-        p_nonempty = sum(1 for c in counts[:i] if c > 0) + (1 if counts[i - 1] == 0 and counts[i:].sum() > 0 else 0)
+        p_nonempty = sum(1 for c in counts[:i] if c > 0) + (
+            1 if counts[i - 1] == 0 and counts[i:].sum() > 0 else 0
+        )
         if p_nonempty <= 1:
             continue
         kl = reference_kl(counts, i, levels)

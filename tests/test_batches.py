@@ -53,7 +53,7 @@ def test_batches_preserve_list_order(tmp_path: Path, photos: list[Path]) -> None
     assert [b.data.shape for b in batches] == [(3, 3, 32, 32), (3, 3, 32, 32)]
     assert [e.path for b in batches for e in b.entries] == [e.path for e in entries[:6]]
     for batch in batches:
-        for item, entry in zip(batch.data, batch.entries):
+        for item, entry in zip(batch.data, batch.entries, strict=True):
             np.testing.assert_array_equal(item, PRE(cv2.imread(str(entry.path))))
     assert (source.stats.used, source.stats.dropped, source.stats.batches) == (6, 1, 2)
 
@@ -70,7 +70,11 @@ def test_wrap_fills_the_last_batch_from_the_start(tmp_path: Path, photos: list[P
 def test_bad_images_name_list_file_and_line(tmp_path: Path, photos: list[Path]) -> None:
     (tmp_path / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 this is not really a jpeg")
     (tmp_path / "empty.png").write_bytes(b"")
-    cases = {"missing.jpg": "image file not found", "broken.jpg": "cannot decode image", "empty.png": "cannot decode"}
+    cases = {
+        "missing.jpg": "image file not found",
+        "broken.jpg": "cannot decode image",
+        "empty.png": "cannot decode",
+    }
     for name, reason in cases.items():
         path = write_list(tmp_path, photos[:4], extra={4: name})
         with pytest.raises(BadImageError) as info:

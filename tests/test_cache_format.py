@@ -44,14 +44,23 @@ def test_written_text_is_byte_identical_to_tensorrts() -> None:
 
 
 def test_one_over_127_is_3c010204() -> None:
-    cache = CalibrationCache(101303, "MinMaxCalibration", {"/Cast_output_0": float(np.float32(1) / np.float32(127))})
+    cache = CalibrationCache(
+        101303, "MinMaxCalibration", {"/Cast_output_0": float(np.float32(1) / np.float32(127))}
+    )
     assert format_cache(cache) == "TRT-101303-MinMaxCalibration\n/Cast_output_0: 3c010204\n"
 
 
 @pytest.mark.parametrize(
     ("version", "number"),
-    [("10.16.1", 101601), ("10.16.0", 101600), ("10.9.0", 100900), ("10.13.3", 101303), ("8.2.3", 8203),
-     ("8.4.0", 8400), ("8.6.1", 8601)],
+    [
+        ("10.16.1", 101601),
+        ("10.16.0", 101600),
+        ("10.9.0", 100900),
+        ("10.13.3", 101303),
+        ("8.2.3", 8203),
+        ("8.4.0", 8400),
+        ("8.6.1", 8601),
+    ],
 )
 def test_version_encoding(version: str, number: int) -> None:
     assert encode_version(version) == number
@@ -63,15 +72,24 @@ def test_tensorflow_names_with_colons_survive() -> None:
     assert list(cache.scales) == ["conv1/Relu:0"]
 
 
-names = st.text(st.characters(blacklist_categories=("Cc", "Cs"), blacklist_characters="\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"),
-                min_size=1, max_size=40).filter(lambda s: s.strip() == s and not s.startswith("TRT-"))
+names = st.text(
+    st.characters(
+        blacklist_categories=("Cc", "Cs"), blacklist_characters="\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"
+    ),
+    min_size=1,
+    max_size=40,
+).filter(lambda s: s.strip() == s and not s.startswith("TRT-"))
 scales = st.floats(min_value=0, allow_nan=False, allow_infinity=True, width=32)
 
 
-@given(st.dictionaries(names, scales, max_size=30), st.sampled_from(["EntropyCalibration2", "MinMaxCalibration"]),
-       st.sampled_from(["10.16.1", "10.1.0", "8.6.1"]))
-def test_round_trip(tmp_path_factory: pytest.TempPathFactory, table: dict[str, float], algorithm: str,
-                    version: str) -> None:
+@given(
+    st.dictionaries(names, scales, max_size=30),
+    st.sampled_from(["EntropyCalibration2", "MinMaxCalibration"]),
+    st.sampled_from(["10.16.1", "10.1.0", "8.6.1"]),
+)
+def test_round_trip(
+    tmp_path_factory: pytest.TempPathFactory, table: dict[str, float], algorithm: str, version: str
+) -> None:
     path = tmp_path_factory.mktemp("cache") / "model.cache"
     written = write_cache(path, table, algorithm=algorithm, trt_version=version)
     read = read_cache(path)

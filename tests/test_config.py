@@ -53,7 +53,11 @@ def test_demo_config_is_valid_and_paths_are_relative_to_it() -> None:
 def test_defaults(tmp_path: Path) -> None:
     config = load_text(tmp_path, GOOD)
     calibration = config.spec.calibration  # type: ignore[attr-defined]
-    assert (calibration.algorithm, calibration.last_batch, calibration.on_bad_image) == ("entropy", "drop", "error")
+    assert (calibration.algorithm, calibration.last_batch, calibration.on_bad_image) == (
+        "entropy",
+        "drop",
+        "error",
+    )
     assert calibration.trt_version == "10.16.1"
     assert config.spec.benchmark.warmup_ms == 200  # type: ignore[attr-defined]
     assert config.cache_path == tmp_path / "out" / "model.cache"  # type: ignore[attr-defined]
@@ -62,30 +66,79 @@ def test_defaults(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("replace", "by", "expected"),
     [
-        ("  color: rgb", "  colour: rgb", r"model.yaml:7: preprocess.colour: unknown key \(did you mean 'color'\?\)"),
-        ("calibration:", "calibraton:", r"model.yaml:10: calibraton: unknown key \(did you mean 'calibration'\?\)"),
-        ("  cache: out/model.cache", "  cache: out/model.cache\n  algorithm: kl",
-         r"model.yaml:13: calibration.algorithm: 'kl': Input should be 'entropy', 'minmax', 'percentile' or 'mse'"),
-        ("  cache: out/model.cache", "  cache: out/model.cache\n  zzz: 1",
-         r"model.yaml:13: calibration.zzz: unknown key \(valid keys: images, cache, batch_size"),
+        (
+            "  color: rgb",
+            "  colour: rgb",
+            r"model.yaml:7: preprocess.colour: unknown key \(did you mean 'color'\?\)",
+        ),
+        (
+            "calibration:",
+            "calibraton:",
+            r"model.yaml:10: calibraton: unknown key \(did you mean 'calibration'\?\)",
+        ),
+        (
+            "  cache: out/model.cache",
+            "  cache: out/model.cache\n  algorithm: kl",
+            r"model.yaml:13: calibration.algorithm: 'kl': "
+            r"Input should be 'entropy', 'minmax', 'percentile' or 'mse'",
+        ),
+        (
+            "  cache: out/model.cache",
+            "  cache: out/model.cache\n  zzz: 1",
+            r"model.yaml:13: calibration.zzz: unknown key \(valid keys: images, cache, batch_size",
+        ),
         ("  cache: out/model.cache\n", "", r"model.yaml:10: calibration.cache: required key is missing"),
-        ("  cache: out/model.cache", "  cache: out/model.cache\n  batch_size: 0",
-         r"model.yaml:13: calibration.batch_size: 0: Input should be greater than 0"),
-        ("  cache: out/model.cache", "  cache: out/model.cache\n  batch_size: 8",
-         r"model.yaml:13: calibration.batch_size: 8 differs from the input's calibration batch dim 1 \(inputs.0.shape\)"),
-        ("    shape: [1, 3, 224, 224]", "    min: [1, 3, 224, 224]\n    opt: [1, 3, 200, 224]\n    max: [1, 3, 224, 224]",
-         r"model.yaml:4: inputs.0: need min <= opt <= max in every dimension"),
-        ("    shape: [1, 3, 224, 224]", "    shape: [1, 3, 224, 224]\n    opt: [1, 3, 224, 224]",
-         r"model.yaml:4: inputs.0: give either 'shape' or 'min'/'opt'/'max', not both"),
-        ("    shape: [1, 3, 224, 224]", "    shape: [1, 1, 224, 224]",
-         r"model.yaml:5: inputs.0.shape: 1 channels in nchw layout, but preprocess.color 'rgb' gives 3"),
-        ("  mean: [0.485, 0.456, 0.406]", "  mean: [0.485, 0.456]", r"model.yaml:8: preprocess.mean: needs 1 or 3 values, got 2"),
-        ("  std: [0.229, 0.224, 0.225]", "  std: [0.229, 0, 0.225]", r"model.yaml:9: preprocess.std: .*non-zero"),
-        ("  color: rgb", "  color: rgb\n  layout: NCHW", r"model.yaml:8: preprocess.layout: 'NCHW': Input should be 'nchw' or 'nhwc'"),
-        ("  cache: out/model.cache", "  cache: out/model.cache\n  trt_version: ten",
-         r"model.yaml:13: calibration.trt_version: 'ten': 'ten' is not a TensorRT version like 10.16.1"),
-        ("  cache: out/model.cache", "  cache: out/model.cache\nbuild:\n  precision: int4",
-         r"model.yaml:14: build.precision: 'int4': Input should be"),
+        (
+            "  cache: out/model.cache",
+            "  cache: out/model.cache\n  batch_size: 0",
+            r"model.yaml:13: calibration.batch_size: 0: Input should be greater than 0",
+        ),
+        (
+            "  cache: out/model.cache",
+            "  cache: out/model.cache\n  batch_size: 8",
+            r"model.yaml:13: calibration.batch_size: 8 differs from the input's "
+            r"calibration batch dim 1 \(inputs.0.shape\)",
+        ),
+        (
+            "    shape: [1, 3, 224, 224]",
+            "    min: [1, 3, 224, 224]\n    opt: [1, 3, 200, 224]\n    max: [1, 3, 224, 224]",
+            r"model.yaml:4: inputs.0: need min <= opt <= max in every dimension",
+        ),
+        (
+            "    shape: [1, 3, 224, 224]",
+            "    shape: [1, 3, 224, 224]\n    opt: [1, 3, 224, 224]",
+            r"model.yaml:4: inputs.0: give either 'shape' or 'min'/'opt'/'max', not both",
+        ),
+        (
+            "    shape: [1, 3, 224, 224]",
+            "    shape: [1, 1, 224, 224]",
+            r"model.yaml:5: inputs.0.shape: 1 channels in nchw layout, but preprocess.color 'rgb' gives 3",
+        ),
+        (
+            "  mean: [0.485, 0.456, 0.406]",
+            "  mean: [0.485, 0.456]",
+            r"model.yaml:8: preprocess.mean: needs 1 or 3 values, got 2",
+        ),
+        (
+            "  std: [0.229, 0.224, 0.225]",
+            "  std: [0.229, 0, 0.225]",
+            r"model.yaml:9: preprocess.std: .*non-zero",
+        ),
+        (
+            "  color: rgb",
+            "  color: rgb\n  layout: NCHW",
+            r"model.yaml:8: preprocess.layout: 'NCHW': Input should be 'nchw' or 'nhwc'",
+        ),
+        (
+            "  cache: out/model.cache",
+            "  cache: out/model.cache\n  trt_version: ten",
+            r"model.yaml:13: calibration.trt_version: 'ten': 'ten' is not a TensorRT version like 10.16.1",
+        ),
+        (
+            "  cache: out/model.cache",
+            "  cache: out/model.cache\nbuild:\n  precision: int4",
+            r"model.yaml:14: build.precision: 'int4': Input should be",
+        ),
     ],
 )
 def test_bad_config_names_file_line_and_key(tmp_path: Path, replace: str, by: str, expected: str) -> None:
@@ -96,7 +149,9 @@ def test_bad_config_names_file_line_and_key(tmp_path: Path, replace: str, by: st
 
 
 def test_every_error_is_reported_at_once(tmp_path: Path) -> None:
-    text = GOOD.replace("  color: rgb", "  colour: rgb").replace("calibration:", "calibration:\n  algorithm: kl")
+    text = GOOD.replace("  color: rgb", "  colour: rgb").replace(
+        "calibration:", "calibration:\n  algorithm: kl"
+    )
     message = error_of(tmp_path, text)
     assert "preprocess.colour" in message and "calibration.algorithm" in message
     assert len(message.splitlines()) == 2
@@ -109,7 +164,7 @@ def test_invalid_yaml_names_the_line(tmp_path: Path) -> None:
 
 def test_not_a_mapping_and_missing_file(tmp_path: Path) -> None:
     assert "must be a YAML mapping" in error_of(tmp_path, "- just\n- a list\n")
-    with pytest.raises(TrtqError, match="missing.yaml: config file not found"):
+    with pytest.raises(TrtqError, match=r"missing\.yaml: config file not found"):
         load_config(tmp_path / "missing.yaml")
 
 

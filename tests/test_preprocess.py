@@ -32,7 +32,9 @@ def test_stretch_rgb_nchw_with_imagenet_normalisation(photos: list[Path]) -> Non
 
 
 def test_bgr_nhwc_keeps_opencv_order(photos: list[Path]) -> None:
-    spec = PreprocessSection(color="bgr", layout="nhwc", scale=1.0, mean=[0.0], std=[1.0], interpolation="area")
+    spec = PreprocessSection(
+        color="bgr", layout="nhwc", scale=1.0, mean=[0.0], std=[1.0], interpolation="area"
+    )
     out = Preprocessor(spec, 100, 150)(load(chelsea(photos)))
     expected = cv2.resize(cv2.imread(str(chelsea(photos))), (150, 100), interpolation=cv2.INTER_AREA)
     assert out.shape == (100, 150, 3)

@@ -100,7 +100,9 @@ def _image_differences(before: list[str], after: list[str], entries: Sequence[Im
     if before == after:
         return []
     if sorted(before) == sorted(after):
-        return ["calibration images are the same but in a different order (TensorRT's histograms depend on it)"]
+        return [
+            "calibration images are the same but in a different order (TensorRT's histograms depend on it)"
+        ]
     old, new = set(before), set(after)
     added = [i for i, h in enumerate(after) if h not in old]
     removed = sum(1 for h in before if h not in new)

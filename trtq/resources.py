@@ -17,7 +17,7 @@ PKG_PREFIX = "pkg:"
 
 
 def resolve_path(entry: str, base_dir: Path) -> Path:
-    """Turn a config or list entry into a path: ``pkg:`` entries via the package, others relative to ``base_dir``."""
+    """A config or list entry as a path: ``pkg:`` via the package, others relative to ``base_dir``."""
     if entry.startswith(PKG_PREFIX):
         return _package_file(entry)
     path = Path(entry).expanduser()

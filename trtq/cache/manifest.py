@@ -54,7 +54,9 @@ class Manifest:
             return [f"{cache_path}: cache file is missing"]
         actual = sha256_file(cache_path)
         if actual != self.cache_sha256:
-            reasons.append(f"{cache_path}: cache file was modified after it was written (sha256 differs from manifest)")
+            reasons.append(
+                f"{cache_path}: cache file was modified after it was written (sha256 differs from manifest)"
+            )
         if trt_version != self.trt_version:
             reasons.append(f"cache targets TensorRT {self.trt_version}, config targets {trt_version}")
         reasons.extend(self.fingerprint.differences(current, entries))

@@ -42,7 +42,7 @@ def encode_version(version: str | int) -> int:
     parts = [int(p) for p in version.split(".")]
     if not 2 <= len(parts) <= 4:
         raise ValueError(f"'{version}' is not a TensorRT version like 10.16.1")
-    major, minor, patch = (parts + [0])[:3]
+    major, minor, patch = [*parts, 0][:3]
     return major * (10000 if major >= 10 else 1000) + minor * 100 + patch
 
 
@@ -81,7 +81,9 @@ def parse_cache(text: str, source: str = "<cache>") -> CalibrationCache:
         raise TrtqError(f"{source}:1: empty calibration cache")
     header = _HEADER.match(lines[0].strip())
     if header is None:
-        raise TrtqError(f"{source}:1: expected a header like 'TRT-101601-EntropyCalibration2', got {lines[0]!r}")
+        raise TrtqError(
+            f"{source}:1: expected a header like 'TRT-101601-EntropyCalibration2', got {lines[0]!r}"
+        )
     scales: dict[str, float] = {}
     for number, line in enumerate(lines[1:], start=2):
         if not line.strip():

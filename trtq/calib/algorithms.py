@@ -67,7 +67,9 @@ def mse_from(histogram: TrtHistogram) -> np.float32:
     return np.float32(amaxes[int(np.argmin(errors))])
 
 
-def amax_from(histogram: TrtHistogram, algorithm: Algorithm, percentile: float = DEFAULT_PERCENTILE) -> np.float32:
+def amax_from(
+    histogram: TrtHistogram, algorithm: Algorithm, percentile: float = DEFAULT_PERCENTILE
+) -> np.float32:
     if algorithm == "percentile":
         return percentile_from(histogram, percentile)
     finders: dict[str, Callable[[TrtHistogram], np.float32]] = {

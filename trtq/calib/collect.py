@@ -17,7 +17,12 @@ import onnxruntime as ort
 
 from trtq.errors import TrtqError
 
-_FLOAT_TYPES = {onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.DOUBLE, onnx.TensorProto.BFLOAT16}
+_FLOAT_TYPES = {
+    onnx.TensorProto.FLOAT,
+    onnx.TensorProto.FLOAT16,
+    onnx.TensorProto.DOUBLE,
+    onnx.TensorProto.BFLOAT16,
+}
 
 
 def load_onnx(path: Path) -> onnx.ModelProto:
@@ -33,7 +38,9 @@ def activation_tensors(model: onnx.ModelProto) -> dict[str, int]:
     """The float activations TensorRT would calibrate, in graph order, with their ONNX element types."""
     inferred = onnx.shape_inference.infer_shapes(model)
     graph = inferred.graph
-    elem_type = {vi.name: vi.type.tensor_type.elem_type for vi in [*graph.input, *graph.value_info, *graph.output]}
+    elem_type = {
+        vi.name: vi.type.tensor_type.elem_type for vi in [*graph.input, *graph.value_info, *graph.output]
+    }
     constant = {init.name for init in graph.initializer}
     names = {
         vi.name: vi.type.tensor_type.elem_type
@@ -54,11 +61,17 @@ class ActivationCollector:
 
     def __init__(self, model_path: Path, input_name: str, threads: int = 0) -> None:
         model = load_onnx(model_path)
-        graph_inputs = [vi.name for vi in model.graph.input if vi.name not in {i.name for i in model.graph.initializer}]
+        graph_inputs = [
+            vi.name for vi in model.graph.input if vi.name not in {i.name for i in model.graph.initializer}
+        ]
         if input_name not in graph_inputs:
-            raise TrtqError(f"{model_path}: input '{input_name}' is not in the model; its inputs are {graph_inputs}")
+            raise TrtqError(
+                f"{model_path}: input '{input_name}' is not in the model; its inputs are {graph_inputs}"
+            )
         if len(graph_inputs) != 1:
-            raise TrtqError(f"{model_path}: calibration needs a single-input model; inputs are {graph_inputs}")
+            raise TrtqError(
+                f"{model_path}: calibration needs a single-input model; inputs are {graph_inputs}"
+            )
         self.input_name = input_name
         tensors = activation_tensors(model)
         self.tensor_names = list(tensors)
@@ -84,11 +97,12 @@ class ActivationCollector:
             results = self._session.run(self._outputs, {self.input_name: batch})
         except Exception as exc:
             raise TrtqError(
-                f"ONNX Runtime failed on a batch of shape {list(batch.shape)} for input '{self.input_name}': {exc}"
+                f"ONNX Runtime failed on a batch of shape {list(batch.shape)} "
+                f"for input '{self.input_name}': {exc}"
             ) from None
         wanted = set(self.tensor_names)
         if self.input_name in wanted:
             yield self.input_name, batch
-        for name, value in zip(self._outputs, results):
+        for name, value in zip(self._outputs, results, strict=True):
             if name in wanted:
                 yield name, np.asarray(value, dtype=np.float32)

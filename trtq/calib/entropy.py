@@ -85,7 +85,9 @@ def kl_divergences(
     np.log(level_mass / np.maximum(level_bins, 1.0), out=log_q, where=occupied)
     level_term = level_mass * log_q
     with np.errstate(divide="ignore", invalid="ignore"):
-        sum_p_log_p = prefix_hlogh[i - 1] + np.where(p_last > 0, p_last * np.log(np.maximum(p_last, 1.0)), 0.0)
+        sum_p_log_p = prefix_hlogh[i - 1] + np.where(
+            p_last > 0, p_last * np.log(np.maximum(p_last, 1.0)), 0.0
+        )
         outlier_term = np.where(outliers > 0, outliers * np.where(last > 0, log_q[:, -1], -np.inf), 0.0)
         kl = (sum_p_log_p - level_term.sum(axis=1) - outlier_term) / total - np.log(total) + np.log(kept)
     missing_mass = (outliers > 0) & (last == 0)

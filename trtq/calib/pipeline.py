@@ -96,7 +96,9 @@ def collect_histograms(
                     ) from None
             if on_batch is not None:
                 on_batch(batch)
-    return CalibrationRun(histograms, source.stats, config.spec.calibration.percentile, time.perf_counter() - started)
+    return CalibrationRun(
+        histograms, source.stats, config.spec.calibration.percentile, time.perf_counter() - started
+    )
 
 
 def header_algorithm(config: LoadedConfig) -> str:
@@ -121,7 +123,9 @@ def save_outputs(config: LoadedConfig, run: CalibrationRun, fingerprint: Fingerp
     """Cache first, then manifest (which records the cache's hash), then the report; each atomically."""
     calibration = config.spec.calibration
     cache_path = config.cache_path
-    write_cache(cache_path, run.scales(calibration.algorithm), header_algorithm(config), calibration.trt_version)
+    write_cache(
+        cache_path, run.scales(calibration.algorithm), header_algorithm(config), calibration.trt_version
+    )
     manifest = Manifest(
         fingerprint=fingerprint,
         cache_sha256=sha256_file(cache_path),
@@ -144,7 +148,9 @@ def build_report(config: LoadedConfig, run: CalibrationRun, fingerprint: Fingerp
             "range_doublings": histogram.doublings,
             "values": histogram.total,
             "amax": {algorithm: float(run.amax(name, algorithm)) for algorithm in ALGORITHMS},
-            "scale": {algorithm: float(scale_from_amax(run.amax(name, algorithm))) for algorithm in ALGORITHMS},
+            "scale": {
+                algorithm: float(scale_from_amax(run.amax(name, algorithm))) for algorithm in ALGORITHMS
+            },
         }
     stats = run.stats
     return {
@@ -158,14 +164,18 @@ def build_report(config: LoadedConfig, run: CalibrationRun, fingerprint: Fingerp
             "batches": stats.batches,
             "dropped": stats.dropped,
             "wrapped": stats.wrapped,
-            "skipped": [{"image": str(e.entry.path), "line": e.entry.line, "reason": e.reason} for e in stats.skipped],
+            "skipped": [
+                {"image": str(e.entry.path), "line": e.entry.line, "reason": e.reason} for e in stats.skipped
+            ],
         },
         "seconds": round(run.seconds, 3),
         "tensors": tensors,
     }
 
 
-def calibrate(config: LoadedConfig, on_batch: ProgressCallback | None = None) -> tuple[CalibrationRun, CalibrationOutputs]:
+def calibrate(
+    config: LoadedConfig, on_batch: ProgressCallback | None = None
+) -> tuple[CalibrationRun, CalibrationOutputs]:
     """The whole ``trtq calibrate`` job for one config."""
     entries = calibration_entries(config)
     fingerprint = fingerprint_config(config, entries)

@@ -19,7 +19,9 @@ from trtq.config import load_config
 from trtq.fingerprint import fingerprint_config
 
 console = Console()
-cache_app = typer.Typer(help="Inspect TensorRT calibration caches and check them against a config.", no_args_is_help=True)
+cache_app = typer.Typer(
+    help="Inspect TensorRT calibration caches and check them against a config.", no_args_is_help=True
+)
 
 
 @cache_app.command("inspect")
@@ -37,8 +39,10 @@ def inspect_command(
             rows.sort()
         elif sort == "scale":
             rows.sort(key=lambda item: -item[1])
-        table = Table(title=f"{cache}: TensorRT {parsed.trt_version} ({parsed.version}), {parsed.algorithm}, "
-                      f"{len(rows)} tensors")
+        table = Table(
+            title=f"{cache}: TensorRT {parsed.trt_version} ({parsed.version}), {parsed.algorithm}, "
+            f"{len(rows)} tensors"
+        )
         table.add_column("tensor", overflow="fold")
         table.add_column("scale", justify="right")
         table.add_column("amax", justify="right")
@@ -48,7 +52,9 @@ def inspect_command(
         zero = sum(1 for _, s in rows if s == 0)
         infinite = sum(1 for _, s in rows if s == float("inf"))
         if zero or infinite:
-            console.print(f"[yellow]{zero} zero and {infinite} infinite scales[/] (such tensors stay unquantized)")
+            console.print(
+                f"[yellow]{zero} zero and {infinite} infinite scales[/] (such tensors stay unquantized)"
+            )
         manifest = manifest_path(cache)
         console.print(f"manifest: {manifest if manifest.is_file() else 'none (provenance unknown)'}")
 

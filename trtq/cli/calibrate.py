@@ -21,7 +21,13 @@ from rich.table import Table
 from rich.text import Text
 
 from trtq.calib.algorithms import scale_from_amax
-from trtq.calib.pipeline import CalibrationRun, batch_source, calibration_entries, collect_histograms, save_outputs
+from trtq.calib.pipeline import (
+    CalibrationRun,
+    batch_source,
+    calibration_entries,
+    collect_histograms,
+    save_outputs,
+)
 from trtq.cli.errors import reported_errors
 from trtq.cli.state import OPTIONS
 from trtq.config import ALGORITHMS, Algorithm, load_config

@@ -1,4 +1,4 @@
-"""How every command fails: one clear line on stderr and a non-zero exit; the traceback only with --verbose."""
+"""How every command fails: one clear message on stderr, a non-zero exit, a traceback only with --verbose."""
 
 from __future__ import annotations
 

@@ -63,7 +63,9 @@ def load_config(path: Path | str) -> LoadedConfig:
     path = Path(path)
     document = load_yaml(path)
     if not isinstance(document.data, dict):
-        raise TrtqError(f"{path}: a config must be a YAML mapping with sections model, inputs, calibration, ...")
+        raise TrtqError(
+            f"{path}: a config must be a YAML mapping with sections model, inputs, calibration, ..."
+        )
     try:
         spec = TrtqConfig.model_validate(document.data)
     except ValidationError as exc:
@@ -78,20 +80,27 @@ def _cross_field_problems(spec: TrtqConfig) -> list[tuple[KeyPath, str]]:
     """Rules that span sections: what the image pipeline needs from the input shape."""
     problems: list[tuple[KeyPath, str]] = []
     if len(spec.inputs) != 1:
-        problems.append((("inputs",), f"calibration feeds images to one input; {len(spec.inputs)} are listed"))
+        problems.append(
+            (("inputs",), f"calibration feeds images to one input; {len(spec.inputs)} are listed")
+        )
         return problems
     image_input = spec.inputs[0]
     pre = spec.preprocess
     shape_key: KeyPath = ("inputs", 0, "shape" if image_input.shape is not None else "opt")
     shape = image_input.calibration_shape
     if len(shape) != 4:
-        problems.append((shape_key, f"an image input needs rank 4 (N, C, H, W or N, H, W, C), got {list(shape)}"))
+        problems.append(
+            (shape_key, f"an image input needs rank 4 (N, C, H, W or N, H, W, C), got {list(shape)}")
+        )
         return problems
     channels = shape[1] if pre.layout == "nchw" else shape[3]
     if channels != pre.channels:
         problems.append(
-            (shape_key, f"{channels} channels in {pre.layout} layout, but preprocess.color '{pre.color}' "
-             f"gives {pre.channels}")
+            (
+                shape_key,
+                f"{channels} channels in {pre.layout} layout, but preprocess.color '{pre.color}' "
+                f"gives {pre.channels}",
+            )
         )
     for key in ("mean", "std"):
         values = getattr(pre, key)
@@ -100,8 +109,10 @@ def _cross_field_problems(spec: TrtqConfig) -> list[tuple[KeyPath, str]]:
     batch = spec.calibration.batch_size
     if batch is not None and batch != shape[0]:
         problems.append(
-            (("calibration", "batch_size"),
-             f"{batch} differs from the input's calibration batch dim {shape[0]} ({'.'.join(map(str, shape_key))})")
+            (
+                ("calibration", "batch_size"),
+                f"{batch} differs from the input's calibration batch dim {shape[0]} ({_dotted(shape_key)})",
+            )
         )
     height, width = (shape[2], shape[3]) if pre.layout == "nchw" else (shape[1], shape[2])
     if pre.resize == "short_side_crop" and pre.short_side is not None and pre.short_side < max(height, width):

@@ -1,4 +1,4 @@
-"""The YAML config's schema: one section per concern, unknown keys rejected, cross-field rules checked here."""
+"""The YAML config's schema: one section per concern, unknown keys rejected, per-section rules checked."""
 
 from __future__ import annotations
 
@@ -42,7 +42,7 @@ class InputSpec(Section):
         lo, mid, hi = (list(p or []) for p in profile)
         if not len(lo) == len(mid) == len(hi):
             raise ValueError(f"'min', 'opt' and 'max' must have the same rank, got {lo}, {mid}, {hi}")
-        if any(not a <= b <= c for a, b, c in zip(lo, mid, hi)):
+        if any(not a <= b <= c for a, b, c in zip(lo, mid, hi, strict=True)):
             raise ValueError(f"need min <= opt <= max in every dimension, got {lo}, {mid}, {hi}")
         return self
 

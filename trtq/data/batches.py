@@ -67,7 +67,7 @@ class BatchSource:
             if self.last_batch == "wrap" and self.stats.batches > 0:
                 fill = first[: self.batch_size - len(pending)]
                 self.stats.wrapped = len(fill)
-                yield self._emit(pending + fill)
+                yield self._emit(pending + fill, fresh=len(pending))
             else:
                 self.stats.dropped = len(pending)
         if self.stats.batches == 0:
@@ -77,9 +77,10 @@ class BatchSource:
                 f"{self.batch_size}; add images or lower the input's batch dimension"
             )
 
-    def _emit(self, items: list[tuple[ImageEntry, FloatArray]]) -> Batch:
+    def _emit(self, items: list[tuple[ImageEntry, FloatArray]], fresh: int | None = None) -> Batch:
+        """One batch; ``fresh`` counts the items not repeated from the start of the list."""
         self.stats.batches += 1
-        self.stats.used += len(items)
+        self.stats.used += len(items) if fresh is None else fresh
         return Batch(data=np.stack([item for _, item in items]), entries=tuple(entry for entry, _ in items))
 
     def _load(self, entry: ImageEntry) -> FloatArray:
@@ -102,7 +103,9 @@ class BatchSource:
                 for _, future in queue:
                     future.cancel()
 
-    def _take(self, queue: deque[tuple[ImageEntry, Future[FloatArray]]]) -> Iterator[tuple[ImageEntry, FloatArray]]:
+    def _take(
+        self, queue: deque[tuple[ImageEntry, Future[FloatArray]]]
+    ) -> Iterator[tuple[ImageEntry, FloatArray]]:
         entry, future = queue.popleft()
         try:
             yield entry, future.result()

@@ -58,7 +58,7 @@ class Preprocessor:
 
     def __call__(self, image: npt.NDArray[np.uint8]) -> FloatArray:
         if self.spec.color == "rgb":
-            image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+            image = np.asarray(cv2.cvtColor(image, cv2.COLOR_BGR2RGB), dtype=np.uint8)
         resized = self._resize(image)
         if resized.ndim == 2:
             resized = resized[:, :, None]
@@ -85,8 +85,13 @@ class Preprocessor:
             pad = self.spec.pad_value
             return np.asarray(
                 cv2.copyMakeBorder(
-                    inner, top, self.height - new_h - top, left, self.width - new_w - left,
-                    cv2.BORDER_CONSTANT, value=(pad, pad, pad, pad),
+                    inner,
+                    top,
+                    self.height - new_h - top,
+                    left,
+                    self.width - new_w - left,
+                    cv2.BORDER_CONSTANT,
+                    value=(pad, pad, pad, pad),
                 ),
                 dtype=np.uint8,
             )
@@ -100,7 +105,9 @@ class Preprocessor:
         return scaled[top : top + self.height, left : left + self.width]
 
 
-def _cv_resize(image: npt.NDArray[np.uint8], width: int, height: int, interpolation: int) -> npt.NDArray[np.uint8]:
+def _cv_resize(
+    image: npt.NDArray[np.uint8], width: int, height: int, interpolation: int
+) -> npt.NDArray[np.uint8]:
     if image.shape[1] == width and image.shape[0] == height:
         return image
     return np.asarray(cv2.resize(image, (width, height), interpolation=interpolation), dtype=np.uint8)

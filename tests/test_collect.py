@@ -1,0 +1,44 @@
+"""Activation collection in ONNX Runtime on the real PP-OCR classifier."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+
+from trtq.calib.collect import ActivationCollector, activation_tensors
+
+
+def test_calibrated_tensors_are_float_activations_not_constants(classifier_path: Path) -> None:
+    model = onnx.load(str(classifier_path))
+    names = activation_tensors(model)
+    constant_outputs = {o for n in model.graph.node if n.op_type == "Constant" for o in n.output}
+    conv_outputs = [n.output[0] for n in model.graph.node if n.op_type == "Conv"]
+    assert next(iter(names)) == "x"
+    assert set(conv_outputs) <= set(names)
+    assert not constant_outputs & set(names)
+    assert model.graph.output[0].name in names
+    assert all(elem == onnx.TensorProto.FLOAT for elem in names.values())
+
+
+def test_collected_activations_match_the_plain_model(classifier_path: Path, photos: list[Path]) -> None:
+    import cv2
+
+    batch = (
+        np.stack([cv2.resize(cv2.imread(str(p)), (192, 48)).transpose(2, 0, 1) for p in photos[:3]]).astype(
+            np.float32
+        )
+        / 127.5
+        - 1
+    )
+    collector = ActivationCollector(classifier_path, "x")
+    collected = dict(collector.run(batch))
+    assert set(collected) == set(collector.tensor_names)
+    plain = ort.InferenceSession(str(classifier_path), providers=["CPUExecutionProvider"])
+    output_name = plain.get_outputs()[0].name
+    (expected,) = plain.run([output_name], {"x": batch})
+    np.testing.assert_allclose(collected[output_name], expected, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(collected[output_name].sum(axis=1), 1.0, atol=1e-5)  # softmax over 2 classes
+    assert collected["x"] is batch

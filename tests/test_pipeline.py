@@ -1,0 +1,151 @@
+"""End to end on a real model and photos: calibrate, cache and report contents, manifest staleness."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import yaml
+from conftest import WriteConfig
+
+from trtq.cache import read_cache, read_manifest
+from trtq.calib import amax_entropy, amax_minmax, scale_from_amax
+from trtq.calib.pipeline import calibrate, calibration_entries
+from trtq.config import load_config
+from trtq.errors import TrtqError
+from trtq.fingerprint import fingerprint_config
+from trtq.resources import resolve_path
+
+
+def independent_batches(image_list: Path, batch: int) -> list[np.ndarray]:
+    """The classifier's preprocessing written out by hand: BGR, stretch to 192x48, x/255*2-1, NCHW."""
+    paths = [resolve_path(line, image_list.parent) for line in image_list.read_text().split()]
+    images = [cv2.resize(cv2.imread(str(p)), (192, 48)).transpose(2, 0, 1) for p in paths]
+    items = (np.stack(images).astype(np.float32) / 255.0 - 0.5) / 0.5
+    return [items[i : i + batch] for i in range(0, len(items) - batch + 1, batch)]
+
+
+@pytest.fixture(scope="module")
+def calibrated(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, object]:
+    from conftest import PHOTO_LIST, classifier_config
+
+    tmp = tmp_path_factory.mktemp("calibrated")
+    listed = [line for line in PHOTO_LIST.read_text().splitlines() if line.startswith("pkg:")][:7]
+    (tmp / "images.txt").write_text("\n".join(listed) + "\n")
+    config_path = tmp / "model.yaml"
+    config_path.write_text(yaml.safe_dump(classifier_config("images.txt", "out/model.cache")))
+    config = load_config(config_path)
+    run, _ = calibrate(config)
+    return config_path, run
+
+
+def test_cache_scales_equal_an_independent_computation(calibrated: tuple[Path, object]) -> None:
+    config_path, _ = calibrated
+    cache = read_cache(config_path.parent / "out" / "model.cache")
+    assert cache.version == 101601 and cache.algorithm == "EntropyCalibration2"
+    batches = independent_batches(config_path.parent / "images.txt", 2)
+    assert len(batches) == 3  # 7 images, batch 2, last one dropped
+    # The input tensor, from preprocessing done by hand.
+    assert cache.scales["x"] == pytest.approx(float(scale_from_amax(amax_entropy(batches))), rel=1e-6)
+    # The softmax output, from the unmodified model run by hand.
+    session = ort.InferenceSession(
+        str(load_config(config_path).model_path), providers=["CPUExecutionProvider"]
+    )
+    name = session.get_outputs()[0].name
+    outputs = [session.run([name], {"x": b})[0] for b in batches]
+    assert cache.scales[name] == pytest.approx(float(scale_from_amax(amax_entropy(outputs))), rel=1e-5)
+    assert amax_minmax(outputs) <= 1.0
+
+
+def test_cache_covers_every_activation_and_report_every_algorithm(calibrated: tuple[Path, object]) -> None:
+    config_path, run = calibrated
+    out = config_path.parent / "out"
+    cache = read_cache(out / "model.cache")
+    report = json.loads((out / "model.cache.report.json").read_text())
+    assert set(cache.scales) == set(run.histograms) == set(report["tensors"])  # type: ignore[attr-defined]
+    assert len(cache.scales) > 200
+    assert report["images"] == {"used": 6, "batches": 3, "dropped": 1, "wrapped": 0, "skipped": []}
+    for name, tensor in report["tensors"].items():
+        assert set(tensor["amax"]) == {"entropy", "minmax", "percentile", "mse"}
+        assert tensor["scale"]["entropy"] == pytest.approx(cache.scales[name], rel=1e-6)
+        assert tensor["amax"]["entropy"] <= tensor["histogram_range"] * (1 + 1 / 2048) + 1e-30
+        assert tensor["amax"]["minmax"] == pytest.approx(tensor["max_abs"])
+    clipped = sum(t["amax"]["entropy"] < t["amax"]["minmax"] for t in report["tensors"].values())
+    assert clipped > len(cache.scales) / 2  # entropy clips most real activations
+
+
+def test_manifest_matches_until_something_changes(calibrated: tuple[Path, object], tmp_path: Path) -> None:
+    config_path, _ = calibrated
+    config = load_config(config_path)
+    cache_path = config.cache_path
+    manifest = read_manifest(cache_path)
+    entries = calibration_entries(config)
+    current = fingerprint_config(config, entries)
+    assert manifest.mismatches(cache_path, current, "10.16.1", entries) == []
+    assert manifest.fingerprint.digest == current.digest
+    assert manifest.algorithm == "entropy" and manifest.batch_size == 2
+
+    images = config_path.parent / "images.txt"
+    reordered = fingerprint_config(config, [entries[1], entries[0], *entries[2:]])
+    assert manifest.mismatches(cache_path, reordered, "10.16.1") == [
+        "calibration images are the same but in a different order (TensorRT's histograms depend on it)"
+    ]
+    shorter = fingerprint_config(config, entries[:-1])
+    assert manifest.mismatches(cache_path, shorter, "10.16.1") == [
+        "calibration images changed: 7 -> 6 images, 0 new or modified, 1 gone"
+    ]
+
+    changed = tmp_path / "changed.yaml"
+    data = yaml.safe_load(config_path.read_text())
+    data["preprocess"]["mean"] = [0.4]
+    data["calibration"]["algorithm"] = "minmax"
+    data["calibration"]["images"] = str(images)
+    data["calibration"]["cache"] = str(cache_path)
+    changed.write_text(yaml.safe_dump(data))
+    other = load_config(changed)
+    reasons = manifest.mismatches(cache_path, fingerprint_config(other, entries), "10.13.3")
+    assert reasons == [
+        "cache targets TensorRT 10.16.1, config targets 10.13.3",
+        "preprocess.mean changed ([0.5] -> [0.4])",
+        "calibration.algorithm changed ('entropy' -> 'minmax')",
+    ]
+
+
+def test_model_change_and_edited_cache_are_refused(calibrated: tuple[Path, object], tmp_path: Path) -> None:
+    config_path, _ = calibrated
+    config = load_config(config_path)
+    model = onnx.load(str(config.model_path))
+    model.producer_name = "retrained"
+    copy = tmp_path / "model.onnx"
+    onnx.save(model, str(copy))
+    data = yaml.safe_load(config_path.read_text())
+    data["model"]["path"] = str(copy)
+    data["calibration"]["images"] = str(config_path.parent / "images.txt")
+    edited_cache = tmp_path / "model.cache"
+    edited_cache.write_text(config.cache_path.read_text().replace("x: ", "x: 1", 1))
+    (tmp_path / "model.cache.manifest.json").write_text(
+        (config.cache_path.parent / "model.cache.manifest.json").read_text()
+    )
+    data["calibration"]["cache"] = str(edited_cache)
+    changed = tmp_path / "changed.yaml"
+    changed.write_text(yaml.safe_dump(data))
+    other = load_config(changed)
+    entries = calibration_entries(other)
+    reasons = read_manifest(edited_cache).mismatches(
+        edited_cache, fingerprint_config(other, entries), "10.16.1"
+    )
+    assert len(reasons) == 2
+    assert "cache file was modified after it was written" in reasons[0]
+    assert reasons[1].startswith("model bytes changed")
+
+
+def test_too_few_images_is_one_clear_error(write_config: WriteConfig) -> None:
+    config = load_config(write_config(n_images=1))
+    with pytest.raises(TrtqError, match="1 usable image"):
+        calibrate(config)
+    assert not config.cache_path.exists()

@@ -1,0 +1,5 @@
+"""``python -m trtq`` is the ``trtq`` command."""
+
+from trtq.cli.main import main
+
+main()
