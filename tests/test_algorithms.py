@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from trtq.calib import amax_entropy, amax_minmax, amax_mse, amax_percentile, scale_from_amax
-from trtq.calib.algorithms import percentile_from
+from trtq.calib.algorithms import mse_from, percentile_from
 from trtq.calib.histogram import NUM_BINS, TrtHistogram
 
 
@@ -68,3 +68,21 @@ def test_scale_is_amax_over_127_in_float32() -> None:
     assert scale_from_amax(1.0) == np.float32(1.0) / np.float32(127.0)
     assert scale_from_amax(127.0) == np.float32(1.0)
     assert scale_from_amax(0.0) == 0.0
+
+
+def test_mse_search_matches_a_per_candidate_computation_on_the_histogram() -> None:
+    rng = np.random.default_rng(4)
+    h = TrtHistogram()
+    h.update(rng.laplace(size=100_000).astype(np.float32))
+    h.update(rng.laplace(scale=3.0, size=1000).astype(np.float32))  # one doubling
+    width = h.range / NUM_BINS
+    centres = (np.arange(NUM_BINS) + 0.5) * width
+
+    def error(amax: float) -> float:
+        step = amax / 127
+        quantised = np.minimum(np.rint(centres / step), 127) * step
+        return float(np.sum(h.counts * (centres - quantised) ** 2))
+
+    candidates = [i * width for i in range(128, NUM_BINS + 1)]
+    best = min(candidates, key=error)
+    assert float(mse_from(h)) == pytest.approx(best, rel=1e-6)

@@ -7,6 +7,7 @@ answer and they can be compared side by side.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from functools import lru_cache
 
 import numpy as np
 import numpy.typing as npt
@@ -51,20 +52,26 @@ def percentile_from(histogram: TrtHistogram, percentile: float = DEFAULT_PERCENT
 def mse_from(histogram: TrtHistogram) -> np.float32:
     """The candidate upper edge (bins 128..2048) whose symmetric INT8 quantization of the
     histogram's bin centres has the least mean squared error."""
-    total = histogram.total
-    if histogram.range == 0.0 or total == 0:
+    if histogram.range == 0.0 or histogram.total == 0:
         return np.float32(0.0)
+    errors = _mse_error_table(histogram.num_bins) @ histogram.counts.astype(np.float64)
     width = histogram.range / histogram.num_bins
-    occupied = np.flatnonzero(histogram.counts)
-    centres = (occupied + 0.5) * width
-    weights = histogram.counts[occupied].astype(np.float64)
-    amaxes = np.arange(FIRST_CANDIDATE, histogram.num_bins + 1, dtype=np.float64) * width
-    errors = np.empty(amaxes.size)
-    for start in range(0, amaxes.size, 256):  # chunks bound the candidates x bins temporary to a few MB
-        step = amaxes[start : start + 256, None] / INT8_MAX
-        quantised = np.minimum(np.rint(centres[None, :] / step), INT8_MAX) * step
-        errors[start : start + 256] = ((centres[None, :] - quantised) ** 2 * weights[None, :]).sum(axis=1)
-    return np.float32(amaxes[int(np.argmin(errors))])
+    return np.float32((FIRST_CANDIDATE + int(np.argmin(errors))) * width)
+
+
+@lru_cache(maxsize=2)
+def _mse_error_table(num_bins: int) -> npt.NDArray[np.float64]:
+    """Squared quantization error, in bin widths squared, of bin j's centre under candidate amax = i bins.
+
+    In units of the bin width the centres are j + 0.5 and the step is i/127 whatever the range, so
+    the table is the same for every histogram and each tensor's search is one matrix-vector product.
+    """
+    centres = np.arange(num_bins, dtype=np.float64) + 0.5
+    bins_kept = np.arange(FIRST_CANDIDATE, num_bins + 1, dtype=np.float64)[:, None]
+    step = bins_kept / INT8_MAX
+    quantised = np.minimum(np.rint(centres[None, :] / step), INT8_MAX) * step
+    table: npt.NDArray[np.float64] = (centres[None, :] - quantised) ** 2
+    return table
 
 
 def amax_from(
