@@ -9,6 +9,7 @@ import typer
 from trtq import __version__
 from trtq.cli.cache_commands import cache_app
 from trtq.cli.calibrate import calibrate_command
+from trtq.cli.crosscheck import crosscheck_command
 from trtq.cli.state import OPTIONS
 
 app = typer.Typer(
@@ -18,6 +19,7 @@ app = typer.Typer(
     add_completion=False,
 )
 app.command("calibrate")(calibrate_command)
+app.command("crosscheck")(crosscheck_command)
 app.add_typer(cache_app, name="cache")
 
 

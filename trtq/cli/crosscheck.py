@@ -1,0 +1,87 @@
+"""``trtq crosscheck CONFIG --cache CACHE``: TensorRT's scales against trtq's NumPy ones, on the CPU."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from trtq.cache.trt_format import read_cache
+from trtq.calib.pipeline import calibration_entries, collect_histograms
+from trtq.cli.errors import reported_errors
+from trtq.cli.state import OPTIONS
+from trtq.compare.scales import cross_check
+from trtq.config import ALGORITHMS, Algorithm, load_config
+from trtq.errors import TrtqError
+from trtq.fileio import atomic_write_text
+
+console = Console()
+_HEADER_ALGORITHM: dict[str, Algorithm] = {"EntropyCalibration2": "entropy", "MinMaxCalibration": "minmax"}
+
+
+def crosscheck_command(
+    config: Annotated[Path, typer.Argument(help="model YAML config (images, preprocessing, batch size)")],
+    cache: Annotated[
+        Path, typer.Option("--cache", help="calibration cache to check, e.g. one TensorRT wrote")
+    ],
+    algorithm: Annotated[
+        str | None, typer.Option(help="NumPy algorithm to compare with; default from the cache header")
+    ] = None,
+    top: Annotated[int, typer.Option(help="worst tensors to show")] = 15,
+    json_path: Annotated[Path | None, typer.Option("--json", help="default: CACHE.crosscheck.json")] = None,
+) -> None:
+    """Recompute every tensor's scale on the same batches, in the same order, and compare."""
+    with reported_errors(OPTIONS.verbose):
+        loaded = load_config(config)
+        parsed = read_cache(cache)
+        chosen = _algorithm(algorithm, parsed.algorithm)
+        entries = calibration_entries(loaded)
+        with console.status(f"recomputing {chosen} scales on {len(entries)} images"):
+            run = collect_histograms(loaded, entries)
+        result = cross_check(parsed, run.scales(chosen))
+        table = Table(title=f"{cache} vs NumPy {chosen}: worst {min(top, len(result.compared))} tensors")
+        for column in ("tensor", "cache scale", "numpy scale", "ratio"):
+            table.add_column(column, justify="left" if column == "tensor" else "right", overflow="fold")
+        for item in result.compared[:top]:
+            table.add_row(
+                item.tensor, f"{item.cache_scale:.6g}", f"{item.numpy_scale:.6g}", f"{item.ratio:.4f}"
+            )
+        console.print(table)
+        console.print(
+            f"{len(result.compared)} tensors compared: median |log ratio| {result.median_abs_log_ratio:.4g}, "
+            f"{100 * result.share_within(0.01):.1f}% within 1%, "
+            f"{100 * result.share_within(0.10):.1f}% within 10%"
+        )
+        for label, names in (
+            ("only in the cache", result.only_in_cache),
+            ("only in NumPy", result.only_in_numpy),
+        ):
+            if names:
+                shown = ", ".join(names[:8]) + (" ..." if len(names) > 8 else "")
+                console.print(f"{len(names)} tensors {label}: {shown}")
+        out = json_path or cache.with_name(cache.name + ".crosscheck.json")
+        payload = {"cache": str(cache), "config": str(config), "algorithm": chosen, **result.to_json()}
+        atomic_write_text(out, json.dumps(payload, indent=1, default=_json_float) + "\n")
+        console.print(f"json     {out}")
+
+
+def _algorithm(requested: str | None, header: str) -> Algorithm:
+    if requested is None:
+        if header not in _HEADER_ALGORITHM:
+            raise TrtqError(f"cache header algorithm {header!r} has no NumPy counterpart; pass --algorithm")
+        return _HEADER_ALGORITHM[header]
+    for algorithm in ALGORITHMS:
+        if algorithm == requested:
+            return algorithm
+    raise TrtqError(f"--algorithm {requested!r}: choose one of {', '.join(ALGORITHMS)}")
+
+
+def _json_float(value: object) -> object:
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    raise TypeError(f"not JSON serialisable: {value!r}")

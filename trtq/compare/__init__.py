@@ -1,0 +1,1 @@
+"""Comparators: per-tensor scales against an independent computation (and, later, model outputs)."""
