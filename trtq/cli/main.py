@@ -7,6 +7,8 @@ from typing import Annotated
 import typer
 
 from trtq import __version__
+from trtq.cli.bench import bench_command
+from trtq.cli.build import build_command
 from trtq.cli.cache_commands import cache_app
 from trtq.cli.calibrate import calibrate_command
 from trtq.cli.crosscheck import crosscheck_command
@@ -20,6 +22,8 @@ app = typer.Typer(
 )
 app.command("calibrate")(calibrate_command)
 app.command("crosscheck")(crosscheck_command)
+app.command("build")(build_command)
+app.command("bench")(bench_command)
 app.add_typer(cache_app, name="cache")
 
 

@@ -1,0 +1,48 @@
+"""``trtq build CONFIG...``: engines from YAML configs, in sequence, reported together."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from trtq.cli.errors import reported_errors
+from trtq.cli.state import OPTIONS
+from trtq.config import load_config
+from trtq.errors import TrtqError
+
+console = Console()
+
+
+def build_command(
+    configs: Annotated[list[Path], typer.Argument(help="model YAML configs")],
+    force: Annotated[bool, typer.Option(help="rebuild even when nothing changed")] = False,
+) -> None:
+    """Build TensorRT engines (fp32, fp16, int8 with calibration or a reused cache, int8-qdq)."""
+    with reported_errors(OPTIONS.verbose):
+        loaded = [load_config(path) for path in configs]  # every config is validated before any build
+        try:
+            from trtq.trt.builder import build
+        except (ImportError, AttributeError) as exc:
+            raise TrtqError(
+                f"TensorRT and pycuda are needed to build engines ({exc}); install the trt extra inside "
+                "NVIDIA's TensorRT container: see docker/README.md"
+            ) from None
+        table = Table(title="trtq build")
+        for column in ("config", "precision", "engine", "result", "seconds"):
+            table.add_column(column)
+        for config in loaded:
+            console.print(f"building {config.source} ({config.spec.build.precision})")
+            outcome = build(config, force=force, verbose=OPTIONS.verbose)
+            result = "reused (inputs unchanged)" if outcome.reused else "built"
+            table.add_row(
+                str(config.source),
+                config.spec.build.precision,
+                str(outcome.engine),
+                result,
+                f"{outcome.seconds:.1f}",
+            )
+        console.print(table)

@@ -1,0 +1,37 @@
+"""ONNX Runtime (CPU) backend: lets ``trtq bench`` run anywhere with trtexec's loop and statistics."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+import onnxruntime as ort
+
+from trtq.errors import TrtqError
+from trtq.runner.timing import QueryTimes
+
+
+class OnnxRuntimeBackend:
+    name = "onnxruntime"
+
+    def __init__(
+        self, model_path: Path, inputs: dict[str, npt.NDArray[np.float32]], threads: int = 0
+    ) -> None:
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        try:
+            self._session = ort.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
+        except Exception as exc:
+            raise TrtqError(f"{model_path}: ONNX Runtime cannot load the model: {exc}") from None
+        expected = {i.name for i in self._session.get_inputs()}
+        if set(inputs) != expected:
+            raise TrtqError(f"{model_path}: inputs {sorted(expected)} needed, got {sorted(inputs)}")
+        self._inputs = inputs
+        self.batch_size = int(next(iter(inputs.values())).shape[0])
+
+    def query(self) -> QueryTimes:
+        start = time.perf_counter()
+        self._session.run(None, self._inputs)
+        return QueryTimes(compute_ms=(time.perf_counter() - start) * 1e3)

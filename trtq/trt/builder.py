@@ -1,0 +1,220 @@
+"""``trtq build``: one config's ONNX model -> engine, a build report, and reuse of unchanged builds."""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import json
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import tensorrt as trt
+
+from trtq.config.loader import LoadedConfig
+from trtq.errors import TrtqError
+from trtq.fileio import atomic_write_bytes, atomic_write_text, sha256_file
+from trtq.trt.device import PycudaMemory, gpu_name
+from trtq.trt.feed import CalibrationFeed
+from trtq.trt.logger import TrtLogger
+from trtq.trt.version import require_implicit_int8, trt_major, trt_version
+
+_PRECISION_TYPES = {"fp32": trt.DataType.FLOAT, "fp16": trt.DataType.HALF, "int8": trt.DataType.INT8}
+
+
+@dataclass(frozen=True)
+class BuildOutcome:
+    engine: Path
+    report: Path
+    reused: bool
+    seconds: float
+
+
+def engine_path(config: LoadedConfig) -> Path:
+    build = config.spec.build
+    if build.engine:
+        return config.resolve(build.engine)
+    return config.base_dir / f"{config.source.stem}.{build.precision}.engine"
+
+
+def report_path(engine: Path) -> Path:
+    return engine.with_name(engine.name + ".build.json")
+
+
+def build_fingerprint(config: LoadedConfig, gpu: str) -> str:
+    """Everything that changes the engine: model bytes, shapes, build section, cache, TensorRT, GPU."""
+    parts: dict[str, Any] = {
+        "model_sha256": sha256_file(config.model_path),
+        "inputs": [spec.model_dump() for spec in config.spec.inputs],
+        "build": config.spec.build.model_dump(mode="json"),
+        "trt_version": trt.__version__,
+        "gpu": gpu,
+    }
+    if config.spec.build.precision == "int8":
+        cache = config.cache_path
+        parts["calibration"] = config.spec.calibration.model_dump(mode="json")
+        parts["cache_sha256"] = sha256_file(cache) if cache.is_file() else None
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
+
+
+def build(config: LoadedConfig, force: bool = False, verbose: bool = False) -> BuildOutcome:
+    engine_file = engine_path(config)
+    report_file = report_path(engine_file)
+    gpu = gpu_name()
+    fingerprint = build_fingerprint(config, gpu)
+    if not force and engine_file.is_file() and report_file.is_file():
+        previous = json.loads(report_file.read_text())
+        if previous.get("build_fingerprint") == fingerprint and previous.get("engine_sha256") == sha256_file(
+            engine_file
+        ):
+            return BuildOutcome(engine_file, report_file, reused=True, seconds=0.0)
+
+    started = time.perf_counter()
+    logger = TrtLogger(verbose)
+    precision = config.spec.build.precision
+    builder = trt.Builder(logger)
+    flags = 0
+    if precision == "int8-qdq":
+        flags |= 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
+    network = builder.create_network(flags)
+    _parse_onnx(network, logger, config.model_path)
+    builder_config = builder.create_builder_config()
+    builder_config.profiling_verbosity = trt.ProfilingVerbosity.DETAILED
+    build = config.spec.build
+    if build.workspace_mib is not None:
+        builder_config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, build.workspace_mib << 20)
+    builder_config.builder_optimization_level = build.optimization_level
+    _add_profile(builder, builder_config, config)
+
+    feed: CalibrationFeed | None = None
+    calibrator: object | None = None
+    if precision in ("fp16", "int8"):
+        if trt_major() >= 11:
+            raise TrtqError(
+                f"TensorRT {trt.__version__} has no FP16/INT8 builder flags (weak typing was removed): "
+                "export the model with the precisions it should run in and use build.precision: int8-qdq"
+            )
+        builder_config.set_flag(trt.BuilderFlag.FP16)
+    if precision == "int8":
+        require_implicit_int8()
+        from trtq.trt.calibrators import make_calibrator  # the base classes exist only in TensorRT <= 10
+
+        builder_config.set_flag(trt.BuilderFlag.INT8)
+        feed = CalibrationFeed(config, PycudaMemory(), config.spec.calibration.algorithm, trt_version())
+        calibrator = make_calibrator(feed)
+        builder_config.int8_calibrator = calibrator
+        builder_config.set_calibration_profile(_calibration_profile(builder, config))
+    if build.layer_precisions:
+        if precision == "int8-qdq":
+            raise TrtqError(
+                "build.layer_precisions: a strongly typed (int8-qdq) network takes types from the model"
+            )
+        _apply_layer_precisions(network, build.layer_precisions)
+        builder_config.set_flag(trt.BuilderFlag.PREFER_PRECISION_CONSTRAINTS)
+    timing_cache_file = config.resolve(build.timing_cache) if build.timing_cache else None
+    if timing_cache_file is not None:
+        existing = timing_cache_file.read_bytes() if timing_cache_file.is_file() else b""
+        builder_config.set_timing_cache(builder_config.create_timing_cache(existing), False)
+
+    serialized = builder.build_serialized_network(network, builder_config)
+    if feed is not None:
+        feed.check()
+    if serialized is None:
+        detail = f": {logger.errors[-1]}" if logger.errors else ""
+        raise TrtqError(f"TensorRT could not build {config.model_path.name} ({precision}){detail}")
+    engine_bytes = bytes(memoryview(serialized))
+    atomic_write_bytes(engine_file, engine_bytes)
+    if timing_cache_file is not None:
+        atomic_write_bytes(
+            timing_cache_file, bytes(memoryview(builder_config.get_timing_cache().serialize()))
+        )
+    seconds = time.perf_counter() - started
+    report = {
+        "config": str(config.source),
+        "engine": str(engine_file),
+        "engine_sha256": sha256_file(engine_file),
+        # Recomputed: an int8 build may just have written the calibration cache it depends on.
+        "build_fingerprint": build_fingerprint(config, gpu),
+        "precision": precision,
+        "trt_version": trt.__version__,
+        "gpu": gpu,
+        "build_seconds": round(seconds, 2),
+        "calibration": None
+        if feed is None
+        else {
+            "batches": feed.batches_served,
+            "cache_reused": feed.cache_reused,
+            "cache": str(config.cache_path),
+        },
+        "layers": layer_precisions(engine_bytes, logger),
+    }
+    atomic_write_text(report_file, json.dumps(report, indent=1) + "\n")
+    return BuildOutcome(engine_file, report_file, reused=False, seconds=seconds)
+
+
+def _parse_onnx(network: trt.INetworkDefinition, logger: TrtLogger, model: Path) -> None:
+    parser = trt.OnnxParser(network, logger)
+    if parser.parse_from_file(str(model)):
+        return
+    problems = []
+    for index in range(parser.num_errors):
+        error = parser.get_error(index)
+        problems.append(f"node '{error.node_name()}' ({error.node_operator()}): {error.desc()}")
+    raise TrtqError(f"{model}: TensorRT's ONNX parser failed:\n  " + "\n  ".join(problems or ["(no detail)"]))
+
+
+def _add_profile(builder: trt.Builder, builder_config: trt.IBuilderConfig, config: LoadedConfig) -> None:
+    profile = builder.create_optimization_profile()
+    for spec in config.spec.inputs:
+        if spec.shape is not None:
+            low = mid = high = spec.shape
+        else:
+            low, mid, high = spec.min or [], spec.opt or [], spec.max or []
+        profile.set_shape(spec.name, trt.Dims(low), trt.Dims(mid), trt.Dims(high))
+    builder_config.add_optimization_profile(profile)
+
+
+def _calibration_profile(builder: trt.Builder, config: LoadedConfig) -> trt.IOptimizationProfile:
+    """Calibration runs at the opt shape: a profile whose min, opt and max are all opt."""
+    profile = builder.create_optimization_profile()
+    for spec in config.spec.inputs:
+        shape = trt.Dims(list(spec.calibration_shape))
+        profile.set_shape(spec.name, shape, shape, shape)
+    return profile
+
+
+def _apply_layer_precisions(network: trt.INetworkDefinition, overrides: Mapping[str, str]) -> None:
+    matched = dict.fromkeys(overrides, 0)
+    for index in range(len(network)):
+        layer = network.get_layer(index)
+        for pattern, precision in overrides.items():
+            if fnmatch.fnmatchcase(layer.name, pattern):
+                layer.precision = _PRECISION_TYPES[precision]
+                for output in range(layer.num_outputs):
+                    layer.set_output_type(output, _PRECISION_TYPES[precision])
+                matched[pattern] += 1
+    unmatched = [pattern for pattern, count in matched.items() if count == 0]
+    if unmatched:
+        raise TrtqError(f"build.layer_precisions: no layer matches {unmatched}")
+
+
+def layer_precisions(engine_bytes: bytes, logger: TrtLogger) -> list[dict[str, Any]]:
+    """Per-layer output types from the engine inspector (needs ProfilingVerbosity.DETAILED)."""
+    runtime = trt.Runtime(logger)
+    engine = runtime.deserialize_cuda_engine(engine_bytes)
+    info = json.loads(
+        engine.create_engine_inspector().get_engine_information(trt.LayerInformationFormat.JSON)
+    )
+    layers = []
+    for layer in info.get("Layers", []):
+        if isinstance(layer, dict):
+            outputs = layer.get("Outputs", [])
+            types = sorted({str(o.get("Format/Datatype", "")) for o in outputs if isinstance(o, dict)})
+            layers.append(
+                {"name": layer.get("Name", ""), "type": layer.get("LayerType", ""), "outputs": types}
+            )
+        else:
+            layers.append({"name": str(layer), "type": "", "outputs": []})
+    return layers

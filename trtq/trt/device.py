@@ -1,0 +1,57 @@
+"""Device memory for calibration, behind a small protocol so contract tests can use host memory."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+
+class DeviceMemory(Protocol):
+    def allocate(self, nbytes: int) -> int:
+        """Allocate device memory that lives as long as this object; return its address."""
+
+    def pinned_empty(self, shape: tuple[int, ...]) -> npt.NDArray[np.float32]:
+        """A page-locked float32 host array (fast, asynchronous-capable transfers)."""
+
+    def copy_to_device(self, address: int, host: npt.NDArray[np.float32]) -> None:
+        """Synchronous host-to-device copy of ``host`` to ``address``."""
+
+
+class PycudaMemory:
+    """pycuda allocations, kept on the object so TensorRT's pointers stay valid until it is dropped.
+
+    Uses the device's primary context (pycuda.autoprimaryctx), the one TensorRT's runtime API uses.
+    """
+
+    def __init__(self) -> None:
+        import pycuda.autoprimaryctx  # noqa: F401  (retains and pushes the primary context)
+        import pycuda.driver as cuda
+
+        self._cuda = cuda
+        self._allocations: list[object] = []
+
+    def allocate(self, nbytes: int) -> int:
+        allocation = self._cuda.mem_alloc(nbytes)
+        self._allocations.append(allocation)
+        return int(allocation)
+
+    def pinned_empty(self, shape: tuple[int, ...]) -> npt.NDArray[np.float32]:
+        array: npt.NDArray[np.float32] = self._cuda.pagelocked_empty(shape, dtype=np.float32)
+        return array
+
+    def copy_to_device(self, address: int, host: npt.NDArray[np.float32]) -> None:
+        self._cuda.memcpy_htod(address, host)
+
+    def free(self) -> None:
+        for allocation in self._allocations:
+            allocation.free()  # type: ignore[attr-defined]
+        self._allocations.clear()
+
+
+def gpu_name() -> str:
+    import pycuda.autoprimaryctx  # noqa: F401
+    import pycuda.driver as cuda
+
+    return str(cuda.Device(0).name())

@@ -1,0 +1,157 @@
+"""What every trtq calibrator does, whatever TensorRT base class it wears.
+
+Batches come from the config's image list through the same pipeline ``trtq calibrate`` uses, are
+copied through one page-locked host buffer into one device allocation made at start-up, and the
+device address is handed to TensorRT once per requested input name. TensorRT swallows exceptions
+raised inside its calibrator callbacks and silently ends calibration, so every failure here is
+logged loudly and counted, and ``check`` turns a bad calibration into an error after the build.
+"""
+
+from __future__ import annotations
+
+import sys
+import traceback
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from math import prod
+
+import numpy as np
+
+from trtq.cache.manifest import Manifest, read_manifest, write_manifest
+from trtq.cache.trt_format import parse_cache
+from trtq.calib.pipeline import batch_source, calibration_entries
+from trtq.config.loader import LoadedConfig
+from trtq.config.schema import Algorithm
+from trtq.data.batches import Batch
+from trtq.errors import TrtqError
+from trtq.fileio import atomic_write_bytes, sha256_file
+from trtq.fingerprint import fingerprint_config
+from trtq.trt.device import DeviceMemory
+
+Log = Callable[[str], None]
+
+# The TensorRT calibrator each algorithm is fed through. percentile and mse have none: their scales
+# come from `trtq calibrate` (cache header EntropyCalibration2) and TensorRT only reads them.
+HEADER_ALGORITHM: dict[str, str] = {
+    "entropy": "EntropyCalibration2",
+    "minmax": "MinMaxCalibration",
+    "percentile": "EntropyCalibration2",
+    "mse": "EntropyCalibration2",
+}
+CPU_ONLY: tuple[Algorithm, ...] = ("percentile", "mse")
+
+
+def _stderr(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+@dataclass
+class CalibrationFeed:
+    config: LoadedConfig
+    memory: DeviceMemory
+    algorithm: Algorithm
+    trt_version: str
+    log: Log = _stderr
+    batches_served: int = 0
+    errors: list[str] = field(default_factory=list)
+    cache_reused: bool = False
+
+    def __post_init__(self) -> None:
+        self.entries = calibration_entries(self.config)
+        self.shape = self.config.image_input.calibration_shape
+        self.input_name = self.config.image_input.name
+        self.device_address = self.memory.allocate(prod(self.shape) * np.dtype(np.float32).itemsize)
+        self.host = self.memory.pinned_empty(self.shape)
+        self._batches: Iterator[Batch] | None = None
+
+    @property
+    def batch_size(self) -> int:
+        return self.shape[0]
+
+    def next_batch(self, names: list[str]) -> list[int]:
+        """Device addresses for ``names`` (in their order), or ``[]`` at the end of the data."""
+        try:
+            if self.algorithm in CPU_ONLY:
+                raise TrtqError(
+                    f"TensorRT cannot calibrate with '{self.algorithm}'; "
+                    "run `trtq calibrate` to make the cache"
+                )
+            unknown = [name for name in names if name != self.input_name]
+            if unknown:
+                raise TrtqError(
+                    f"TensorRT asked for inputs {unknown}; the config feeds only '{self.input_name}'"
+                )
+            if self._batches is None:
+                self._batches = iter(batch_source(self.config, self.entries))
+            batch = next(self._batches, None)
+            if batch is None:
+                self.log(f"trtq: calibration data exhausted after {self.batches_served} batches")
+                return []
+            if batch.data.shape != self.shape:
+                raise TrtqError(
+                    f"batch shape {list(batch.data.shape)} differs from calibration shape {list(self.shape)}"
+                )
+            np.copyto(self.host, batch.data)
+            self.memory.copy_to_device(self.device_address, self.host)
+            self.batches_served += 1
+            return [self.device_address for _ in names]
+        except Exception as exc:  # TensorRT would swallow it and end calibration silently
+            self.errors.append(f"{type(exc).__name__}: {exc}")
+            self.log(f"trtq: ERROR in get_batch (calibration ends here): {exc}\n{traceback.format_exc()}")
+            return []
+
+    def read_cache(self) -> bytes:
+        """The cache if its manifest matches this config and TensorRT, else b"" (TensorRT calibrates)."""
+        path = self.config.cache_path
+        if not path.is_file():
+            self.log(f"trtq: no calibration cache at {path}: calibrating")
+            return b""
+        try:
+            manifest = read_manifest(path)
+            current = fingerprint_config(self.config, self.entries)
+            reasons = manifest.mismatches(path, current, self.trt_version, self.entries)
+            data = path.read_bytes()
+            header = parse_cache(data.decode("utf-8"), str(path)).algorithm
+        except (TrtqError, UnicodeDecodeError) as exc:
+            self.log(f"trtq: not reusing {path}: {exc}; recalibrating")
+            return b""
+        expected = HEADER_ALGORITHM[self.algorithm]
+        if header != expected:
+            reasons.append(
+                f"cache header says {header}, this calibrator is {expected} (TensorRT would discard it)"
+            )
+        if reasons:
+            self.log(f"trtq: not reusing {path}; recalibrating because:\n  - " + "\n  - ".join(reasons))
+            return b""
+        self.cache_reused = True
+        self.log(f"trtq: reusing calibration cache {path} (manifest matches)")
+        return data
+
+    def write_cache(self, cache: bytes) -> None:
+        """Validate TensorRT's cache, write it atomically, then a fresh manifest for it."""
+        path = self.config.cache_path
+        try:
+            parse_cache(cache.decode("utf-8"), "TensorRT's calibration cache")
+            atomic_write_bytes(path, cache)
+            manifest = Manifest(
+                fingerprint=fingerprint_config(self.config, self.entries),
+                cache_sha256=sha256_file(path),
+                algorithm=self.algorithm,
+                batch_size=self.batch_size,
+                trt_version=self.trt_version,
+            )
+            write_manifest(path, manifest)
+            self.log(f"trtq: wrote calibration cache {path} and its manifest")
+        except Exception as exc:
+            self.errors.append(f"write_calibration_cache: {type(exc).__name__}: {exc}")
+            self.log(f"trtq: ERROR writing the calibration cache: {exc}\n{traceback.format_exc()}")
+
+    def check(self) -> None:
+        """After the build: an error if a callback failed or calibration consumed no batch."""
+        if self.errors:
+            raise TrtqError(
+                f"calibration failed inside TensorRT's callbacks ({len(self.errors)} error(s)); "
+                f"first: {self.errors[0]}"
+            )
+        if not self.cache_reused and self.batches_served == 0:
+            raise TrtqError(f"calibration consumed no batch from {self.config.images_path}")

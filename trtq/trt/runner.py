@@ -1,0 +1,130 @@
+"""TensorRT backend for ``trtq bench``: trtexec's per-query phases timed with CUDA events.
+
+Each query copies the inputs host-to-device from pinned buffers, enqueues the engine (or
+launches a captured CUDA graph) and copies the outputs back, with events between the phases.
+Enqueue time is host wall time around the enqueue call. Queries run one at a time on one stream
+(trtexec keeps two in flight by default), so throughput here is a conservative figure.
+"""
+
+from __future__ import annotations
+
+import time
+from math import prod
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import tensorrt as trt
+
+from trtq.config.loader import LoadedConfig
+from trtq.errors import TrtqError
+from trtq.runner.timing import QueryTimes
+from trtq.trt.cuda_graph import CudaGraph
+from trtq.trt.logger import TrtLogger
+
+
+class TensorRTBackend:
+    name = "tensorrt"
+
+    def __init__(
+        self, engine_path: Path, config: LoadedConfig | None, cuda_graph: bool, spin_wait: bool
+    ) -> None:
+        import pycuda.autoprimaryctx  # noqa: F401
+        import pycuda.driver as cuda
+
+        if not engine_path.is_file():
+            raise TrtqError(f"{engine_path}: engine not found (build it with trtq build)")
+        self._cuda = cuda
+        self._logger = TrtLogger()
+        self._runtime = trt.Runtime(self._logger)
+        self._engine = self._runtime.deserialize_cuda_engine(engine_path.read_bytes())
+        if self._engine is None:
+            raise TrtqError(f"{engine_path}: TensorRT {trt.__version__} cannot load this engine")
+        self._context = self._engine.create_execution_context()
+        self._stream = cuda.Stream()
+        flags = 0 if spin_wait else cuda.event_flags.BLOCKING_SYNC
+        self._events = [cuda.Event(flags) for _ in range(4)]
+        self._inputs: list[tuple[Any, Any]] = []
+        self._outputs: list[tuple[Any, Any]] = []
+        self.batch_size = 1
+        shapes = {spec.name: list(spec.calibration_shape) for spec in config.spec.inputs} if config else {}
+        names = [self._engine.get_tensor_name(i) for i in range(self._engine.num_io_tensors)]
+        for name in names:
+            if self._engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT:
+                shape = shapes.get(name) or _dims(self._engine.get_tensor_profile_shape(name, 0)[1])
+                self._context.set_input_shape(name, shape)
+                self.batch_size = shape[0]
+        rng = np.random.default_rng(0)
+        for name in names:
+            dims = tuple(_dims(self._context.get_tensor_shape(name)))
+            dtype = _numpy_dtype(self._engine.get_tensor_dtype(name))
+            host = cuda.pagelocked_empty(dims, dtype=dtype)
+            device = cuda.mem_alloc(max(1, prod(dims) * dtype.itemsize))
+            self._context.set_tensor_address(name, int(device))
+            if self._engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT:
+                host[...] = rng.uniform(-1, 1, size=dims).astype(dtype)  # trtexec's default input data
+                self._inputs.append((host, device))
+            else:
+                self._outputs.append((host, device))
+        self._enqueue()  # first run: lazy initialisation outside the timings
+        self._stream.synchronize()
+        self._graph = CudaGraph(self._stream.handle, self._enqueue) if cuda_graph else None
+
+    def _enqueue(self) -> None:
+        if not self._context.execute_async_v3(self._stream.handle):
+            raise TrtqError("TensorRT execute_async_v3 failed")
+
+    def query(self) -> QueryTimes:
+        h2d_start, h2d_end, compute_end, d2h_end = self._events
+        h2d_start.record(self._stream)
+        for host, device in self._inputs:
+            self._cuda.memcpy_htod_async(device, host, self._stream)
+        h2d_end.record(self._stream)
+        started = time.perf_counter()
+        if self._graph is not None:
+            self._graph.launch()
+        else:
+            self._enqueue()
+        enqueue_ms = (time.perf_counter() - started) * 1e3
+        compute_end.record(self._stream)
+        for host, device in self._outputs:
+            self._cuda.memcpy_dtoh_async(host, device, self._stream)
+        d2h_end.record(self._stream)
+        d2h_end.synchronize()
+        return QueryTimes(
+            compute_ms=compute_end.time_since(h2d_end),
+            h2d_ms=h2d_end.time_since(h2d_start),
+            d2h_ms=d2h_end.time_since(compute_end),
+            enqueue_ms=enqueue_ms,
+        )
+
+
+def _dims(dims: trt.Dims) -> list[int]:
+    return [int(dims[i]) for i in range(len(dims))]
+
+
+def _numpy_dtype(dtype: trt.DataType) -> np.dtype[Any]:
+    """Host buffer types; bfloat16 has no NumPy type, so its buffer holds the raw 16-bit words."""
+    table = {
+        trt.DataType.FLOAT: np.float32,
+        trt.DataType.HALF: np.float16,
+        trt.DataType.BF16: np.uint16,
+        trt.DataType.INT8: np.int8,
+        trt.DataType.UINT8: np.uint8,
+        trt.DataType.INT32: np.int32,
+        trt.DataType.INT64: np.int64,
+        trt.DataType.BOOL: np.bool_,
+    }
+    if dtype not in table:
+        raise TrtqError(f"engine I/O type {dtype} is not supported by trtq bench")
+    return np.dtype(table[dtype])
+
+
+def tensorrt_backend(engine_path: Path, config: LoadedConfig | None) -> TensorRTBackend:
+    section = config.spec.benchmark if config is not None else None
+    return TensorRTBackend(
+        engine_path,
+        config,
+        cuda_graph=section.cuda_graph if section else False,
+        spin_wait=section.spin_wait if section else False,
+    )

@@ -1,0 +1,25 @@
+"""The TensorRT version at run time, and what it supports."""
+
+from __future__ import annotations
+
+import tensorrt as trt
+
+from trtq.errors import TrtqError
+
+
+def trt_version() -> str:
+    """major.minor.patch of the imported TensorRT (``__version__`` also carries a build number)."""
+    return ".".join(trt.__version__.split(".")[:3])
+
+
+def trt_major() -> int:
+    return int(trt.__version__.split(".")[0])
+
+
+def require_implicit_int8() -> None:
+    """Implicit INT8 (calibrators, the INT8 builder flag) exists only in TensorRT 8-10."""
+    if trt_major() >= 11:
+        raise TrtqError(
+            f"TensorRT {trt.__version__} removed implicit INT8 calibration; set build.precision: int8-qdq "
+            "and build from a Q/DQ model (trtq qdq) instead"
+        )
