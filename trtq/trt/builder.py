@@ -19,7 +19,7 @@ from trtq.fileio import atomic_write_bytes, atomic_write_text, sha256_file
 from trtq.trt.device import PycudaMemory, gpu_name
 from trtq.trt.feed import CalibrationFeed
 from trtq.trt.logger import TrtLogger
-from trtq.trt.version import require_implicit_int8, trt_major, trt_version
+from trtq.trt.version import require_implicit_int8, require_supported, trt_major, trt_version
 
 _PRECISION_TYPES = {"fp32": trt.DataType.FLOAT, "fp16": trt.DataType.HALF, "int8": trt.DataType.INT8}
 
@@ -60,6 +60,7 @@ def build_fingerprint(config: LoadedConfig, gpu: str) -> str:
 
 
 def build(config: LoadedConfig, force: bool = False, verbose: bool = False) -> BuildOutcome:
+    require_supported()
     engine_file = engine_path(config)
     report_file = report_path(engine_file)
     gpu = gpu_name()

@@ -21,6 +21,7 @@ from trtq.errors import TrtqError
 from trtq.runner.timing import QueryTimes
 from trtq.trt.cuda_graph import CudaGraph
 from trtq.trt.logger import TrtLogger
+from trtq.trt.version import require_supported
 
 
 class TensorRTBackend:
@@ -32,6 +33,7 @@ class TensorRTBackend:
         import pycuda.autoprimaryctx  # noqa: F401
         import pycuda.driver as cuda
 
+        require_supported()
         if not engine_path.is_file():
             raise TrtqError(f"{engine_path}: engine not found (build it with trtq build)")
         self._cuda = cuda

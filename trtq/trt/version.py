@@ -23,3 +23,9 @@ def require_implicit_int8() -> None:
             f"TensorRT {trt.__version__} removed implicit INT8 calibration; set build.precision: int8-qdq "
             "and build from a Q/DQ model (trtq qdq) instead"
         )
+
+
+def require_supported() -> None:
+    """trtq drives the TensorRT 10/11 API (named I/O tensors, execute_async_v3, strongly typed networks)."""
+    if trt_major() < 10:
+        raise TrtqError(f"TensorRT {trt.__version__} is too old: trtq supports TensorRT 10.x and 11.x")
