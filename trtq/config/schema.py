@@ -117,6 +117,12 @@ class BuildSection(Section):
     layer_precisions: dict[str, Literal["fp32", "fp16", "int8"]] = Field(default_factory=dict)
 
 
+class QdqSection(Section):
+    """Explicit quantization (``trtq qdq``): which layers stay in float."""
+
+    exclude: list[str] = Field(default_factory=list, description="node name patterns (fnmatch) kept in float")
+
+
 class BenchmarkSection(Section):
     """Timing settings (consumed by ``trtq bench``); defaults are trtexec's."""
 
@@ -142,6 +148,7 @@ class TrtqConfig(Section):
     preprocess: PreprocessSection = Field(default_factory=PreprocessSection)
     calibration: CalibrationSection
     build: BuildSection = Field(default_factory=BuildSection)
+    qdq: QdqSection = Field(default_factory=QdqSection)
     benchmark: BenchmarkSection = Field(default_factory=BenchmarkSection)
 
     @model_validator(mode="after")

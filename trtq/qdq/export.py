@@ -1,0 +1,205 @@
+"""Write a QdqPlan into a copy of the model: QuantizeLinear/DequantizeLinear pairs on activations,
+DequantizeLinear on int8 per-channel weights. Zero points are 0 (TensorRT is symmetric only) and
+every scale is strictly positive, as TensorRT's ONNX parser requires.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import onnx
+import onnx.version_converter
+from onnx import helper, numpy_helper
+
+from trtq.errors import TrtqError
+from trtq.qdq.graph import GraphIndex
+from trtq.qdq.placement import plan_qdq
+
+MIN_OPSET = 13  # per-channel (axis) DequantizeLinear
+INT8_MAX = 127
+
+
+@dataclass
+class QdqResult:
+    model: onnx.ModelProto
+    activation_scales: dict[str, float] = field(default_factory=dict)
+    weight_channels: dict[str, int] = field(default_factory=dict)
+    missing_scale: list[str] = field(default_factory=list)
+    """Tensors that need a scale (by placement) but have none in the given scales."""
+    unusable_scale: dict[str, float] = field(default_factory=dict)
+    """Zero or infinite scales: those tensors stay in float."""
+    only_in_scales: list[str] = field(default_factory=list)
+    """Scale names that are not tensors of this graph (e.g. TensorRT parser-made names)."""
+    excluded_nodes: list[str] = field(default_factory=list)
+    residual_adds: int = 0
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "quantized_activations": len(self.activation_scales),
+            "quantized_weights": len(self.weight_channels),
+            "residual_adds_skip_branch": self.residual_adds,
+            "missing_scale": self.missing_scale,
+            "unusable_scale": self.unusable_scale,
+            "only_in_scales": self.only_in_scales,
+            "excluded_nodes": self.excluded_nodes,
+        }
+
+
+def export_qdq(model: onnx.ModelProto, scales: Mapping[str, float], exclude: Sequence[str] = ()) -> QdqResult:
+    """A Q/DQ copy of ``model`` with activation ``scales`` (tensor -> scale, e.g. a TensorRT cache's)."""
+    model = _at_least_opset(model)
+    index = GraphIndex.of(model)
+    plan = plan_qdq(index, exclude)
+    result = QdqResult(model=model, excluded_nodes=plan.excluded_nodes, residual_adds=plan.residual_adds)
+    tensors = {name for node in model.graph.node for name in node.output} | {
+        i.name for i in model.graph.input
+    }
+    result.only_in_scales = [name for name in scales if name not in tensors]
+    new_nodes: dict[int, list[onnx.NodeProto]] = {}
+    node_position = {id(node): position for position, node in enumerate(model.graph.node)}
+    for tensor, edges in plan.activations.items():
+        if tensor not in scales:
+            result.missing_scale.append(tensor)
+            continue
+        scale = float(np.float32(scales[tensor]))
+        if not (scale > 0 and math.isfinite(scale)):
+            result.unusable_scale[tensor] = scale
+            continue
+        dequantized = _add_activation_qdq(model, tensor, scale)
+        for node, slot in edges:
+            node.input[slot] = dequantized
+        # Insert right before the first consumer so the graph stays topologically sorted.
+        first = min(node_position[id(node)] for node, _ in edges)
+        new_nodes.setdefault(first, []).extend(_pop_tail(model, 2))
+        result.activation_scales[tensor] = scale
+    for site in plan.weights:
+        name = site.node.input[site.slot]
+        if name in result.weight_channels:
+            site.node.input[site.slot] = f"{name}_DequantizeLinear_Output"
+            continue
+        values = index.weight(name)
+        assert values is not None
+        site.node.input[site.slot] = _add_weight_dq(model, name, values, site.axis)
+        new_nodes.setdefault(node_position[id(site.node)], []).extend(_pop_tail(model, 1))
+        result.weight_channels[name] = values.shape[site.axis]
+    _reorder(model, new_nodes)
+    _prune_unused(model)
+    onnx.checker.check_model(model)
+    return result
+
+
+def _at_least_opset(model: onnx.ModelProto) -> onnx.ModelProto:
+    copy = onnx.ModelProto()
+    copy.CopyFrom(model)
+    opset = next((o.version for o in copy.opset_import if o.domain in ("", "ai.onnx")), 0)
+    if opset >= MIN_OPSET:
+        return copy
+    try:
+        return onnx.version_converter.convert_version(copy, MIN_OPSET)
+    except Exception as exc:
+        raise TrtqError(
+            f"cannot raise the model from opset {opset} to {MIN_OPSET} for per-channel Q/DQ: {exc}"
+        ) from None
+
+
+def _add_activation_qdq(model: onnx.ModelProto, tensor: str, scale: float) -> str:
+    scale_name, zero_name = f"{tensor}_scale", f"{tensor}_zero_point"
+    quantized, dequantized = f"{tensor}_QuantizeLinear_Output", f"{tensor}_DequantizeLinear_Output"
+    model.graph.initializer.extend(
+        [
+            numpy_helper.from_array(np.array(scale, dtype=np.float32), scale_name),
+            numpy_helper.from_array(np.array(0, dtype=np.int8), zero_name),
+        ]
+    )
+    model.graph.node.extend(
+        [
+            helper.make_node(
+                "QuantizeLinear", [tensor, scale_name, zero_name], [quantized], f"{tensor}_QuantizeLinear"
+            ),
+            helper.make_node(
+                "DequantizeLinear",
+                [quantized, scale_name, zero_name],
+                [dequantized],
+                f"{tensor}_DequantizeLinear",
+            ),
+        ]
+    )
+    return dequantized
+
+
+def _add_weight_dq(model: onnx.ModelProto, name: str, values: npt.NDArray[np.float32], axis: int) -> str:
+    """Per-channel symmetric int8 weights (narrow range, -127..127) and their DequantizeLinear."""
+    reduce_axes = tuple(a for a in range(values.ndim) if a != axis)
+    amax = np.abs(values).max(axis=reduce_axes) if reduce_axes else np.abs(values)
+    scale = np.where(amax > 0, amax / INT8_MAX, 1.0).astype(
+        np.float32
+    )  # an all-zero channel still needs scale > 0
+    shape = [1] * values.ndim
+    shape[axis] = -1
+    quantized = np.clip(np.rint(values / scale.reshape(shape)), -INT8_MAX, INT8_MAX).astype(np.int8)
+    scale_name, zero_name, int8_name = f"{name}_scale", f"{name}_zero_point", f"{name}_int8"
+    output = f"{name}_DequantizeLinear_Output"
+    model.graph.initializer.extend(
+        [
+            numpy_helper.from_array(quantized, int8_name),
+            numpy_helper.from_array(scale, scale_name),
+            numpy_helper.from_array(np.zeros(scale.shape, dtype=np.int8), zero_name),
+        ]
+    )
+    model.graph.node.append(
+        helper.make_node(
+            "DequantizeLinear",
+            [int8_name, scale_name, zero_name],
+            [output],
+            f"{name}_DequantizeLinear",
+            axis=axis,
+        )
+    )
+    return output
+
+
+def _prune_unused(model: onnx.ModelProto) -> None:
+    """Drop the float weights (initializers or Constant nodes) that their int8 copies replaced."""
+    used = {name for node in model.graph.node for name in node.input} | {o.name for o in model.graph.output}
+    keep = [n for n in model.graph.node if n.op_type != "Constant" or any(o in used for o in n.output)]
+    if len(keep) != len(model.graph.node):
+        copies = [_copy(node) for node in keep]
+        del model.graph.node[:]
+        model.graph.node.extend(copies)
+    unused = [i for i, init in enumerate(model.graph.initializer) if init.name not in used]
+    for position in reversed(unused):
+        del model.graph.initializer[position]
+
+
+def _copy(node: onnx.NodeProto) -> onnx.NodeProto:
+    copy = onnx.NodeProto()
+    copy.CopyFrom(node)
+    return copy
+
+
+def _pop_tail(model: onnx.ModelProto, count: int) -> list[onnx.NodeProto]:
+    tail = [model.graph.node[-count + i] for i in range(count)]
+    copies = []
+    for node in tail:
+        copy = onnx.NodeProto()
+        copy.CopyFrom(node)
+        copies.append(copy)
+    for _ in range(count):
+        del model.graph.node[-1]
+    return copies
+
+
+def _reorder(model: onnx.ModelProto, new_nodes: dict[int, list[onnx.NodeProto]]) -> None:
+    """Put each inserted node right before the original node (by position) that first consumes it."""
+    original = list(model.graph.node)
+    ordered: list[onnx.NodeProto] = []
+    for position, node in enumerate(original):
+        ordered.extend(new_nodes.get(position, []))
+        ordered.append(node)
+    del model.graph.node[:]
+    model.graph.node.extend(ordered)

@@ -1,0 +1,118 @@
+"""Where TensorRT wants Q/DQ: activations per-tensor on the inputs of the ops it runs in INT8, weights
+per-channel, and on residual Adds only the skip branch (so the Conv + Add fusion stays possible).
+
+Sources: ../shared/docs/tensorrt-notes.md section 4 (TensorRT's Q/DQ placement guidance, the ONNX
+parser's constraints, ModelOpt's TensorRT-oriented choices).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import onnx
+
+from trtq.qdq.graph import GraphIndex
+
+# Ops with weights: (activation input slots, weight input slot, per-channel axis of that weight).
+WEIGHTED_OPS = {"Conv": 1, "ConvTranspose": 1, "Gemm": 1, "MatMul": 1}
+# Ops TensorRT also runs in INT8 when their input is quantized.
+POOLING_OPS = frozenset({"MaxPool", "AveragePool", "GlobalAveragePool"})
+# What a residual branch's main path may pass through after its Conv before reaching the Add.
+_MAIN_PATH_OPS = frozenset({"BatchNormalization", "Add", "Mul", "Relu", "Clip", "HardSwish", "HardSigmoid"})
+_CONV_OPS = frozenset({"Conv", "ConvTranspose", "Gemm", "MatMul"})
+
+
+@dataclass(frozen=True)
+class WeightSite:
+    node: onnx.NodeProto
+    slot: int
+    axis: int
+
+
+@dataclass
+class QdqPlan:
+    activations: dict[str, list[tuple[onnx.NodeProto, int]]] = field(default_factory=dict)
+    """Activation tensor -> the (consumer, input slot) edges that get its Q/DQ pair."""
+    weights: list[WeightSite] = field(default_factory=list)
+    excluded_nodes: list[str] = field(default_factory=list)
+    residual_adds: int = 0
+
+    def add_activation(self, tensor: str, node: onnx.NodeProto, slot: int) -> None:
+        self.activations.setdefault(tensor, []).append((node, slot))
+
+
+def plan_qdq(index: GraphIndex, exclude: Sequence[str] = ()) -> QdqPlan:
+    plan = QdqPlan()
+    for node in index.model.graph.node:
+        if exclude and any(fnmatch.fnmatchcase(node.name, pattern) for pattern in exclude):
+            if node.op_type in WEIGHTED_OPS or node.op_type in POOLING_OPS or node.op_type == "Add":
+                plan.excluded_nodes.append(node.name)
+            continue
+        if node.op_type in WEIGHTED_OPS:
+            _plan_weighted(index, plan, node)
+        elif node.op_type in POOLING_OPS and index.is_activation(node.input[0]):
+            plan.add_activation(node.input[0], node, 0)
+        elif node.op_type == "Add":
+            _plan_residual_add(index, plan, node)
+    return plan
+
+
+def _plan_weighted(index: GraphIndex, plan: QdqPlan, node: onnx.NodeProto) -> None:
+    data = node.input[0]
+    if index.is_activation(data):
+        plan.add_activation(data, node, 0)
+    weight = node.input[1] if len(node.input) > 1 else ""
+    if not weight:
+        return
+    if index.weight(weight) is not None:
+        plan.weights.append(WeightSite(node, 1, _weight_axis(index, node, weight)))
+    elif index.is_activation(weight):  # activation x activation MatMul: both sides per-tensor
+        plan.add_activation(weight, node, 1)
+
+
+def _weight_axis(index: GraphIndex, node: onnx.NodeProto, weight: str) -> int:
+    """The output-channel axis: 0 for Conv ([Cout, Cin, ...]), 1 for ConvTranspose ([Cin, Cout, ...]),
+    Gemm's B is [N, K] with transB=1 (axis 0) else [K, N] (axis 1), MatMul's B is [..., K, N]."""
+    if node.op_type == "Conv":
+        return 0
+    if node.op_type == "ConvTranspose":
+        return 1
+    if node.op_type == "Gemm":
+        trans_b = next((a.i for a in node.attribute if a.name == "transB"), 0)
+        return 0 if trans_b else 1
+    values = index.weight(weight)
+    return (values.ndim - 1) if values is not None else 1
+
+
+def _plan_residual_add(index: GraphIndex, plan: QdqPlan, node: onnx.NodeProto) -> None:
+    inputs = [name for name in node.input if name]
+    if len(inputs) != 2 or not all(index.is_activation(name) for name in inputs):
+        return  # a bias or scale Add: nothing to fuse, nothing to quantize
+    main = [_comes_from_conv(index, name) for name in inputs]
+    if main[0] == main[1]:
+        if not main[0]:
+            return  # no Conv on either side: not a residual block
+        skip = 1  # both sides are Conv branches: quantize one, the other fuses
+    else:
+        skip = 0 if main[1] else 1
+    plan.add_activation(inputs[skip], node, skip)
+    plan.residual_adds += 1
+
+
+def _comes_from_conv(index: GraphIndex, tensor: str, depth: int = 4) -> bool:
+    """True when ``tensor`` is a Conv output, possibly through bias Adds, BatchNorm and activations."""
+    node = index.producer.get(tensor)
+    for _ in range(depth):
+        if node is None:
+            return False
+        if node.op_type in _CONV_OPS:
+            return True
+        if node.op_type not in _MAIN_PATH_OPS:
+            return False
+        activations = [name for name in node.input if index.is_activation(name)]
+        if len(activations) != 1:
+            return False
+        node = index.producer.get(activations[0])
+    return False
