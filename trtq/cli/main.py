@@ -11,7 +11,9 @@ from trtq.cli.bench import bench_command
 from trtq.cli.build import build_command
 from trtq.cli.cache_commands import cache_app
 from trtq.cli.calibrate import calibrate_command
+from trtq.cli.compare import compare_command
 from trtq.cli.crosscheck import crosscheck_command
+from trtq.cli.qdq import qdq_command
 from trtq.cli.state import OPTIONS
 
 app = typer.Typer(
@@ -23,6 +25,8 @@ app = typer.Typer(
 app.command("calibrate")(calibrate_command)
 app.command("crosscheck")(crosscheck_command)
 app.command("build")(build_command)
+app.command("qdq")(qdq_command)
+app.command("compare")(compare_command)
 app.command("bench")(bench_command)
 app.add_typer(cache_app, name="cache")
 

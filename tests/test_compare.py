@@ -1,0 +1,76 @@
+"""FP32 vs INT8 output metrics (hand-computed) and the compare command on a real classifier."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import WriteConfig
+from typer.testing import CliRunner
+
+from trtq.cli.main import app
+from trtq.compare.outputs import compare_output
+
+
+def test_metrics_on_hand_computed_values() -> None:
+    reference = np.array([[3.0, 4.0]], dtype=np.float32)
+    quantized = np.array([[3.0, 3.0]], dtype=np.float32)
+    m = compare_output("y", reference, quantized)
+    assert m.cosine == pytest.approx(21 / (5 * math.sqrt(18)))
+    assert m.snr_db == pytest.approx(10 * math.log10(25 / 1))
+    assert (m.max_abs_error, m.mean_abs_error) == (1.0, 0.5)
+    assert compare_output("y", reference, reference).snr_db == math.inf
+
+
+def test_top_k_agreement_and_accuracy() -> None:
+    rng = np.random.default_rng(0)
+    reference = rng.standard_normal((4, 10)).astype(np.float32)
+    quantized = reference.copy()
+    quantized[0] = -quantized[0]  # sample 0: the FP32 top-1 becomes the INT8 bottom-1
+    quantized[1, reference[1].argmax()] = (
+        np.sort(reference[1])[-3] - 1e-3
+    )  # sample 1: FP32 top-1 falls to 3rd
+    labels = [int(reference[i].argmax()) for i in range(4)]
+    labels[3] = (labels[3] + 1) % 10
+    m = compare_output("logits", reference, quantized, labels)
+    assert m.top1_agreement == 0.5
+    assert m.top5_agreement == 0.75
+    assert (m.fp32_accuracy, m.int8_accuracy) == (0.75, 0.25)
+
+
+def test_compare_command_all_algorithms(write_config: WriteConfig, tmp_path: Path) -> None:
+    config = write_config(n_images=6)
+    from conftest import PHOTO_LIST
+
+    held_out = [line for line in PHOTO_LIST.read_text().splitlines() if line.startswith("pkg:")][10:19]
+    (tmp_path / "held_out.txt").write_text("\n".join(held_out) + "\n")
+    out = tmp_path / "compare.json"
+    result = CliRunner().invoke(
+        app,
+        [
+            "compare",
+            str(config),
+            "--images",
+            str(tmp_path / "held_out.txt"),
+            "--algorithms",
+            "all",
+            "--json",
+            str(out),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    report = json.loads(out.read_text())
+    assert report["samples"] == 9  # batch 2: the last batch is wrapped, the repeat cut off
+    assert set(report["results"]) == {"entropy", "minmax", "percentile", "mse"}
+    for metrics in report["results"].values():
+        (output,) = metrics
+        assert output["samples"] == 9
+        assert 0.5 < output["cosine"] <= 1.0
+        assert output["top1_agreement"] is not None and output["top5_agreement"] == 1.0  # 2 classes
+    bad = CliRunner().invoke(
+        app, ["compare", str(config), "--images", str(tmp_path / "held_out.txt"), "--algorithms", "kl"]
+    )
+    assert bad.exit_code == 1 and "'kl' is not one of" in bad.output

@@ -1,0 +1,187 @@
+"""Q/DQ export on real models: which edges get Q/DQ, scale values, per-channel weights, checker and ORT."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import onnx
+import pytest
+from conftest import DETECTOR, REPO, WriteConfig
+from onnx import numpy_helper
+
+from trtq.cache import read_cache
+from trtq.calib.pipeline import calibrate
+from trtq.compare.models import session
+from trtq.config import load_config
+from trtq.qdq import export_qdq
+from trtq.qdq.graph import GraphIndex
+from trtq.resources import resolve_path
+
+
+@pytest.fixture(scope="module")
+def calibrated_classifier(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> tuple[onnx.ModelProto, dict[str, float]]:
+    import yaml
+    from conftest import PHOTO_LIST, classifier_config
+
+    tmp = tmp_path_factory.mktemp("qdq")
+    listed = [line for line in PHOTO_LIST.read_text().splitlines() if line.startswith("pkg:")][:8]
+    (tmp / "images.txt").write_text("\n".join(listed) + "\n")
+    (tmp / "model.yaml").write_text(
+        yaml.safe_dump(classifier_config("images.txt", "model.cache", algorithm="minmax"))
+    )
+    config = load_config(tmp / "model.yaml")
+    calibrate(config)
+    return onnx.load(str(config.model_path)), read_cache(config.cache_path).scales
+
+
+def initializer(model: onnx.ModelProto, name: str) -> np.ndarray:
+    return numpy_helper.to_array(next(i for i in model.graph.initializer if i.name == name))
+
+
+def producers(model: onnx.ModelProto) -> dict[str, onnx.NodeProto]:
+    return {out: node for node in model.graph.node for out in node.output}
+
+
+def test_conv_inputs_and_weights_get_qdq_with_the_caches_scales(calibrated_classifier) -> None:
+    original, scales = calibrated_classifier
+    result = export_qdq(original, scales)
+    model = result.model
+    made_by = producers(model)
+    source = GraphIndex.of(original)
+    convs = [n for n in model.graph.node if n.op_type == "Conv"]
+    weighted = [n for n in original.graph.node if n.op_type in ("Conv", "Gemm", "MatMul")]
+    assert (
+        len(convs) == 53 and result.summary()["quantized_weights"] == len(weighted) == 54
+    )  # + the classifier's FC
+    for conv in convs:
+        data = made_by[conv.input[0]]
+        assert data.op_type == "DequantizeLinear"
+        tensor = made_by[data.input[0]].input[0]  # DQ <- Q <- original activation
+        assert initializer(model, data.input[1]) == np.float32(scales[tensor])
+        assert initializer(model, data.input[2]) == 0 and initializer(model, data.input[2]).dtype == np.int8
+        weight_dq = made_by[conv.input[1]]
+        assert weight_dq.op_type == "DequantizeLinear"
+        assert next(a.i for a in weight_dq.attribute if a.name == "axis") == 0
+        name = weight_dq.input[0].removesuffix("_int8")
+        weights = source.weight(name)
+        assert weights is not None
+        expected = np.abs(weights).reshape(weights.shape[0], -1).max(axis=1) / 127
+        np.testing.assert_allclose(initializer(model, weight_dq.input[1]), expected, rtol=1e-6)
+        q = initializer(model, weight_dq.input[0])
+        assert q.dtype == np.int8 and np.abs(q).max() == 127
+        assert (initializer(model, weight_dq.input[2]) == 0).all()
+    assert result.activation_scales and all(s > 0 for s in result.activation_scales.values())
+    assert result.missing_scale == [] and result.only_in_scales == []
+    assert next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx")) == 13  # raised from 11
+    onnx.checker.check_model(model)
+
+
+def test_residual_adds_are_quantized_on_the_skip_branch_only(calibrated_classifier) -> None:
+    original, scales = calibrated_classifier
+    result = export_qdq(original, scales)
+    made_by = producers(result.model)
+    residual = [
+        n
+        for n in result.model.graph.node
+        if n.op_type == "Add"
+        and any(made_by.get(i) is not None and made_by[i].op_type == "DequantizeLinear" for i in n.input)
+    ]
+    assert len(residual) == result.residual_adds == 7
+    for add in residual:
+        kinds = [made_by[i].op_type for i in add.input]
+        assert kinds.count("DequantizeLinear") == 1  # the other input stays fusable with its Conv
+
+
+def test_qdq_model_runs_in_onnxruntime_close_to_fp32(calibrated_classifier, photos: list[Path]) -> None:
+    original, scales = calibrated_classifier
+    qdq = session(export_qdq(original, scales).model)
+    fp32 = session(original)
+    batch = np.stack(
+        [
+            cv2.resize(cv2.imread(str(p)), (192, 48)).transpose(2, 0, 1).astype(np.float32) / 127.5 - 1
+            for p in photos[:8]
+        ]
+    )
+    reference, quantized = fp32.run(None, {"x": batch})[0], qdq.run(None, {"x": batch})[0]
+    cosine = float((reference * quantized).sum() / np.linalg.norm(reference) / np.linalg.norm(quantized))
+    assert cosine > 0.95
+    assert not np.array_equal(reference, quantized)  # it really is quantized
+
+
+def test_bad_missing_and_foreign_scales_are_reported(calibrated_classifier) -> None:
+    original, scales = calibrated_classifier
+    edited = dict(scales)
+    names = list(export_qdq(original, scales).activation_scales)  # tensors that get Q/DQ
+    edited[names[1]] = 0.0
+    edited[names[2]] = float("inf")
+    del edited[names[3]]
+    edited["(Unnamed Layer* 46) [Constant]_output"] = 0.5
+    result = export_qdq(original, edited)
+    assert result.unusable_scale == {names[1]: 0.0, names[2]: float("inf")}
+    assert result.only_in_scales == ["(Unnamed Layer* 46) [Constant]_output"]
+    assert result.missing_scale == [names[3]]
+    for tensor in result.unusable_scale:
+        assert tensor not in result.activation_scales
+
+
+def test_exclusions_keep_layers_in_float(calibrated_classifier) -> None:
+    original, scales = calibrated_classifier
+    first_conv = next(n for n in original.graph.node if n.op_type == "Conv")
+    result = export_qdq(original, scales, exclude=[first_conv.name])
+    assert result.excluded_nodes == [first_conv.name]
+    conv = next(n for n in result.model.graph.node if n.name == first_conv.name)
+    assert list(conv.input) == list(first_conv.input)
+    assert result.summary()["quantized_weights"] == 53
+
+
+def test_conv_transpose_weights_use_axis_1() -> None:
+    model = onnx.load(str(resolve_path(DETECTOR, REPO)))
+    index = GraphIndex.of(model)
+    scales = {
+        name: 0.01
+        for name in [i.name for i in model.graph.input] + [o for n in model.graph.node for o in n.output]
+        if index.is_activation(name)
+    }
+    result = export_qdq(model, scales)
+    made_by = producers(result.model)
+    deconvs = [n for n in result.model.graph.node if n.op_type == "ConvTranspose"]
+    assert len(deconvs) == 2
+    for node in deconvs:
+        dq = made_by[node.input[1]]
+        assert next(a.i for a in dq.attribute if a.name == "axis") == 1
+        assert initializer(result.model, dq.input[1]).shape == (
+            initializer(result.model, dq.input[0]).shape[1],
+        )
+    assert not [
+        n
+        for n in result.model.graph.node
+        if n.op_type == "Constant"
+        and n.output[0]
+        in {
+            d.input[0].removesuffix("_int8")
+            for d in result.model.graph.node
+            if d.op_type == "DequantizeLinear"
+        }
+    ]
+
+
+def test_qdq_command_writes_a_checked_model(write_config: WriteConfig, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from trtq.cli.main import app
+
+    config = write_config(n_images=4)
+    runner = CliRunner()
+    missing = runner.invoke(app, ["qdq", str(config), "-o", str(tmp_path / "m.onnx")])
+    assert missing.exit_code == 1 and "no calibration cache" in missing.output
+    assert runner.invoke(app, ["calibrate", str(config)]).exit_code == 0
+    result = runner.invoke(app, ["qdq", str(config), "-o", str(tmp_path / "m.onnx")])
+    assert result.exit_code == 0, result.output
+    model = onnx.load(str(tmp_path / "m.onnx"))
+    onnx.checker.check_model(model)
+    assert sum(n.op_type == "QuantizeLinear" for n in model.graph.node) == 68
+    assert (tmp_path / "m.onnx.json").is_file()

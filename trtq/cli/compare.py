@@ -1,0 +1,110 @@
+"""``trtq compare CONFIG --images LIST``: FP32 vs INT8 (Q/DQ in ONNX Runtime) on held-out images."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from trtq.cli.errors import reported_errors
+from trtq.cli.state import OPTIONS
+from trtq.compare.models import compare_models, evaluation_inputs, read_labels, run, session
+from trtq.compare.outputs import OutputMetrics
+from trtq.config import ALGORITHMS, Algorithm, load_config
+from trtq.errors import TrtqError
+from trtq.fileio import atomic_write_text
+from trtq.qdq.scales import cache_scales, qdq_from_scales, qdq_per_algorithm
+
+console = Console()
+
+
+def compare_command(
+    config: Annotated[Path, typer.Argument(help="model YAML config")],
+    images: Annotated[Path, typer.Option(help="held-out images: a list file or a directory")],
+    labels: Annotated[Path | None, typer.Option(help="one integer class per line, in image order")] = None,
+    algorithms: Annotated[
+        str | None, typer.Option(help="comma-separated, or 'all': calibrate once, compare each")
+    ] = None,
+    cache: Annotated[Path | None, typer.Option(help="scales to use when --algorithms is not given")] = None,
+    json_path: Annotated[Path, typer.Option("--json")] = Path("out/compare.json"),
+) -> None:
+    """Accuracy of INT8 against FP32, per output, for one cache or for every algorithm."""
+    with reported_errors(OPTIONS.verbose):
+        loaded = load_config(config)
+        batches, count, _ = evaluation_inputs(loaded, images)
+        truth = read_labels(labels, count) if labels else None
+        input_name = loaded.image_input.name
+        reference = run(session(loaded.model_path), input_name, batches, count)
+        results: dict[str, list[OutputMetrics]] = {}
+        if algorithms:
+            chosen = _algorithms(algorithms)
+            with console.status(f"calibrating once for {', '.join(chosen)}"):
+                _, models = qdq_per_algorithm(loaded, chosen)
+            for algorithm, qdq in models.items():
+                results[algorithm] = compare_models(
+                    reference, run(session(qdq.model), input_name, batches, count), truth
+                )
+        else:
+            cache_path, scales = cache_scales(loaded, cache)
+            qdq = qdq_from_scales(loaded, scales)
+            results[cache_path.name] = compare_models(
+                reference, run(session(qdq.model), input_name, batches, count), truth
+            )
+        _print(results, count)
+        payload = {
+            "config": str(config),
+            "images": str(images),
+            "samples": count,
+            "results": {k: [m.to_json() for m in v] for k, v in results.items()},
+        }
+        atomic_write_text(json_path, json.dumps(payload, indent=1) + "\n")
+        console.print(f"json     {json_path}")
+
+
+def _algorithms(text: str) -> list[Algorithm]:
+    if text == "all":
+        return list(ALGORITHMS)
+    chosen = []
+    for name in text.split(","):
+        match = [a for a in ALGORITHMS if a == name.strip()]
+        if not match:
+            raise TrtqError(f"--algorithms: '{name}' is not one of {', '.join(ALGORITHMS)}")
+        chosen.append(match[0])
+    return chosen
+
+
+def _print(results: dict[str, list[OutputMetrics]], count: int) -> None:
+    table = Table(title=f"INT8 (Q/DQ, ONNX Runtime) vs FP32 on {count} held-out images")
+    for column in (
+        "scales",
+        "output",
+        "cosine",
+        "SNR dB",
+        "max |err|",
+        "mean |err|",
+        "top-1",
+        "top-5",
+        "acc fp32/int8",
+    ):
+        table.add_column(
+            column, justify="left" if column in ("scales", "output") else "right", overflow="fold"
+        )
+    for label, metrics in results.items():
+        for m in metrics:
+            accuracy = "-" if m.fp32_accuracy is None else f"{m.fp32_accuracy:.3f}/{m.int8_accuracy:.3f}"
+            table.add_row(
+                label,
+                m.output,
+                f"{m.cosine:.4f}",
+                f"{m.snr_db:.1f}",
+                f"{m.max_abs_error:.4g}",
+                f"{m.mean_abs_error:.4g}",
+                "-" if m.top1_agreement is None else f"{m.top1_agreement:.3f}",
+                "-" if m.top5_agreement is None else f"{m.top5_agreement:.3f}",
+                accuracy,
+            )
+    console.print(table)

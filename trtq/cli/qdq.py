@@ -1,0 +1,60 @@
+"""``trtq qdq CONFIG -o model.qdq.onnx``: a TensorRT-ready Q/DQ model from a calibration cache."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import onnx
+import typer
+from rich.console import Console
+
+from trtq.cli.errors import reported_errors
+from trtq.cli.state import OPTIONS
+from trtq.compare.models import session
+from trtq.config import load_config
+from trtq.errors import TrtqError
+from trtq.fileio import atomic_write_bytes, atomic_write_text
+from trtq.qdq.scales import cache_scales, qdq_from_scales
+
+console = Console()
+
+
+def qdq_command(
+    config: Annotated[Path, typer.Argument(help="model YAML config")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Q/DQ ONNX model to write")],
+    cache: Annotated[Path | None, typer.Option(help="scales to use; default: the config's cache")] = None,
+) -> None:
+    """Insert Q/DQ pairs with a cache's scales, following TensorRT's placement rules."""
+    with reported_errors(OPTIONS.verbose):
+        loaded = load_config(config)
+        cache_path, scales = cache_scales(loaded, cache)
+        result = qdq_from_scales(loaded, scales)
+        data = result.model.SerializeToString()
+        try:
+            session(onnx.load_from_string(data))
+        except Exception as exc:
+            raise TrtqError(f"the Q/DQ model does not load in ONNX Runtime: {exc}") from None
+        atomic_write_bytes(output, data)
+        summary = result.summary()
+        atomic_write_text(
+            output.with_name(output.name + ".json"),
+            json.dumps({"cache": str(cache_path), **summary}, indent=1),
+        )
+        console.print(
+            f"{output}: {summary['quantized_activations']} activations (per-tensor), "
+            f"{summary['quantized_weights']} weights (per-channel), "
+            f"{summary['residual_adds_skip_branch']} residual Adds quantized on the skip branch"
+        )
+        for tensor in result.missing_scale:
+            console.print(
+                f"[yellow]warning[/] '{tensor}' needs a scale but {cache_path} has none: left in float"
+            )
+        for tensor, scale in result.unusable_scale.items():
+            console.print(f"[yellow]warning[/] '{tensor}' has scale {scale} in {cache_path}: left in float")
+        if result.only_in_scales:
+            shown = ", ".join(result.only_in_scales[:5]) + (" ..." if len(result.only_in_scales) > 5 else "")
+            console.print(f"{len(result.only_in_scales)} cache tensors are not in the graph: {shown}")
+        if result.excluded_nodes:
+            console.print(f"kept in float by qdq.exclude: {', '.join(result.excluded_nodes)}")

@@ -1,0 +1,74 @@
+"""Run FP32 and quantized ONNX models in ONNX Runtime on the same held-out images.
+
+ONNX Runtime's WeightBiasQuantization optimizer rewrites Q/DQ graphs in ways TensorRT does not and
+changes their numerics, so it is disabled when ONNX Runtime stands in for TensorRT INT8
+(../shared/docs/tensorrt-notes.md section 8).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+
+from trtq.calib.pipeline import batch_source
+from trtq.compare.outputs import Array, OutputMetrics, compare_output
+from trtq.config.loader import LoadedConfig
+from trtq.data.image_list import ImageEntry, read_image_list
+from trtq.errors import TrtqError
+
+DISABLED_FOR_QDQ = ["WeightBiasQuantization"]
+
+
+def session(model: onnx.ModelProto | Path, threads: int = 0) -> ort.InferenceSession:
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    source = model.SerializeToString() if isinstance(model, onnx.ModelProto) else str(model)
+    return ort.InferenceSession(
+        source, options, providers=["CPUExecutionProvider"], disabled_optimizers=DISABLED_FOR_QDQ
+    )
+
+
+def evaluation_inputs(config: LoadedConfig, images: Path) -> tuple[list[Array], int, list[ImageEntry]]:
+    """Batches of the held-out images at the calibration shape; the last one is filled from the start
+    (wrap) and the count of real samples is returned so the repeats can be cut off."""
+    entries = read_image_list(images)
+    source = batch_source(config, entries)
+    source.last_batch = "wrap"
+    batches = [batch.data for batch in source]
+    return batches, source.stats.used, entries
+
+
+def run(
+    model: ort.InferenceSession, input_name: str, batches: Sequence[Array], count: int
+) -> dict[str, Array]:
+    outputs: dict[str, list[Array]] = {}
+    for batch in batches:
+        for meta, value in zip(model.get_outputs(), model.run(None, {input_name: batch}), strict=True):
+            outputs.setdefault(meta.name, []).append(np.asarray(value, dtype=np.float32))
+    return {name: np.concatenate(values)[:count] for name, values in outputs.items()}
+
+
+def compare_models(
+    reference: dict[str, Array], quantized: dict[str, Array], labels: Sequence[int] | None = None
+) -> list[OutputMetrics]:
+    return [compare_output(name, reference[name], quantized[name], labels) for name in reference]
+
+
+def read_labels(path: Path, count: int) -> list[int]:
+    """One integer class per line, in the order of the image list."""
+    try:
+        lines = [
+            line.strip()
+            for line in path.read_text().splitlines()
+            if line.strip() and not line.startswith("#")
+        ]
+        labels = [int(line.split()[-1]) for line in lines]
+    except (OSError, ValueError) as exc:
+        raise TrtqError(f"{path}: expected one integer label per line ({exc})") from None
+    if len(labels) != count:
+        raise TrtqError(f"{path}: {len(labels)} labels for {count} images")
+    return labels

@@ -1,0 +1,64 @@
+"""FP32 vs quantized model outputs: cosine, SNR, absolute errors, and top-k agreement for classifiers."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+Array = npt.NDArray[np.float32]
+
+
+@dataclass(frozen=True)
+class OutputMetrics:
+    output: str
+    samples: int
+    cosine: float
+    """Of the flattened outputs of all samples: one number per output."""
+    snr_db: float
+    max_abs_error: float
+    mean_abs_error: float
+    top1_agreement: float | None = None
+    top5_agreement: float | None = None
+    """Share of samples whose FP32 top-1 class is in the quantized model's top 5 (classifiers only)."""
+    fp32_accuracy: float | None = None
+    int8_accuracy: float | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            k: (str(v) if isinstance(v, float) and not math.isfinite(v) else v)
+            for k, v in self.__dict__.items()
+        }
+
+
+def compare_output(
+    name: str, reference: Array, quantized: Array, labels: Sequence[int] | None = None
+) -> OutputMetrics:
+    """``reference`` and ``quantized`` hold all samples along axis 0."""
+    ref = reference.astype(np.float64).ravel()
+    out = quantized.astype(np.float64).ravel()
+    error = ref - out
+    norms = float(np.linalg.norm(ref) * np.linalg.norm(out))
+    noise = float(np.sum(error**2))
+    metrics: dict[str, Any] = {
+        "output": name,
+        "samples": int(reference.shape[0]),
+        "cosine": float(ref @ out / norms) if norms > 0 else (1.0 if noise == 0 else 0.0),
+        "snr_db": 10 * math.log10(float(np.sum(ref**2)) / noise) if noise > 0 else math.inf,
+        "max_abs_error": float(np.abs(error).max()) if error.size else 0.0,
+        "mean_abs_error": float(np.abs(error).mean()) if error.size else 0.0,
+    }
+    if reference.ndim == 2 and reference.shape[1] > 1:
+        top = np.argsort(-quantized, axis=1)[:, : min(5, reference.shape[1])]
+        fp32_top1 = reference.argmax(axis=1)
+        metrics["top1_agreement"] = float(np.mean(top[:, 0] == fp32_top1))
+        metrics["top5_agreement"] = float(np.mean((top == fp32_top1[:, None]).any(axis=1)))
+        if labels is not None:
+            truth = np.asarray(labels[: reference.shape[0]])
+            metrics["fp32_accuracy"] = float(np.mean(fp32_top1 == truth))
+            metrics["int8_accuracy"] = float(np.mean(top[:, 0] == truth))
+    return OutputMetrics(**metrics)

@@ -1,0 +1,35 @@
+"""Where Q/DQ scales come from: a calibration cache (TensorRT's or trtq's) or a fresh CPU calibration."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import onnx
+
+from trtq.cache.trt_format import read_cache
+from trtq.calib.collect import load_onnx
+from trtq.calib.pipeline import CalibrationRun, calibration_entries, collect_histograms
+from trtq.config.loader import LoadedConfig
+from trtq.config.schema import Algorithm
+from trtq.errors import TrtqError
+from trtq.qdq.export import QdqResult, export_qdq
+
+
+def cache_scales(config: LoadedConfig, cache: Path | None) -> tuple[Path, dict[str, float]]:
+    path = cache or config.cache_path
+    if not path.is_file():
+        raise TrtqError(f"{path}: no calibration cache; run `trtq calibrate {config.source}` or pass --cache")
+    return path, read_cache(path).scales
+
+
+def qdq_from_scales(config: LoadedConfig, scales: dict[str, float]) -> QdqResult:
+    return export_qdq(load_onnx(config.model_path), scales, config.spec.qdq.exclude)
+
+
+def qdq_per_algorithm(
+    config: LoadedConfig, algorithms: list[Algorithm]
+) -> tuple[CalibrationRun, dict[Algorithm, QdqResult]]:
+    """One calibration pass, one Q/DQ model per algorithm."""
+    run = collect_histograms(config, calibration_entries(config))
+    model: onnx.ModelProto = load_onnx(config.model_path)
+    return run, {a: export_qdq(model, run.scales(a), config.spec.qdq.exclude) for a in algorithms}
