@@ -1,0 +1,67 @@
+"""``trtq sensitivity CONFIG --images LIST``: rank quantized tensors by the damage they do."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import Progress
+from rich.table import Table
+
+from trtq.calib.collect import load_onnx
+from trtq.cli.errors import reported_errors
+from trtq.cli.state import OPTIONS
+from trtq.compare.models import evaluation_inputs
+from trtq.compare.sensitivity import analyse_sensitivity
+from trtq.config import load_config
+from trtq.fileio import atomic_write_text
+from trtq.qdq.scales import cache_scales
+
+console = Console()
+
+
+def sensitivity_command(
+    config: Annotated[Path, typer.Argument(help="model YAML config")],
+    images: Annotated[Path, typer.Option(help="held-out images: a list file or a directory")],
+    cache: Annotated[Path | None, typer.Option(help="scales; default: the config's cache")] = None,
+    worst: Annotated[int, typer.Option(help="tensors whose consumers the proposal keeps in FP16")] = 3,
+    top: Annotated[int, typer.Option(help="rows to show")] = 15,
+    json_path: Annotated[Path, typer.Option("--json")] = Path("out/sensitivity.json"),
+) -> None:
+    """Quantize all tensors but one, and one alone; rank; propose what to keep in FP16."""
+    with reported_errors(OPTIONS.verbose):
+        loaded = load_config(config)
+        _, scales = cache_scales(loaded, cache)
+        batches, count, _ = evaluation_inputs(loaded, images)
+        with Progress(console=console) as progress:
+            task = progress.add_task("tensors", total=None)
+            result = analyse_sensitivity(
+                load_onnx(loaded.model_path),
+                scales,
+                loaded.image_input.name,
+                batches,
+                count,
+                loaded.spec.qdq.exclude,
+                worst,
+                lambda done, total: progress.update(task, completed=done, total=total),
+            )
+        table = Table(
+            title=f"Sensitivity on {count} images (output cosine vs FP32; lower 'alone' = more damage)"
+        )
+        for column in ("tensor", "alone", "all but this", "consumers"):
+            table.add_column(
+                column, justify="left" if column in ("tensor", "consumers") else "right", overflow="fold"
+            )
+        for item in result.ranking[:top]:
+            table.add_row(item.tensor, f"{item.alone:.4f}", f"{item.all_but:.4f}", ", ".join(item.consumers))
+        console.print(table)
+        console.print(
+            f"cosine: full INT8 {result.full_int8:.4f}, weights only {result.weights_only:.4f}, "
+            f"with the proposal {result.with_proposal:.4f}\n"
+            f"proposal (add to {config}):\n{result.proposal_yaml()}"
+        )
+        atomic_write_text(json_path, json.dumps(result.to_json(), indent=1) + "\n")
+        console.print(f"json     {json_path}")

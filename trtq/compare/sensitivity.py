@@ -1,0 +1,110 @@
+"""Which quantized activations hurt: quantize all but one tensor, and one tensor alone, and rank.
+
+Weights stay per-channel INT8 in every variant, so the ranking is about activation scales, the part
+calibration chooses. The proposal keeps the consumers of the worst tensors in higher precision
+(``qdq.exclude`` for Q/DQ models, ``build.layer_precisions`` for TensorRT 10 implicit INT8) and
+is measured with that change applied.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import onnx
+
+from trtq.compare.models import run, session
+from trtq.compare.outputs import Array
+from trtq.qdq.export import export_qdq
+from trtq.qdq.graph import GraphIndex
+
+Progress = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class TensorSensitivity:
+    tensor: str
+    alone: float
+    """Output cosine with only this activation quantized (weights quantized everywhere)."""
+    all_but: float
+    """Output cosine with every activation but this one quantized."""
+    consumers: list[str]
+
+    @property
+    def damage(self) -> float:
+        return 1.0 - self.alone
+
+
+@dataclass
+class SensitivityResult:
+    full_int8: float
+    weights_only: float
+    ranking: list[TensorSensitivity]
+    proposal: list[str] = field(default_factory=list)
+    """Node names to keep in higher precision."""
+    with_proposal: float = float("nan")
+
+    def proposal_yaml(self) -> str:
+        names = ", ".join(f'"{name}"' for name in self.proposal)
+        layers = ", ".join(f'"{name}": fp16' for name in self.proposal)
+        return f"qdq:\n  exclude: [{names}]\nbuild:\n  layer_precisions: {{{layers}}}\n"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "metric": "cosine of all outputs against FP32",
+            "full_int8": self.full_int8,
+            "weights_only": self.weights_only,
+            "with_proposal": self.with_proposal,
+            "proposal": self.proposal,
+            "proposal_yaml": self.proposal_yaml(),
+            "ranking": [
+                {"tensor": t.tensor, "alone": t.alone, "all_but": t.all_but, "consumers": t.consumers}
+                for t in self.ranking
+            ],
+        }
+
+
+def output_cosine(reference: Mapping[str, Array], other: Mapping[str, Array]) -> float:
+    ref = np.concatenate([reference[k].astype(np.float64).ravel() for k in reference])
+    out = np.concatenate([other[k].astype(np.float64).ravel() for k in reference])
+    norms = float(np.linalg.norm(ref) * np.linalg.norm(out))
+    return float(ref @ out / norms) if norms > 0 else 0.0
+
+
+def analyse_sensitivity(
+    model: onnx.ModelProto,
+    scales: Mapping[str, float],
+    input_name: str,
+    batches: Sequence[Array],
+    count: int,
+    exclude: Sequence[str] = (),
+    worst: int = 3,
+    progress: Progress | None = None,
+) -> SensitivityResult:
+    reference = run(session(model), input_name, batches, count)
+
+    def score(kept: Mapping[str, float], extra_exclude: Sequence[str] = ()) -> float:
+        qdq = export_qdq(model, kept, [*exclude, *extra_exclude]).model
+        return output_cosine(reference, run(session(qdq), input_name, batches, count))
+
+    points = list(export_qdq(model, scales, exclude).activation_scales)
+    index = GraphIndex.of(model)
+    ranking = []
+    for done, tensor in enumerate(points):
+        ranking.append(
+            TensorSensitivity(
+                tensor=tensor,
+                alone=score({tensor: scales[tensor]}),
+                all_but=score({k: v for k, v in scales.items() if k != tensor}),
+                consumers=[node.name for node, _ in index.consumers.get(tensor, [])],
+            )
+        )
+        if progress is not None:
+            progress(done + 1, len(points))
+    ranking.sort(key=lambda t: (t.alone, -t.all_but))
+    result = SensitivityResult(full_int8=score(scales), weights_only=score({}), ranking=ranking)
+    result.proposal = sorted({name for t in ranking[:worst] for name in t.consumers})
+    result.with_proposal = score(scales, result.proposal)
+    return result
