@@ -52,11 +52,7 @@ def crosscheck_command(
                 item.tensor, f"{item.cache_scale:.6g}", f"{item.numpy_scale:.6g}", f"{item.ratio:.4f}"
             )
         console.print(table)
-        console.print(
-            f"{len(result.compared)} tensors compared: median |log ratio| {result.median_abs_log_ratio:.4g}, "
-            f"{100 * result.share_within(0.01):.1f}% within 1%, "
-            f"{100 * result.share_within(0.10):.1f}% within 10%"
-        )
+        console.print(result.summary_line())
         for label, names in (
             ("only in the cache", result.only_in_cache),
             ("only in NumPy", result.only_in_numpy),

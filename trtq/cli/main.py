@@ -14,6 +14,7 @@ from trtq.cli.calibrate import calibrate_command
 from trtq.cli.compare import compare_command
 from trtq.cli.crosscheck import crosscheck_command
 from trtq.cli.qdq import qdq_command
+from trtq.cli.report import report_command
 from trtq.cli.sensitivity import sensitivity_command
 from trtq.cli.state import OPTIONS
 
@@ -29,6 +30,7 @@ app.command("build")(build_command)
 app.command("qdq")(qdq_command)
 app.command("compare")(compare_command)
 app.command("sensitivity")(sensitivity_command)
+app.command("report")(report_command)
 app.command("bench")(bench_command)
 app.add_typer(cache_app, name="cache")
 

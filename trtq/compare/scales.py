@@ -55,6 +55,14 @@ class CrossCheck:
             return math.nan
         return sum(1 for c in self.compared if abs(c.ratio - 1) <= tolerance) / len(self.compared)
 
+    def summary_line(self) -> str:
+        return (
+            f"{len(self.compared)} tensors compared: median |log ratio| {self.median_abs_log_ratio:.4g}, "
+            f"{100 * self.share_within(0.01):.1f}% within 1%, "
+            f"{100 * self.share_within(0.10):.1f}% within 10%; "
+            f"{len(self.only_in_cache)} only in the cache, {len(self.only_in_numpy)} only in NumPy"
+        )
+
     def to_json(self) -> dict[str, Any]:
         return {
             "summary": {

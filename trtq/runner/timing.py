@@ -108,6 +108,7 @@ class BenchResult:
             "throughput_qps": self.throughput_qps,
             "throughput_images_per_s": self.throughput_qps * self.batch_size,
             "metrics_ms": {name: summary.to_json() for name, summary in self.metrics.items()},
+            "latency_samples_ms": [q.latency_ms for q in self.trace.queries],
             "warnings": self.warnings,
         }
 

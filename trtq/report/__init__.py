@@ -1,0 +1,1 @@
+"""Self-contained HTML reports with PNG plots: why each tensor got its scale, and what it cost."""

@@ -1,0 +1,136 @@
+"""What goes into ``trtq report``: calibration (per tensor), cross-check, sensitivity, latency."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from trtq import __version__
+from trtq.cache.trt_format import read_cache
+from trtq.calib.entropy import entropy_threshold
+from trtq.calib.pipeline import CalibrationRun
+from trtq.compare.scales import cross_check
+from trtq.config import ALGORITHMS, Algorithm
+from trtq.config.loader import LoadedConfig
+from trtq.errors import TrtqError
+from trtq.report import plots
+from trtq.report.html import HtmlReport
+
+
+def report_html(
+    config: LoadedConfig,
+    run: CalibrationRun,
+    tensors: int,
+    cache: Path | None = None,
+    sensitivity: Path | None = None,
+    bench: Path | None = None,
+) -> str:
+    page = HtmlReport(f"trtq report: {config.model_path.name}")
+    page.paragraph(
+        f"Config {config.source}; {run.stats.used} calibration images in {run.stats.batches} batches of "
+        f"{config.batch_size}; {len(run.histograms)} activations; trtq {__version__}."
+    )
+    _calibration(page, run, tensors)
+    if cache is not None:
+        _crosscheck(page, run, cache)
+    if sensitivity is not None:
+        _sensitivity(page, _json(sensitivity))
+    if bench is not None:
+        _latency(page, _json(bench))
+    return page.render()
+
+
+def _calibration(page: HtmlReport, run: CalibrationRun, tensors: int) -> None:
+    page.heading("Calibration: why each tensor got its scale")
+    clipping = {
+        name: float(run.amax(name, "entropy")) / h.max_abs
+        for name, h in run.histograms.items()
+        if h.max_abs > 0
+    }
+    chosen = sorted(clipping, key=lambda n: clipping[n])[:tensors]
+    page.paragraph(
+        f"The {len(chosen)} tensors that entropy calibration clips hardest (entropy amax / max |x|), each "
+        "with its |x| histogram, every algorithm's threshold and the KL curve of the entropy search."
+    )
+    rows = []
+    for name in sorted(run.histograms, key=lambda n: clipping.get(n, 1.0)):
+        histogram = run.histograms[name]
+        rows.append(
+            [name, f"{histogram.max_abs:.5g}", str(histogram.doublings)]
+            + [f"{float(run.amax(name, a)):.5g}" for a in ALGORITHMS]
+        )
+    for name in chosen:
+        amax: dict[str, float] = {a: float(run.amax(name, a)) for a in ALGORITHMS}
+        page.image(
+            plots.tensor_figure(name, run.histograms[name], amax, entropy_threshold(run.histograms[name])),
+            name,
+        )
+    page.table(["tensor", "max |x|", "doublings", *[f"{a} amax" for a in ALGORITHMS]], rows)
+
+
+def _crosscheck(page: HtmlReport, run: CalibrationRun, cache_path: Path) -> None:
+    cache = read_cache(cache_path)
+    algorithm: Algorithm = "minmax" if cache.algorithm == "MinMaxCalibration" else "entropy"
+    result = cross_check(cache, run.scales(algorithm))
+    page.heading(f"Cross-check: {cache_path.name} vs NumPy {algorithm}")
+    page.paragraph(result.summary_line() + ".")
+    if result.compared:
+        page.image(
+            plots.crosscheck_figure(
+                [c.cache_scale for c in result.compared], [c.numpy_scale for c in result.compared]
+            ),
+            "cross-check",
+        )
+    page.table(
+        ["tensor", "cache scale", "NumPy scale", "ratio"],
+        [
+            [c.tensor, f"{c.cache_scale:.6g}", f"{c.numpy_scale:.6g}", f"{c.ratio:.4f}"]
+            for c in result.compared[:20]
+        ],
+    )
+
+
+def _sensitivity(page: HtmlReport, data: dict[str, Any]) -> None:
+    ranking = data.get("ranking", [])[:30]
+    page.heading("Sensitivity")
+    page.paragraph(
+        f"Output cosine vs FP32: full INT8 {data['full_int8']:.4f}, weights only {data['weights_only']:.4f}, "
+        f"with the proposal {data['with_proposal']:.4f}. Proposal: {', '.join(data['proposal'])}."
+    )
+    if ranking:
+        page.image(
+            plots.sensitivity_figure([r["tensor"] for r in ranking], [1 - r["alone"] for r in ranking]),
+            "sensitivity",
+        )
+    page.table(
+        ["tensor", "alone", "all but this", "consumers"],
+        [
+            [r["tensor"], f"{r['alone']:.4f}", f"{r['all_but']:.4f}", ", ".join(r["consumers"])]
+            for r in ranking
+        ],
+    )
+
+
+def _latency(page: HtmlReport, data: Any) -> None:
+    results = data if isinstance(data, list) else [data]
+    samples = {f"{Path(r['target']).name} ({r['backend']})": r.get("latency_samples_ms", []) for r in results}
+    page.heading("Latency")
+    if any(samples.values()):
+        page.image(plots.latency_figure({k: v for k, v in samples.items() if v}), "latency")
+    rows = []
+    for r in results:
+        latency = r["metrics_ms"]["latency"]
+        rows.append(
+            [Path(r["target"]).name, r["backend"], f"{r['throughput_qps']:.2f}", f"{latency['median']:.3f}"]
+            + [f"{v:.3f}" for v in latency["percentiles"].values()]
+        )
+    keys = list(results[0]["metrics_ms"]["latency"]["percentiles"]) if results else []
+    page.table(["target", "backend", "qps", "median ms", *[f"p{k} ms" for k in keys]], rows)
+
+
+def _json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise TrtqError(f"{path}: cannot read JSON: {exc}") from None
