@@ -5,9 +5,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+import onnx
 import pytest
 import yaml
 
+from trtq.cache import read_cache
+from trtq.calib.pipeline import calibrate
+from trtq.config import load_config
 from trtq.data.image_list import read_image_list
 from trtq.resources import resolve_path
 
@@ -15,6 +19,12 @@ REPO = Path(__file__).resolve().parent.parent
 PHOTO_LIST = REPO / "calibrators" / "skimage_photos.txt"
 DETECTOR = "pkg:rapidocr_onnxruntime/models/ch_PP-OCRv4_det_infer.onnx"
 TEXT_CLASSIFIER = "pkg:rapidocr_onnxruntime/models/ch_ppocr_mobile_v2.0_cls_infer.onnx"
+
+
+def listed_photos(count: int, start: int = 0) -> list[str]:
+    """``pkg:`` lines of the demo's photo list: real photos, portable across installs."""
+    lines = [line for line in PHOTO_LIST.read_text().splitlines() if line.startswith("pkg:")]
+    return lines[start : start + count]
 
 
 @pytest.fixture(scope="session")
@@ -45,12 +55,22 @@ def write_config(tmp_path: Path) -> WriteConfig:
     """Write a classifier config (image list = the first ``n_images`` photos) into tmp_path."""
 
     def write(n_images: int = 6, name: str = "model.yaml", **calibration: object) -> Path:
-        lines = PHOTO_LIST.read_text().splitlines()
-        listed = [line for line in lines if line.startswith("pkg:")][:n_images]
-        (tmp_path / "images.txt").write_text("\n".join(listed) + "\n")
+        (tmp_path / "images.txt").write_text("\n".join(listed_photos(n_images)) + "\n")
         config = classifier_config("images.txt", "out/model.cache", **calibration)
         path = tmp_path / name
         path.write_text(yaml.safe_dump(config, sort_keys=False))
         return path
 
     return write
+
+
+@pytest.fixture(scope="session")
+def minmax_classifier(tmp_path_factory: pytest.TempPathFactory) -> tuple[onnx.ModelProto, dict[str, float]]:
+    """The text-direction classifier and its minmax scales from 8 photos (calibrated once per session)."""
+    tmp = tmp_path_factory.mktemp("minmax_classifier")
+    (tmp / "images.txt").write_text("\n".join(listed_photos(8)) + "\n")
+    config_file = tmp / "model.yaml"
+    config_file.write_text(yaml.safe_dump(classifier_config("images.txt", "model.cache", algorithm="minmax")))
+    config = load_config(config_file)
+    calibrate(config)
+    return onnx.load(str(config.model_path)), read_cache(config.cache_path).scales

@@ -25,10 +25,10 @@ def invoke(*args: str) -> tuple[int, str]:
 @pytest.fixture(scope="module")
 def calibrated_config(tmp_path_factory: pytest.TempPathFactory) -> Path:
     import yaml
-    from conftest import PHOTO_LIST, classifier_config
+    from conftest import classifier_config, listed_photos
 
     tmp = tmp_path_factory.mktemp("cli")
-    listed = [line for line in PHOTO_LIST.read_text().splitlines() if line.startswith("pkg:")][:5]
+    listed = listed_photos(5)
     (tmp / "images.txt").write_text("\n".join(listed) + "\n")
     path = tmp / "model.yaml"
     path.write_text(yaml.safe_dump(classifier_config("images.txt", "out/model.cache", last_batch="wrap")))

@@ -43,9 +43,9 @@ def test_top_k_agreement_and_accuracy() -> None:
 
 def test_compare_command_all_algorithms(write_config: WriteConfig, tmp_path: Path) -> None:
     config = write_config(n_images=6)
-    from conftest import PHOTO_LIST
+    from conftest import listed_photos
 
-    held_out = [line for line in PHOTO_LIST.read_text().splitlines() if line.startswith("pkg:")][10:19]
+    held_out = listed_photos(9, start=10)
     (tmp_path / "held_out.txt").write_text("\n".join(held_out) + "\n")
     out = tmp_path / "compare.json"
     result = CliRunner().invoke(

@@ -32,10 +32,10 @@ def independent_batches(image_list: Path, batch: int) -> list[np.ndarray]:
 
 @pytest.fixture(scope="module")
 def calibrated(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, object]:
-    from conftest import PHOTO_LIST, classifier_config
+    from conftest import classifier_config, listed_photos
 
     tmp = tmp_path_factory.mktemp("calibrated")
-    listed = [line for line in PHOTO_LIST.read_text().splitlines() if line.startswith("pkg:")][:7]
+    listed = listed_photos(7)
     (tmp / "images.txt").write_text("\n".join(listed) + "\n")
     config_path = tmp / "model.yaml"
     config_path.write_text(yaml.safe_dump(classifier_config("images.txt", "out/model.cache")))

@@ -7,35 +7,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 import onnx
-import pytest
 from conftest import DETECTOR, REPO, WriteConfig
 from onnx import numpy_helper
 
-from trtq.cache import read_cache
-from trtq.calib.pipeline import calibrate
 from trtq.compare.models import session
-from trtq.config import load_config
 from trtq.qdq import export_qdq
 from trtq.qdq.graph import GraphIndex
 from trtq.resources import resolve_path
-
-
-@pytest.fixture(scope="module")
-def calibrated_classifier(
-    tmp_path_factory: pytest.TempPathFactory,
-) -> tuple[onnx.ModelProto, dict[str, float]]:
-    import yaml
-    from conftest import PHOTO_LIST, classifier_config
-
-    tmp = tmp_path_factory.mktemp("qdq")
-    listed = [line for line in PHOTO_LIST.read_text().splitlines() if line.startswith("pkg:")][:8]
-    (tmp / "images.txt").write_text("\n".join(listed) + "\n")
-    (tmp / "model.yaml").write_text(
-        yaml.safe_dump(classifier_config("images.txt", "model.cache", algorithm="minmax"))
-    )
-    config = load_config(tmp / "model.yaml")
-    calibrate(config)
-    return onnx.load(str(config.model_path)), read_cache(config.cache_path).scales
 
 
 def initializer(model: onnx.ModelProto, name: str) -> np.ndarray:
@@ -46,8 +24,8 @@ def producers(model: onnx.ModelProto) -> dict[str, onnx.NodeProto]:
     return {out: node for node in model.graph.node for out in node.output}
 
 
-def test_conv_inputs_and_weights_get_qdq_with_the_caches_scales(calibrated_classifier) -> None:
-    original, scales = calibrated_classifier
+def test_conv_inputs_and_weights_get_qdq_with_the_caches_scales(minmax_classifier) -> None:
+    original, scales = minmax_classifier
     result = export_qdq(original, scales)
     model = result.model
     made_by = producers(model)
@@ -80,8 +58,8 @@ def test_conv_inputs_and_weights_get_qdq_with_the_caches_scales(calibrated_class
     onnx.checker.check_model(model)
 
 
-def test_residual_adds_are_quantized_on_the_skip_branch_only(calibrated_classifier) -> None:
-    original, scales = calibrated_classifier
+def test_residual_adds_are_quantized_on_the_skip_branch_only(minmax_classifier) -> None:
+    original, scales = minmax_classifier
     result = export_qdq(original, scales)
     made_by = producers(result.model)
     residual = [
@@ -96,8 +74,8 @@ def test_residual_adds_are_quantized_on_the_skip_branch_only(calibrated_classifi
         assert kinds.count("DequantizeLinear") == 1  # the other input stays fusable with its Conv
 
 
-def test_qdq_model_runs_in_onnxruntime_close_to_fp32(calibrated_classifier, photos: list[Path]) -> None:
-    original, scales = calibrated_classifier
+def test_qdq_model_runs_in_onnxruntime_close_to_fp32(minmax_classifier, photos: list[Path]) -> None:
+    original, scales = minmax_classifier
     qdq = session(export_qdq(original, scales).model)
     fp32 = session(original)
     batch = np.stack(
@@ -112,8 +90,8 @@ def test_qdq_model_runs_in_onnxruntime_close_to_fp32(calibrated_classifier, phot
     assert not np.array_equal(reference, quantized)  # it really is quantized
 
 
-def test_bad_missing_and_foreign_scales_are_reported(calibrated_classifier) -> None:
-    original, scales = calibrated_classifier
+def test_bad_missing_and_foreign_scales_are_reported(minmax_classifier) -> None:
+    original, scales = minmax_classifier
     edited = dict(scales)
     names = list(export_qdq(original, scales).activation_scales)  # tensors that get Q/DQ
     edited[names[1]] = 0.0
@@ -128,8 +106,8 @@ def test_bad_missing_and_foreign_scales_are_reported(calibrated_classifier) -> N
         assert tensor not in result.activation_scales
 
 
-def test_exclusions_keep_layers_in_float(calibrated_classifier) -> None:
-    original, scales = calibrated_classifier
+def test_exclusions_keep_layers_in_float(minmax_classifier) -> None:
+    original, scales = minmax_classifier
     first_conv = next(n for n in original.graph.node if n.op_type == "Conv")
     result = export_qdq(original, scales, exclude=[first_conv.name])
     assert result.excluded_nodes == [first_conv.name]

@@ -5,40 +5,22 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import onnx
-import pytest
-from conftest import PHOTO_LIST, REPO, TEXT_CLASSIFIER, classifier_config
+from conftest import PHOTO_LIST, listed_photos
 
-from trtq.cache import read_cache
-from trtq.calib.pipeline import calibrate
 from trtq.compare.sensitivity import analyse_sensitivity
-from trtq.config import load_config
 from trtq.qdq import export_qdq
 from trtq.resources import resolve_path
 
 
-@pytest.fixture(scope="module")
-def minmax_scales(tmp_path_factory: pytest.TempPathFactory) -> dict[str, float]:
-    import yaml
-
-    tmp = tmp_path_factory.mktemp("sensitivity")
-    listed = [line for line in PHOTO_LIST.read_text().splitlines() if line.startswith("pkg:")][:8]
-    (tmp / "images.txt").write_text("\n".join(listed) + "\n")
-    (tmp / "model.yaml").write_text(
-        yaml.safe_dump(classifier_config("images.txt", "m.cache", algorithm="minmax"))
-    )
-    config = load_config(tmp / "model.yaml")
-    calibrate(config)
-    return read_cache(config.cache_path).scales
-
-
-def test_planted_bad_scale_ranks_first_and_the_proposal_fixes_it(minmax_scales: dict[str, float]) -> None:
-    model = onnx.load(str(resolve_path(TEXT_CLASSIFIER, REPO)))
+def test_planted_bad_scale_ranks_first_and_the_proposal_fixes_it(
+    minmax_classifier: tuple[onnx.ModelProto, dict[str, float]],
+) -> None:
+    model, minmax_scales = minmax_classifier
     points = list(export_qdq(model, minmax_scales).activation_scales)
     planted = points[len(points) // 2]
     scales = dict(minmax_scales)
     scales[planted] *= 1000  # a 1000x too coarse step: nearly every value of this tensor rounds to 0
-    listed = [line for line in PHOTO_LIST.read_text().split() if line.startswith("pkg:")]
-    held_out = [resolve_path(line, PHOTO_LIST.parent) for line in listed[10:16]]
+    held_out = [resolve_path(line, PHOTO_LIST.parent) for line in listed_photos(6, start=10)]
     batch = np.stack(
         [
             cv2.resize(cv2.imread(str(p)), (192, 48)).transpose(2, 0, 1).astype(np.float32) / 127.5 - 1

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import onnx
 import tensorrt as trt
 
 from trtq.config.loader import LoadedConfig
@@ -75,6 +76,11 @@ def build(config: LoadedConfig, force: bool = False, verbose: bool = False) -> B
     started = time.perf_counter()
     logger = TrtLogger(verbose)
     precision = config.spec.build.precision
+    if precision == "int8-qdq" and not has_qdq_nodes(config.model_path):
+        raise TrtqError(
+            f"{config.model_path}: build.precision int8-qdq needs a model with Q/DQ nodes; make one with "
+            f"`trtq qdq {config.source} -o model.qdq.onnx` and point model.path at it"
+        )
     builder = trt.Builder(logger)
     flags = 0
     if precision == "int8-qdq":
@@ -153,6 +159,11 @@ def build(config: LoadedConfig, force: bool = False, verbose: bool = False) -> B
     }
     atomic_write_text(report_file, json.dumps(report, indent=1) + "\n")
     return BuildOutcome(engine_file, report_file, reused=False, seconds=seconds)
+
+
+def has_qdq_nodes(model: Path) -> bool:
+    graph = onnx.load(str(model), load_external_data=False).graph
+    return any(node.op_type in ("QuantizeLinear", "DequantizeLinear") for node in graph.node)
 
 
 def _parse_onnx(network: trt.INetworkDefinition, logger: TrtLogger, model: Path) -> None:
