@@ -103,3 +103,17 @@ def test_crosscheck_tensorrt_cache_against_numpy(workdir: Path) -> None:
     assert len(result.compared) > 100
     # Expected from the rules trtq reimplements; a failure here is a finding about TensorRT's rules.
     assert result.median_abs_log_ratio < 0.1
+
+
+def test_fp16_engine_outputs_match_fp32_onnxruntime(workdir: Path) -> None:
+    from trtq.compare.models import compare_models, evaluation_inputs, run, session
+
+    config = demo_variant(workdir, "fp16")
+    build(config)
+    batches, count, _ = evaluation_inputs(config, REPO / "calibrators" / "skimage_photos.txt")
+    reference = run(session(config.model_path), "x", batches[:4], min(count, 4))
+    backend = tensorrt_backend(config.resolve(config.spec.build.engine or ""), config)
+    engine = backend.infer(batches[0])
+    assert set(engine) == set(reference)
+    (metrics,) = compare_models({k: v[:1] for k, v in reference.items()}, engine)
+    assert metrics.cosine > 0.99

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Annotated
 
+import numpy as np
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -13,8 +14,8 @@ from rich.table import Table
 from trtq.cli.errors import reported_errors
 from trtq.cli.state import OPTIONS
 from trtq.compare.models import compare_models, evaluation_inputs, read_labels, run, session
-from trtq.compare.outputs import OutputMetrics
-from trtq.config import ALGORITHMS, Algorithm, load_config
+from trtq.compare.outputs import Array, OutputMetrics
+from trtq.config import ALGORITHMS, Algorithm, LoadedConfig, load_config
 from trtq.errors import TrtqError
 from trtq.fileio import atomic_write_text
 from trtq.qdq.scales import cache_scales, qdq_from_scales, qdq_per_algorithm
@@ -30,6 +31,9 @@ def compare_command(
         str | None, typer.Option(help="comma-separated, or 'all': calibrate once, compare each")
     ] = None,
     cache: Annotated[Path | None, typer.Option(help="scales to use when --algorithms is not given")] = None,
+    engine: Annotated[
+        Path | None, typer.Option(help="also compare a TensorRT engine (needs TensorRT and a GPU)")
+    ] = None,
     json_path: Annotated[Path, typer.Option("--json")] = Path("out/compare.json"),
 ) -> None:
     """Accuracy of INT8 against FP32, per output, for one cache or for every algorithm."""
@@ -54,6 +58,10 @@ def compare_command(
             results[cache_path.name] = compare_models(
                 reference, run(session(qdq.model), input_name, batches, count), truth
             )
+        if engine is not None:
+            results[f"engine {engine.name}"] = compare_models(
+                reference, _engine_outputs(engine, loaded, batches, count), truth
+            )
         _print(results, count)
         payload = {
             "config": str(config),
@@ -63,6 +71,21 @@ def compare_command(
         }
         atomic_write_text(json_path, json.dumps(payload, indent=1) + "\n")
         console.print(f"json     {json_path}")
+
+
+def _engine_outputs(engine: Path, config: LoadedConfig, batches: list[Array], count: int) -> dict[str, Array]:
+    try:
+        from trtq.trt.runner import tensorrt_backend
+    except (ImportError, AttributeError) as exc:
+        raise TrtqError(
+            f"--engine needs TensorRT and pycuda ({exc}); run inside the docker/ container"
+        ) from None
+    backend = tensorrt_backend(engine, config)
+    outputs: dict[str, list[Array]] = {}
+    for batch in batches:
+        for name, value in backend.infer(batch).items():
+            outputs.setdefault(name, []).append(value)
+    return {name: np.concatenate(values)[:count] for name, values in outputs.items()}
 
 
 def _algorithms(text: str) -> list[Algorithm]:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import tensorrt as trt
 
 from trtq.config.loader import LoadedConfig
@@ -48,6 +49,7 @@ class TensorRTBackend:
         self._events = [cuda.Event(flags) for _ in range(4)]
         self._inputs: list[tuple[Any, Any]] = []
         self._outputs: list[tuple[Any, Any]] = []
+        self._output_names: list[str] = []
         self.batch_size = 1
         shapes = {spec.name: list(spec.calibration_shape) for spec in config.spec.inputs} if config else {}
         names = [self._engine.get_tensor_name(i) for i in range(self._engine.num_io_tensors)]
@@ -68,6 +70,7 @@ class TensorRTBackend:
                 self._inputs.append((host, device))
             else:
                 self._outputs.append((host, device))
+                self._output_names.append(name)
         self._enqueue()  # first run: lazy initialisation outside the timings
         self._stream.synchronize()
         self._graph = CudaGraph(self._stream.handle, self._enqueue) if cuda_graph else None
@@ -99,6 +102,26 @@ class TensorRTBackend:
             d2h_ms=d2h_end.time_since(compute_end),
             enqueue_ms=enqueue_ms,
         )
+
+    def infer(self, batch: npt.NDArray[np.float32]) -> dict[str, npt.NDArray[np.float32]]:
+        """Run one batch (at the shape the context was set up with) and return every output by name."""
+        if len(self._inputs) != 1:
+            raise TrtqError("trtq compare feeds engines with a single input")
+        host, device = self._inputs[0]
+        if tuple(batch.shape) != tuple(host.shape):
+            raise TrtqError(
+                f"batch shape {list(batch.shape)} differs from the engine input {list(host.shape)}"
+            )
+        np.copyto(host, batch.astype(host.dtype, copy=False))
+        self._cuda.memcpy_htod_async(device, host, self._stream)
+        self._enqueue()
+        for out_host, out_device in self._outputs:
+            self._cuda.memcpy_dtoh_async(out_host, out_device, self._stream)
+        self._stream.synchronize()
+        return {
+            name: np.asarray(out_host, dtype=np.float32).copy()
+            for name, (out_host, _) in zip(self._output_names, self._outputs, strict=True)
+        }
 
 
 def _dims(dims: trt.Dims) -> list[int]:
