@@ -174,10 +174,10 @@ def build_report(config: LoadedConfig, run: CalibrationRun, fingerprint: Fingerp
 
 
 def calibrate(
-    config: LoadedConfig, on_batch: ProgressCallback | None = None
+    config: LoadedConfig, on_batch: ProgressCallback | None = None, entries: list[ImageEntry] | None = None
 ) -> tuple[CalibrationRun, CalibrationOutputs]:
-    """The whole ``trtq calibrate`` job for one config."""
-    entries = calibration_entries(config)
+    """The whole ``trtq calibrate`` job for one config (``entries``: the image list, if already read)."""
+    entries = calibration_entries(config) if entries is None else entries
     fingerprint = fingerprint_config(config, entries)
     run = collect_histograms(config, entries, on_batch)
     return run, save_outputs(config, run, fingerprint)

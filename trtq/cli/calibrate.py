@@ -21,18 +21,11 @@ from rich.table import Table
 from rich.text import Text
 
 from trtq.calib.algorithms import scale_from_amax
-from trtq.calib.pipeline import (
-    CalibrationRun,
-    batch_source,
-    calibration_entries,
-    collect_histograms,
-    save_outputs,
-)
+from trtq.calib.pipeline import CalibrationRun, batch_source, calibrate, calibration_entries
 from trtq.cli.errors import reported_errors
 from trtq.cli.state import OPTIONS
 from trtq.config import ALGORITHMS, Algorithm, load_config
 from trtq.data.batches import Batch
-from trtq.fingerprint import fingerprint_config
 
 console = Console()
 
@@ -46,7 +39,6 @@ def calibrate_command(
         loaded = load_config(config)
         calibration = loaded.spec.calibration
         entries = calibration_entries(loaded)
-        fingerprint = fingerprint_config(loaded, entries)
         expected = batch_source(loaded, entries).expected_batches
         console.print(
             f"calibrating [bold]{loaded.model_path.name}[/] on {len(entries)} images "
@@ -58,8 +50,7 @@ def calibrate_command(
             def advance(batch: Batch) -> None:
                 progress.advance(task, len(batch.entries))
 
-            run = collect_histograms(loaded, entries, advance)
-        outputs = save_outputs(loaded, run, fingerprint)
+            run, outputs = calibrate(loaded, advance, entries)
         _summary(run, calibration.algorithm, top)
         stats = run.stats
         console.print(
