@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 import onnxruntime as ort
+import pytest
 
 from trtq.calib.collect import ActivationCollector, activation_tensors
 
@@ -33,7 +34,7 @@ def test_collected_activations_match_the_plain_model(classifier_path: Path, phot
         / 127.5
         - 1
     )
-    collector = ActivationCollector(classifier_path, "x")
+    collector = ActivationCollector(classifier_path, "x", (3, 3, 48, 192))
     collected = dict(collector.run(batch))
     assert set(collected) == set(collector.tensor_names)
     plain = ort.InferenceSession(str(classifier_path), providers=["CPUExecutionProvider"])
@@ -42,3 +43,19 @@ def test_collected_activations_match_the_plain_model(classifier_path: Path, phot
     np.testing.assert_allclose(collected[output_name], expected, rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(collected[output_name].sum(axis=1), 1.0, atol=1e-5)  # softmax over 2 classes
     assert collected["x"] is batch
+
+
+def test_config_input_must_fit_the_model(classifier_path: Path) -> None:
+    from trtq.errors import TrtqError
+
+    with pytest.raises(
+        TrtqError, match=r"input 'image' \(inputs.0.name\) is not in the model; its inputs are \['x'\]"
+    ):
+        ActivationCollector(classifier_path, "image", (1, 3, 48, 192))
+    with pytest.raises(
+        TrtqError,
+        match=r"has shape \['\?', 3, '\?', '\?'\], the config's calibration shape is \[1, 1, 48, 192\]",
+    ):
+        ActivationCollector(classifier_path, "x", (1, 1, 48, 192))
+    with pytest.raises(TrtqError, match="calibration shape is \\[1, 3, 48\\]"):
+        ActivationCollector(classifier_path, "x", (1, 3, 48))

@@ -56,22 +56,33 @@ def activation_tensors(model: onnx.ModelProto) -> dict[str, int]:
     return names
 
 
+def check_input(model: onnx.ModelProto, model_path: Path, name: str, shape: tuple[int, ...]) -> None:
+    """The config's input must be the model's only input, with the same rank and the same fixed dims."""
+    initializers = {init.name for init in model.graph.initializer}
+    inputs = {vi.name: vi for vi in model.graph.input if vi.name not in initializers}
+    if name not in inputs:
+        raise TrtqError(
+            f"{model_path}: input '{name}' (inputs.0.name) is not in the model; its inputs are {list(inputs)}"
+        )
+    if len(inputs) != 1:
+        raise TrtqError(f"{model_path}: calibration needs a single-input model; inputs are {list(inputs)}")
+    # A dim is fixed when it has a positive value; dim_param, 0 and -1 (some exporters) are dynamic.
+    dims = [d.dim_value if d.dim_value > 0 else None for d in inputs[name].type.tensor_type.shape.dim]
+    fixed_mismatch = [i for i, d in enumerate(dims) if i < len(shape) and d is not None and d != shape[i]]
+    if len(dims) != len(shape) or fixed_mismatch:
+        shown = ["?" if d is None else d for d in dims]
+        raise TrtqError(
+            f"{model_path}: input '{name}' has shape {shown}, "
+            f"the config's calibration shape is {list(shape)} (inputs.0: shape or opt)"
+        )
+
+
 class ActivationCollector:
     """An ORT session over a copy of the model whose outputs are all calibrated activations."""
 
-    def __init__(self, model_path: Path, input_name: str, threads: int = 0) -> None:
+    def __init__(self, model_path: Path, input_name: str, shape: tuple[int, ...], threads: int = 0) -> None:
         model = load_onnx(model_path)
-        graph_inputs = [
-            vi.name for vi in model.graph.input if vi.name not in {i.name for i in model.graph.initializer}
-        ]
-        if input_name not in graph_inputs:
-            raise TrtqError(
-                f"{model_path}: input '{input_name}' is not in the model; its inputs are {graph_inputs}"
-            )
-        if len(graph_inputs) != 1:
-            raise TrtqError(
-                f"{model_path}: calibration needs a single-input model; inputs are {graph_inputs}"
-            )
+        check_input(model, model_path, input_name, shape)
         self.input_name = input_name
         tensors = activation_tensors(model)
         self.tensor_names = list(tensors)

@@ -74,7 +74,9 @@ def collect_histograms(
     config: LoadedConfig, entries: list[ImageEntry], on_batch: ProgressCallback | None = None
 ) -> CalibrationRun:
     """Stream every batch through ONNX Runtime; each activation updates its histogram and is dropped."""
-    collector = ActivationCollector(config.model_path, config.image_input.name)
+    collector = ActivationCollector(
+        config.model_path, config.image_input.name, config.image_input.calibration_shape
+    )
     histograms = {name: TrtHistogram() for name in collector.tensor_names}
     source = batch_source(config, entries)
     started = time.perf_counter()
