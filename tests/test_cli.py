@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import WriteConfig
+from conftest import REPO, WriteConfig
 from typer.testing import CliRunner
 
 from trtq.cache import read_cache
@@ -114,3 +114,23 @@ def test_bad_image_error_names_list_and_line(write_config: WriteConfig) -> None:
 def test_version() -> None:
     result = run_cli("--version")
     assert result.returncode == 0 and result.stdout.startswith("trtq ")
+
+
+def test_the_readme_demo_config_calibrates(tmp_path: Path) -> None:
+    """configs/demo.yaml as the README runs it, on its first 2 photos (the full list takes ~30 s)."""
+    import yaml
+
+    data = yaml.safe_load((REPO / "configs" / "demo.yaml").read_text())
+    data["calibration"].update(
+        images=str(REPO / "calibrators" / "skimage_photos.txt"),
+        max_images=2,
+        cache=str(tmp_path / "demo.cache"),
+    )
+    config = tmp_path / "demo.yaml"
+    config.write_text(yaml.safe_dump(data))
+    code, output = invoke("calibrate", str(config))
+    assert code == 0, output
+    cache = read_cache(tmp_path / "demo.cache")
+    assert cache.algorithm == "EntropyCalibration2" and cache.version == 101601
+    assert len(cache.scales) == 331  # the detector's float activations, input included
+    assert cache.scales["x"] * 127 == pytest.approx(1.0, abs=1e-3)  # (pixel/255 - 0.5)/0.5 spans [-1, 1]
