@@ -87,10 +87,10 @@ def _progress() -> Progress:
 
 
 def _summary(run: CalibrationRun, chosen: Algorithm, top: int) -> None:
-    table = Table(title=f"{len(run.histograms)} tensors calibrated; largest {top} by {chosen} amax")
+    table = Table(title=f"amax of the {top} largest of {len(run.histograms)} tensors (* = cache)")
     table.add_column("tensor", overflow="fold")
     for algorithm in ALGORITHMS:
-        table.add_column(f"{algorithm} amax" + (" *" if algorithm == chosen else ""), justify="right")
+        table.add_column(algorithm + ("*" if algorithm == chosen else ""), justify="right")
     table.add_column("scale", justify="right")
     names = sorted(run.histograms, key=lambda n: -float(run.amax(n, chosen)))
     for name in names[:top]:
