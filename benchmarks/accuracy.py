@@ -113,7 +113,7 @@ def ort_quantized(config: LoadedConfig, method: CalibrationMethod, work: Path) -
 def evaluate(
     name: str, config: LoadedConfig, images: Path, labels: Path | None, work: Path
 ) -> list[dict[str, Any]]:
-    batches, count, _ = evaluation_inputs(config, images)
+    batches, count = evaluation_inputs(config, images)
     truth = read_labels(labels, count) if labels else None
     input_name = config.image_input.name
     reference = run(session(config.model_path), input_name, batches, count)
@@ -144,7 +144,7 @@ def evaluate(
 
 def orientation_sensitivity(work: Path, out: Path) -> None:
     config, images, labels = orientation_config(work)
-    batches, count, _ = evaluation_inputs(config, images)
+    batches, count = evaluation_inputs(config, images)
     truth = read_labels(labels, count)
     scales = collect_histograms(config, calibration_entries(config)).scales("mse")
     model = onnx.load(str(config.model_path))

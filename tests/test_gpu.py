@@ -110,7 +110,7 @@ def test_fp16_engine_outputs_match_fp32_onnxruntime(workdir: Path) -> None:
 
     config = demo_variant(workdir, "fp16")
     build(config)
-    batches, count, _ = evaluation_inputs(config, REPO / "calibrators" / "skimage_photos.txt")
+    batches, count = evaluation_inputs(config, REPO / "calibrators" / "skimage_photos.txt")
     reference = run(session(config.model_path), "x", batches[:4], min(count, 4))
     backend = tensorrt_backend(config.resolve(config.spec.build.engine or ""), config)
     engine = backend.infer(batches[0])

@@ -39,7 +39,7 @@ def compare_command(
     """Accuracy of INT8 against FP32, per output, for one cache or for every algorithm."""
     with reported_errors(OPTIONS.verbose):
         loaded = load_config(config)
-        batches, count, _ = evaluation_inputs(loaded, images)
+        batches, count = evaluation_inputs(loaded, images)
         truth = read_labels(labels, count) if labels else None
         input_name = loaded.image_input.name
         reference = run(session(loaded.model_path), input_name, batches, count)
@@ -47,7 +47,7 @@ def compare_command(
         if algorithms:
             chosen = _algorithms(algorithms)
             with console.status(f"calibrating once for {', '.join(chosen)}"):
-                _, models = qdq_per_algorithm(loaded, chosen)
+                models = qdq_per_algorithm(loaded, chosen)
             for algorithm, qdq in models.items():
                 results[algorithm] = compare_models(
                     reference, run(session(qdq.model), input_name, batches, count), truth

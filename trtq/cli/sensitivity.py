@@ -35,7 +35,7 @@ def sensitivity_command(
     with reported_errors(OPTIONS.verbose):
         loaded = load_config(config)
         _, scales = cache_scales(loaded, cache)
-        batches, count, _ = evaluation_inputs(loaded, images)
+        batches, count = evaluation_inputs(loaded, images)
         with Progress(console=console) as progress:
             task = progress.add_task("tensors", total=None)
             result = analyse_sensitivity(

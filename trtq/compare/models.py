@@ -17,7 +17,7 @@ import onnxruntime as ort
 from trtq.calib.pipeline import batch_source
 from trtq.compare.outputs import Array, OutputMetrics, compare_output
 from trtq.config.loader import LoadedConfig
-from trtq.data.image_list import ImageEntry, read_image_list
+from trtq.data.image_list import read_image_list
 from trtq.errors import TrtqError
 
 DISABLED_FOR_QDQ = ["WeightBiasQuantization"]
@@ -32,14 +32,14 @@ def session(model: onnx.ModelProto | Path, threads: int = 0) -> ort.InferenceSes
     )
 
 
-def evaluation_inputs(config: LoadedConfig, images: Path) -> tuple[list[Array], int, list[ImageEntry]]:
+def evaluation_inputs(config: LoadedConfig, images: Path) -> tuple[list[Array], int]:
     """Batches of the held-out images at the calibration shape; the last one is filled from the start
     (wrap) and the count of real samples is returned so the repeats can be cut off."""
     entries = read_image_list(images)
     source = batch_source(config, entries)
     source.last_batch = "wrap"
     batches = [batch.data for batch in source]
-    return batches, source.stats.used, entries
+    return batches, source.stats.used
 
 
 def run(

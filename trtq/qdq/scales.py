@@ -8,7 +8,7 @@ import onnx
 
 from trtq.cache.trt_format import read_cache
 from trtq.calib.collect import load_onnx
-from trtq.calib.pipeline import CalibrationRun, calibration_entries, collect_histograms
+from trtq.calib.pipeline import calibration_entries, collect_histograms
 from trtq.config.loader import LoadedConfig
 from trtq.config.schema import Algorithm
 from trtq.errors import TrtqError
@@ -26,10 +26,8 @@ def qdq_from_scales(config: LoadedConfig, scales: dict[str, float]) -> QdqResult
     return export_qdq(load_onnx(config.model_path), scales, config.spec.qdq.exclude)
 
 
-def qdq_per_algorithm(
-    config: LoadedConfig, algorithms: list[Algorithm]
-) -> tuple[CalibrationRun, dict[Algorithm, QdqResult]]:
+def qdq_per_algorithm(config: LoadedConfig, algorithms: list[Algorithm]) -> dict[Algorithm, QdqResult]:
     """One calibration pass, one Q/DQ model per algorithm."""
     run = collect_histograms(config, calibration_entries(config))
     model: onnx.ModelProto = load_onnx(config.model_path)
-    return run, {a: export_qdq(model, run.scales(a), config.spec.qdq.exclude) for a in algorithms}
+    return {a: export_qdq(model, run.scales(a), config.spec.qdq.exclude) for a in algorithms}
