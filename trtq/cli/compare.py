@@ -6,14 +6,13 @@ import json
 from pathlib import Path
 from typing import Annotated
 
-import numpy as np
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from trtq.cli.errors import reported_errors
 from trtq.cli.state import OPTIONS
-from trtq.compare.models import compare_models, evaluation_inputs, read_labels, run, session
+from trtq.compare.models import collect_outputs, compare_models, evaluation_inputs, read_labels, run, session
 from trtq.compare.outputs import Array, OutputMetrics
 from trtq.config import ALGORITHMS, Algorithm, LoadedConfig, load_config
 from trtq.errors import TrtqError
@@ -80,12 +79,7 @@ def _engine_outputs(engine: Path, config: LoadedConfig, batches: list[Array], co
         raise TrtqError(
             f"--engine needs TensorRT and pycuda ({exc}); run inside the docker/ container"
         ) from None
-    backend = tensorrt_backend(engine, config)
-    outputs: dict[str, list[Array]] = {}
-    for batch in batches:
-        for name, value in backend.infer(batch).items():
-            outputs.setdefault(name, []).append(value)
-    return {name: np.concatenate(values)[:count] for name, values in outputs.items()}
+    return collect_outputs(tensorrt_backend(engine, config).infer, batches, count)
 
 
 def _algorithms(text: str) -> list[Algorithm]:

@@ -7,7 +7,7 @@ changes their numerics, so it is disabled when ONNX Runtime stands in for Tensor
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -42,14 +42,26 @@ def evaluation_inputs(config: LoadedConfig, images: Path) -> tuple[list[Array], 
     return batches, source.stats.used
 
 
+def collect_outputs(
+    infer: Callable[[Array], dict[str, Array]], batches: Sequence[Array], count: int
+) -> dict[str, Array]:
+    """Every output over all batches, concatenated, with the wrapped repeats past ``count`` cut off."""
+    outputs: dict[str, list[Array]] = {}
+    for batch in batches:
+        for name, value in infer(batch).items():
+            outputs.setdefault(name, []).append(np.asarray(value, dtype=np.float32))
+    return {name: np.concatenate(values)[:count] for name, values in outputs.items()}
+
+
 def run(
     model: ort.InferenceSession, input_name: str, batches: Sequence[Array], count: int
 ) -> dict[str, Array]:
-    outputs: dict[str, list[Array]] = {}
-    for batch in batches:
-        for meta, value in zip(model.get_outputs(), model.run(None, {input_name: batch}), strict=True):
-            outputs.setdefault(meta.name, []).append(np.asarray(value, dtype=np.float32))
-    return {name: np.concatenate(values)[:count] for name, values in outputs.items()}
+    names = [meta.name for meta in model.get_outputs()]
+
+    def infer(batch: Array) -> dict[str, Array]:
+        return dict(zip(names, model.run(names, {input_name: batch}), strict=True))
+
+    return collect_outputs(infer, batches, count)
 
 
 def compare_models(
