@@ -15,13 +15,12 @@ from trtq.cache.trt_format import read_cache
 from trtq.calib.pipeline import calibration_entries, collect_histograms
 from trtq.cli.errors import reported_errors
 from trtq.cli.state import OPTIONS
-from trtq.compare.scales import cross_check
+from trtq.compare.scales import cross_check, numpy_algorithm
 from trtq.config import ALGORITHMS, Algorithm, load_config
 from trtq.errors import TrtqError
 from trtq.fileio import atomic_write_text
 
 console = Console()
-_HEADER_ALGORITHM: dict[str, Algorithm] = {"EntropyCalibration2": "entropy", "MinMaxCalibration": "minmax"}
 
 
 def crosscheck_command(
@@ -68,9 +67,10 @@ def crosscheck_command(
 
 def _algorithm(requested: str | None, header: str) -> Algorithm:
     if requested is None:
-        if header not in _HEADER_ALGORITHM:
+        algorithm = numpy_algorithm(header)
+        if algorithm is None:
             raise TrtqError(f"cache header algorithm {header!r} has no NumPy counterpart; pass --algorithm")
-        return _HEADER_ALGORITHM[header]
+        return algorithm
     for algorithm in ALGORITHMS:
         if algorithm == requested:
             return algorithm
