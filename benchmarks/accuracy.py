@@ -129,12 +129,9 @@ def evaluate(
     start = time.perf_counter()
     histograms = collect_histograms(config, calibration_entries(config))
     shared = time.perf_counter() - start
+    fp32 = onnx.load(str(config.model_path))
     for algorithm in ALGORITHMS:
-        record(
-            f"trtq {algorithm}",
-            export_qdq(onnx.load(str(config.model_path)), histograms.scales(algorithm)).model,
-            shared,
-        )
+        record(f"trtq {algorithm}", export_qdq(fp32, histograms.scales(algorithm)).model, shared)
     for method in (CalibrationMethod.MinMax, CalibrationMethod.Entropy, CalibrationMethod.Percentile):
         start = time.perf_counter()
         model = ort_quantized(config, method, work)

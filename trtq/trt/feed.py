@@ -63,6 +63,7 @@ class CalibrationFeed:
         self.device_address = self.memory.allocate(prod(self.shape) * np.dtype(np.float32).itemsize)
         self.host = self.memory.pinned_empty(self.shape)
         self._batches: Iterator[Batch] | None = None
+        self._accepted_cache: bytes | None = None
 
     @property
     def batch_size(self) -> int:
@@ -102,6 +103,8 @@ class CalibrationFeed:
 
     def read_cache(self) -> bytes:
         """The cache if its manifest matches this config and TensorRT, else b"" (TensorRT calibrates)."""
+        if self._accepted_cache is not None:  # checked once (make_calibrator, then TensorRT) is enough
+            return self._accepted_cache
         path = self.config.cache_path
         if not path.is_file():
             self.log(f"trtq: no calibration cache at {path}: calibrating")
@@ -124,6 +127,7 @@ class CalibrationFeed:
             self.log(f"trtq: not reusing {path}; recalibrating because:\n  - " + "\n  - ".join(reasons))
             return b""
         self.cache_reused = True
+        self._accepted_cache = data
         self.log(f"trtq: reusing calibration cache {path} (manifest matches)")
         return data
 
