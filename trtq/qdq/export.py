@@ -70,23 +70,24 @@ def export_qdq(model: onnx.ModelProto, scales: Mapping[str, float], exclude: Seq
         if not (scale > 0 and math.isfinite(scale)):
             result.unusable_scale[tensor] = scale
             continue
-        dequantized = _add_activation_qdq(model, tensor, scale)
+        qdq = _activation_qdq(model, tensor, scale)
         for node, slot in edges:
-            node.input[slot] = dequantized
+            node.input[slot] = qdq[-1].output[0]
         # Insert right before the first consumer so the graph stays topologically sorted.
         first = min(node_position[id(node)] for node, _ in edges)
-        new_nodes.setdefault(first, []).extend(_pop_tail(model, 2))
+        new_nodes.setdefault(first, []).extend(qdq)
         result.activation_scales[tensor] = scale
+    dequantized_weights: dict[str, str] = {}
     for site in plan.weights:
         name = site.node.input[site.slot]
-        if name in result.weight_channels:
-            site.node.input[site.slot] = f"{name}_DequantizeLinear_Output"
-            continue
-        values = index.weight(name)
-        assert values is not None
-        site.node.input[site.slot] = _add_weight_dq(model, name, values, site.axis)
-        new_nodes.setdefault(node_position[id(site.node)], []).extend(_pop_tail(model, 1))
-        result.weight_channels[name] = values.shape[site.axis]
+        if name not in dequantized_weights:
+            values = index.weight(name)
+            assert values is not None
+            dq = _weight_dq(model, name, values, site.axis)
+            new_nodes.setdefault(node_position[id(site.node)], []).append(dq)
+            dequantized_weights[name] = dq.output[0]
+            result.weight_channels[name] = values.shape[site.axis]
+        site.node.input[site.slot] = dequantized_weights[name]
     _reorder(model, new_nodes)
     _prune_unused(model)
     onnx.checker.check_model(model)
@@ -107,7 +108,8 @@ def _at_least_opset(model: onnx.ModelProto) -> onnx.ModelProto:
         ) from None
 
 
-def _add_activation_qdq(model: onnx.ModelProto, tensor: str, scale: float) -> str:
+def _activation_qdq(model: onnx.ModelProto, tensor: str, scale: float) -> list[onnx.NodeProto]:
+    """Scale and zero-point initializers added to ``model``; the Q and DQ nodes returned for placing."""
     scale_name, zero_name = f"{tensor}_scale", f"{tensor}_zero_point"
     quantized, dequantized = f"{tensor}_QuantizeLinear_Output", f"{tensor}_DequantizeLinear_Output"
     model.graph.initializer.extend(
@@ -116,34 +118,32 @@ def _add_activation_qdq(model: onnx.ModelProto, tensor: str, scale: float) -> st
             numpy_helper.from_array(np.array(0, dtype=np.int8), zero_name),
         ]
     )
-    model.graph.node.extend(
-        [
-            helper.make_node(
-                "QuantizeLinear", [tensor, scale_name, zero_name], [quantized], f"{tensor}_QuantizeLinear"
-            ),
-            helper.make_node(
-                "DequantizeLinear",
-                [quantized, scale_name, zero_name],
-                [dequantized],
-                f"{tensor}_DequantizeLinear",
-            ),
-        ]
-    )
-    return dequantized
+    return [
+        helper.make_node(
+            "QuantizeLinear", [tensor, scale_name, zero_name], [quantized], f"{tensor}_QuantizeLinear"
+        ),
+        helper.make_node(
+            "DequantizeLinear",
+            [quantized, scale_name, zero_name],
+            [dequantized],
+            f"{tensor}_DequantizeLinear",
+        ),
+    ]
 
 
-def _add_weight_dq(model: onnx.ModelProto, name: str, values: npt.NDArray[np.float32], axis: int) -> str:
-    """Per-channel symmetric int8 weights (narrow range, -127..127) and their DequantizeLinear."""
+def _weight_dq(
+    model: onnx.ModelProto, name: str, values: npt.NDArray[np.float32], axis: int
+) -> onnx.NodeProto:
+    """Per-channel symmetric int8 weights (narrow range, -127..127) added to ``model``; their
+    DequantizeLinear returned for placing."""
     reduce_axes = tuple(a for a in range(values.ndim) if a != axis)
     amax = np.abs(values).max(axis=reduce_axes) if reduce_axes else np.abs(values)
-    scale = np.where(amax > 0, amax / INT8_MAX, 1.0).astype(
-        np.float32
-    )  # an all-zero channel still needs scale > 0
+    # An all-zero channel still needs a scale > 0.
+    scale = np.where(amax > 0, amax / INT8_MAX, 1.0).astype(np.float32)
     shape = [1] * values.ndim
     shape[axis] = -1
     quantized = np.clip(np.rint(values / scale.reshape(shape)), -INT8_MAX, INT8_MAX).astype(np.int8)
     scale_name, zero_name, int8_name = f"{name}_scale", f"{name}_zero_point", f"{name}_int8"
-    output = f"{name}_DequantizeLinear_Output"
     model.graph.initializer.extend(
         [
             numpy_helper.from_array(quantized, int8_name),
@@ -151,16 +151,13 @@ def _add_weight_dq(model: onnx.ModelProto, name: str, values: npt.NDArray[np.flo
             numpy_helper.from_array(np.zeros(scale.shape, dtype=np.int8), zero_name),
         ]
     )
-    model.graph.node.append(
-        helper.make_node(
-            "DequantizeLinear",
-            [int8_name, scale_name, zero_name],
-            [output],
-            f"{name}_DequantizeLinear",
-            axis=axis,
-        )
+    return helper.make_node(
+        "DequantizeLinear",
+        [int8_name, scale_name, zero_name],
+        [f"{name}_DequantizeLinear_Output"],
+        f"{name}_DequantizeLinear",
+        axis=axis,
     )
-    return output
 
 
 def _prune_unused(model: onnx.ModelProto) -> None:
@@ -180,18 +177,6 @@ def _copy(node: onnx.NodeProto) -> onnx.NodeProto:
     copy = onnx.NodeProto()
     copy.CopyFrom(node)
     return copy
-
-
-def _pop_tail(model: onnx.ModelProto, count: int) -> list[onnx.NodeProto]:
-    tail = [model.graph.node[-count + i] for i in range(count)]
-    copies = []
-    for node in tail:
-        copy = onnx.NodeProto()
-        copy.CopyFrom(node)
-        copies.append(copy)
-    for _ in range(count):
-        del model.graph.node[-1]
-    return copies
 
 
 def _reorder(model: onnx.ModelProto, new_nodes: dict[int, list[onnx.NodeProto]]) -> None:
