@@ -77,6 +77,7 @@ def test_time_based_warmup_and_duration() -> None:
     trace = run_timed(backend, TimingSettings(warmup_ms=25, duration_s=0.1, iterations=5), clock)
     # queries start at 0, 10, 20 ms (warm-up), then 30 .. 120 ms until 125 ms have passed
     assert trace.warmup_queries == 3
+    assert trace.warmup_ms == pytest.approx(30.0)  # "warm-up completed 3 queries over 30 ms", as trtexec says
     assert len(trace.queries) == 10
     assert backend.calls == 13
     assert trace.walltime_s == pytest.approx(0.100)

@@ -104,6 +104,7 @@ class BenchResult:
             "batch_size": self.batch_size,
             "queries": len(self.trace.queries),
             "warmup_queries": self.trace.warmup_queries,
+            "warmup_ms": self.trace.warmup_ms,
             "walltime_s": self.trace.walltime_s,
             "throughput_qps": self.throughput_qps,
             "throughput_images_per_s": self.throughput_qps * self.batch_size,
