@@ -40,10 +40,10 @@ def test_uniform_mass_below_bin_200_clips_at_its_edge() -> None:
 
 
 def test_full_range_is_a_candidate() -> None:
-    # Half the mass at 0, half in the last bin: every i < 2048 leaves an empty last bin that must
-    # hold the outliers (KL infinite), so nothing is clipped and amax = 2048.5 bin widths.
+    # Half the mass in the first two bins, half in the last: every i < 2048 leaves an empty last bin
+    # that must hold the outliers (KL infinite), so nothing is clipped and amax = 2048.5 bin widths.
     counts = np.zeros(NUM_BINS)
-    counts[0] = counts[-1] = 500
+    counts[:2] = counts[-1] = 500
     result = entropy_threshold(histogram_from_counts(counts, 2.0))
     assert np.isinf(result.divergence[:-1]).all()
     assert result.bins_kept == NUM_BINS
@@ -93,7 +93,14 @@ def test_vectorised_search_matches_plain_recipe(seed: int, shape: str, num_bins:
     finite = np.isfinite(reference)
     assert np.array_equal(np.isfinite(kl), finite)
     assert np.allclose(kl[finite], reference[finite], rtol=1e-9, atol=1e-12)
-    assert entropy_threshold(h).bins_kept == reference_pick(h.counts)
+    assert entropy_threshold(h).bins_kept == reference_pick(zero_bin_as_bin_one(h.counts))
+
+
+def zero_bin_as_bin_one(counts: np.ndarray) -> np.ndarray:
+    """NVIDIA's rule (pytorch-quantization / ModelOpt ``_compute_amax_entropy``): bins[0] = bins[1]."""
+    searched = np.array(counts, dtype=np.int64)
+    searched[0] = searched[1]
+    return searched
 
 
 def test_real_activation_full_2048_bins(classifier_path, photos) -> None:
@@ -114,7 +121,7 @@ def test_real_activation_full_2048_bins(classifier_path, photos) -> None:
     for batch in batches:
         h.update(batch)
     result = entropy_threshold(h)
-    assert result.bins_kept == reference_pick(h.counts)
+    assert result.bins_kept == reference_pick(zero_bin_as_bin_one(h.counts))
     assert amax_entropy(batches) == result.amax
     assert 0 < result.amax <= np.float32(h.range * (1 + 0.5 / NUM_BINS))
     assert result.amax < h.max_abs  # real conv outputs have outliers worth clipping

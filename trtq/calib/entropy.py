@@ -1,5 +1,10 @@
 """TensorRT's EntropyCalibrator2 threshold search (GTC 2017 S7310 recipe), vectorised over all candidates.
 
+Before the search the zero bin takes the count of bin 1 (``bins[0] = bins[1]``), as NVIDIA's own
+Python renderings of the search do (pytorch-quantization's and ModelOpt's ``_compute_amax_entropy``):
+the exact zeros of ReLU, ReLU6 and Clip outputs, often most of the values, would otherwise dominate
+the KL and drag the pick to the smallest candidate. Every total below is the modified histogram's.
+
 For each candidate i in 128..2048, P is the first i bins with the mass of bins >= i folded into
 P[i-1]; Q is the same i bins (without that outlier mass) merged into 128 levels (bin j -> level
 floor(j*128/i)) and spread evenly over each level's non-empty bins. KL(P||Q) is infinite where
@@ -38,11 +43,18 @@ class EntropyResult:
     degenerate: npt.NDArray[np.bool_]
 
 
+def with_zero_bin_rule(counts: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+    """A copy of ``counts`` whose zero bin holds bin 1's count: the histogram the search actually reads."""
+    searched = counts.copy()
+    searched[0] = searched[1]
+    return searched
+
+
 def entropy_threshold(histogram: TrtHistogram) -> EntropyResult:
-    counts = histogram.counts
+    counts = with_zero_bin_rule(histogram.counts)
     num_bins = counts.size
     candidates = np.arange(FIRST_CANDIDATE, num_bins + 1, dtype=np.int64)
-    if histogram.range == 0.0 or histogram.total == 0:
+    if histogram.range == 0.0 or not counts.any():
         empty = np.full(candidates.size, np.inf)
         return EntropyResult(np.float32(0.0), 0, candidates, empty, np.ones(candidates.size, dtype=bool))
     divergence, degenerate = kl_divergences(counts, candidates)
