@@ -29,6 +29,8 @@ from trtq.fingerprint import Fingerprint, fingerprint_config
 
 ProgressCallback = Callable[[Batch], None]
 HISTOGRAM_THREADS = 2
+WIDESPREAD_DOUBLINGS = 0.25
+"""Share of tensors whose histogram range doubled above which calibrate warns."""
 
 
 @dataclass
@@ -47,6 +49,19 @@ class CalibrationRun:
 
     def scales(self, algorithm: Algorithm) -> dict[str, float]:
         return {name: float(scale_from_amax(self.amax(name, algorithm))) for name in self.histograms}
+
+    def doubling_warning(self, batch_size: int) -> str | None:
+        """A warning when many histograms grew after the first batch: each doubling halves the
+        resolution entropy searches, and the result depends on the order of the images."""
+        doubled = sum(1 for h in self.histograms.values() if h.doublings > 0)
+        if not self.histograms or doubled <= WIDESPREAD_DOUBLINGS * len(self.histograms):
+            return None
+        return (
+            f"the histogram range doubled after the first batch on {doubled} of {len(self.histograms)} "
+            f"tensors (batch size {batch_size}): later images exceeded the first batch's max |x|, so "
+            "entropy thresholds depend on image order and lose resolution; calibrate with a larger "
+            "batch (the input's batch dim) and a shuffled image list"
+        )
 
 
 def calibration_entries(config: LoadedConfig) -> list[ImageEntry]:

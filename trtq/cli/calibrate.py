@@ -60,6 +60,9 @@ def calibrate_command(
         )
         for skipped in stats.skipped:
             console.print(f"  [yellow]skipped[/] {skipped}")
+        warning = run.doubling_warning(loaded.batch_size)
+        if warning is not None:
+            console.print(f"[yellow]warning[/]: {warning}")
         console.print(f"cache    {outputs.cache}\nmanifest {outputs.manifest}\nreport   {outputs.report}")
 
 
