@@ -51,7 +51,9 @@ def _calibration(page: HtmlReport, run: CalibrationRun, tensors: int) -> None:
     chosen = sorted(clipping, key=lambda n: clipping[n])[:tensors]
     page.paragraph(
         f"The {len(chosen)} tensors that entropy calibration clips hardest (entropy amax / max |x|), each "
-        "with its |x| histogram, every algorithm's threshold and the KL curve of the entropy search."
+        "with its |x| histogram, every algorithm's threshold and the KL curve of the entropy search "
+        "(computed, as TensorRT's search is, with the zero bin's count replaced by bin 1's, so that the "
+        "exact zeros of ReLU-family outputs do not dominate it)."
     )
     rows = []
     for name in sorted(run.histograms, key=lambda n: clipping.get(n, 1.0)):

@@ -52,7 +52,9 @@ def tensor_figure(
         )
         right.legend(fontsize=7)
     right.axvline(float(entropy.amax), color="tab:red", linestyle="--", linewidth=1)
-    right.set_title("KL(P||Q) per candidate threshold (entropy search)", fontsize=9)
+    right.set_title(
+        "KL(P||Q) per candidate threshold (entropy search; zero bin set to bin 1's count)", fontsize=9
+    )
     right.set_xlabel("threshold")
     right.set_yscale("log")
     return png(figure)
