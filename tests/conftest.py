@@ -8,6 +8,7 @@ from pathlib import Path
 import onnx
 import pytest
 import yaml
+from hypothesis import HealthCheck, settings
 
 from trtq.cache import read_cache
 from trtq.calib.pipeline import calibrate
@@ -19,6 +20,11 @@ REPO = Path(__file__).resolve().parent.parent
 PHOTO_LIST = REPO / "calibrators" / "skimage_photos.txt"
 DETECTOR = "pkg:rapidocr_onnxruntime/models/ch_PP-OCRv4_det_infer.onnx"
 TEXT_CLASSIFIER = "pkg:rapidocr_onnxruntime/models/ch_ppocr_mobile_v2.0_cls_infer.onnx"
+
+# No test may depend on wall-clock speed: hypothesis's default 200 ms deadline per example and its
+# too_slow health check both fail on a busy machine (a loaded 2-core CI box hit DeadlineExceeded).
+settings.register_profile("trtq", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("trtq")
 
 
 def listed_photos(count: int, start: int = 0) -> list[str]:

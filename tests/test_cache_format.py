@@ -147,3 +147,11 @@ def test_rejects_values_tensorrt_cannot_store(tmp_path: Path) -> None:
         write_cache(tmp_path / "x.cache", {"a": 1e39})
     with pytest.raises(ValueError, match="algorithm"):
         write_cache(tmp_path / "x.cache", {"a": 1.0}, algorithm="Percentile")
+
+
+def test_property_tests_run_without_wall_clock_limits() -> None:
+    """The conftest profile: a slow example on a loaded machine must not fail the run."""
+    from hypothesis import HealthCheck, settings
+
+    assert settings.default.deadline is None
+    assert HealthCheck.too_slow in settings.default.suppress_health_check

@@ -69,7 +69,7 @@ def test_all_zero_tensor_has_zero_threshold() -> None:
     assert amax_entropy([np.zeros((2, 8), dtype=np.float32)] * 3) == 0.0
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=40)
 @given(
     seed=st.integers(0, 2**32 - 1),
     shape=st.sampled_from(["relu", "laplace", "sparse", "bimodal"]),

@@ -1,4 +1,5 @@
-"""The real TensorRT path (``pytest -m gpu`` inside docker/): build, calibrate, reuse, bench, crosscheck.
+"""The real TensorRT path (``pytest -m gpu`` inside docker/): build, calibrate, reuse, bench, crosscheck,
+int8-qdq from ``trtq qdq``, CPU-made percentile caches, MinMax, timing caches and CUDA graphs.
 
 Skipped cleanly where TensorRT, pycuda or a GPU is missing. These tests have not run where trtq is
 developed (no GPU there); the container's test-gpu target runs them.
@@ -8,9 +9,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pytest
 import yaml
+from typer.testing import CliRunner
 
 pytestmark = pytest.mark.gpu
 
@@ -25,25 +29,38 @@ try:
 except Exception as exc:  # pycuda raises its own LogicError/RuntimeError without a driver
     pytest.skip(f"no usable GPU: {exc}", allow_module_level=True)
 
-from trtq.cache import read_cache  # noqa: E402
+from trtq.cache import encode_version, read_cache, read_manifest  # noqa: E402
 from trtq.calib.pipeline import calibration_entries, collect_histograms  # noqa: E402
+from trtq.cli.main import app  # noqa: E402
 from trtq.compare.scales import cross_check  # noqa: E402
 from trtq.config import LoadedConfig, load_config  # noqa: E402
 from trtq.runner.timing import TimingSettings, analyse, run_timed  # noqa: E402
 from trtq.trt.builder import build  # noqa: E402
-from trtq.trt.runner import tensorrt_backend  # noqa: E402
+from trtq.trt.runner import TensorRTBackend, tensorrt_backend  # noqa: E402
+from trtq.trt.version import trt_version  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 
 
-def demo_variant(tmp: Path, precision: str) -> LoadedConfig:
+def demo_variant(
+    tmp: Path, precision: str, name: str | None = None, **sections: dict[str, Any]
+) -> LoadedConfig:
+    """configs/demo.yaml with absolute paths into ``tmp``; ``sections`` update its sections."""
     data = yaml.safe_load((REPO / "configs" / "demo.yaml").read_text())
     data["calibration"]["images"] = str(REPO / "calibrators" / "skimage_photos.txt")
     data["calibration"]["cache"] = str(tmp / "demo.cache")
-    data["build"] = {"precision": precision, "engine": str(tmp / f"demo.{precision}.engine")}
-    path = tmp / f"demo.{precision}.yaml"
+    data["build"] = {"precision": precision, "engine": str(tmp / f"demo.{name or precision}.engine")}
+    for section, values in sections.items():
+        data.setdefault(section, {}).update(values)
+    path = tmp / f"demo.{name or precision}.yaml"
     path.write_text(yaml.safe_dump(data))
     return load_config(path)
+
+
+def cli(*args: str) -> str:
+    result = CliRunner().invoke(app, list(args))
+    assert result.exit_code == 0, result.output
+    return result.output
 
 
 @pytest.fixture(scope="module")
@@ -117,3 +134,79 @@ def test_fp16_engine_outputs_match_fp32_onnxruntime(workdir: Path) -> None:
     assert set(engine) == set(reference)
     (metrics,) = compare_models({k: v[:1] for k, v in reference.items()}, engine)
     assert metrics.cosine > 0.99
+
+
+def test_int8_qdq_engine_from_trtq_qdq_model(workdir: Path) -> None:
+    calibrated = demo_variant(
+        workdir, "int8", "qdq-source", calibration={"cache": str(workdir / "qdq.cache")}
+    )
+    cli("calibrate", str(calibrated.source))
+    qdq_model = workdir / "demo.qdq.onnx"
+    cli("qdq", str(calibrated.source), "-o", str(qdq_model))
+    config = demo_variant(workdir, "int8-qdq", model={"path": str(qdq_model)})
+    outcome = build(config, force=True)
+    report = json.loads(outcome.report.read_text())
+    assert report["precision"] == "int8-qdq" and report["calibration"] is None
+    types = [t.lower() for layer in report["layers"] for t in layer["outputs"]]
+    assert any("int8" in t for t in types), types  # the Q/DQ pairs made INT8 layers
+
+
+def test_cpu_made_percentile_cache_is_used_without_get_batch(workdir: Path) -> None:
+    """The headline workflow: scales from a CPU, header for calibration.trt_version (10.16.1),
+    built by whatever TensorRT 10.x the container runs."""
+    cache = workdir / "percentile.cache"
+    config = demo_variant(
+        workdir, "int8", "percentile", calibration={"algorithm": "percentile", "cache": str(cache)}
+    )
+    cli("calibrate", str(config.source))
+    written = cache.read_bytes()
+    outcome = build(config, force=True)
+    report = json.loads(outcome.report.read_text())
+    assert report["calibration"]["batches"] == 0 and report["calibration"]["cache_reused"]
+    assert cache.read_bytes() == written  # the file keeps its header and provenance
+    assert read_manifest(cache).scales_by.startswith("trtq ")
+
+
+def test_minmax_calibrator_writes_a_minmax_cache(workdir: Path) -> None:
+    cache = workdir / "minmax.cache"
+    config = demo_variant(workdir, "int8", "minmax", calibration={"algorithm": "minmax", "cache": str(cache)})
+    outcome = build(config, force=True)
+    report = json.loads(outcome.report.read_text())
+    assert report["calibration"]["batches"] == len(calibration_entries(config))
+    parsed = read_cache(cache)
+    assert parsed.algorithm == "MinMaxCalibration" and parsed.version == encode_version(trt_version())
+    assert read_manifest(cache).scales_by == f"TensorRT {trt_version()} (MinMaxCalibration)"
+
+
+def test_timing_cache_is_reused_across_two_builds(workdir: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    timing = workdir / "timing.cache"
+    first = demo_variant(workdir, "fp16", "timed-a", build={"timing_cache": str(timing)})
+    build(first, force=True)
+    assert timing.stat().st_size > 0
+    second = demo_variant(workdir, "fp16", "timed-b", build={"timing_cache": str(timing)})
+    build(second, force=True)
+    assert "rejected the timing cache" not in capfd.readouterr().err  # set_timing_cache accepted it
+    assert timing.stat().st_size > 0
+
+
+def test_bench_with_cuda_graph(workdir: Path) -> None:
+    config = demo_variant(
+        workdir,
+        "fp16",
+        "graph",
+        benchmark={"cuda_graph": True, "warmup_ms": 50, "duration_s": 0.3, "iterations": 10},
+    )
+    build(config)
+    out = workdir / "bench-graph.json"
+    cli("bench", str(config.source), "--json", str(out))
+    (result,) = json.loads(out.read_text())
+    assert result["backend"] == "tensorrt" and result["queries"] >= 10
+    assert result["metrics_ms"]["compute"]["median"] > 0
+
+    # The replayed graph computes what a plain enqueue computes on the same input.
+    backend = TensorRTBackend(config.resolve(config.spec.build.engine or ""), config, True, False)
+    backend.query()
+    replayed = [np.asarray(host, dtype=np.float32).copy() for host, _ in backend._outputs]
+    enqueued = backend.infer(np.asarray(backend._inputs[0][0], dtype=np.float32).copy())
+    for graph_output, plain_output in zip(replayed, enqueued.values(), strict=True):
+        np.testing.assert_allclose(graph_output, plain_output, rtol=1e-3, atol=1e-3)

@@ -86,17 +86,17 @@ def test_manifest_matches_until_something_changes(calibrated: tuple[Path, object
     manifest = read_manifest(cache_path)
     entries = calibration_entries(config)
     current = fingerprint_config(config, entries)
-    assert manifest.mismatches(cache_path, current, "10.16.1", entries) == []
+    assert manifest.mismatches(cache_path, current, entries) == []
     assert manifest.fingerprint.digest == current.digest
     assert manifest.algorithm == "entropy" and manifest.batch_size == 2
 
     images = config_path.parent / "images.txt"
     reordered = fingerprint_config(config, [entries[1], entries[0], *entries[2:]])
-    assert manifest.mismatches(cache_path, reordered, "10.16.1") == [
+    assert manifest.mismatches(cache_path, reordered) == [
         "calibration images are the same but in a different order (TensorRT's histograms depend on it)"
     ]
     shorter = fingerprint_config(config, entries[:-1])
-    assert manifest.mismatches(cache_path, shorter, "10.16.1") == [
+    assert manifest.mismatches(cache_path, shorter) == [
         "calibration images changed: 7 -> 6 images, 0 new or modified, 1 gone"
     ]
 
@@ -106,11 +106,11 @@ def test_manifest_matches_until_something_changes(calibrated: tuple[Path, object
     data["calibration"]["algorithm"] = "minmax"
     data["calibration"]["images"] = str(images)
     data["calibration"]["cache"] = str(cache_path)
+    data["calibration"]["trt_version"] = "10.13.3"  # changes the header only: not a reason
     changed.write_text(yaml.safe_dump(data))
     other = load_config(changed)
-    reasons = manifest.mismatches(cache_path, fingerprint_config(other, entries), "10.13.3")
+    reasons = manifest.mismatches(cache_path, fingerprint_config(other, entries))
     assert reasons == [
-        "cache targets TensorRT 10.16.1, config targets 10.13.3",
         "preprocess.mean changed ([0.5] -> [0.4])",
         "calibration.algorithm changed ('entropy' -> 'minmax')",
     ]
@@ -136,9 +136,7 @@ def test_model_change_and_edited_cache_are_refused(calibrated: tuple[Path, objec
     changed.write_text(yaml.safe_dump(data))
     other = load_config(changed)
     entries = calibration_entries(other)
-    reasons = read_manifest(edited_cache).mismatches(
-        edited_cache, fingerprint_config(other, entries), "10.16.1"
-    )
+    reasons = read_manifest(edited_cache).mismatches(edited_cache, fingerprint_config(other, entries))
     assert len(reasons) == 2
     assert "cache file was modified after it was written" in reasons[0]
     assert reasons[1].startswith("model bytes changed")

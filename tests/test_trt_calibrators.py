@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import ctypes
 import importlib
+import json
 import sys
 import types
 from collections.abc import Iterator
@@ -24,10 +25,40 @@ TRT_CACHE = b"TRT-101601-EntropyCalibration2\nx: 3c010204\nconv2d_0.tmp_0: 3d24b
 
 
 class _Base:
-    """Stand-in for a TensorRT calibrator trampoline: remembers that its __init__ ran."""
+    """Stand-in for TensorRT 10's calibrator trampoline: the C++ side that calls the Python methods.
+
+    The builder never calls a calibrator's Python methods itself; the pybind11 trampoline
+    ``pyCalibratorTrampoline`` in NVIDIA/TensorRT ``python/src/infer/pyInt8.cpp`` (tag v10.16) does,
+    and turns their results into what TensorRT sees. The ``trt_*`` methods apply its rules:
+
+    - ``readCalibrationCache``: ``None`` becomes the null pointer (TensorRT calibrates); anything
+      else is taken as a buffer (``py::buffer``; a non-buffer fails) and handed to TensorRT as
+      the cache, with length = size * itemsize, whatever that length is (``b""`` is a cache of 0 bytes).
+    - ``getBatch``: ``None`` or an empty list means "no more batches"; anything else is cast to
+      a vector of integers (device addresses) and ``nbBindings`` of them are copied, one per name.
+    - ``writeCalibrationCache``: the Python method receives a ``memoryview`` of the bytes.
+    - The docs require the base ``__init__`` to be called explicitly (``base_initialised``).
+    """
 
     def __init__(self) -> None:
         self.base_initialised = True
+
+    def trt_read_calibration_cache(self) -> memoryview | None:
+        result = self.read_calibration_cache()  # type: ignore[attr-defined]
+        if result is None:
+            return None
+        return memoryview(result).cast("B")  # TypeError for anything that is not a buffer
+
+    def trt_get_batch(self, names: list[str]) -> list[int] | None:
+        result = self.get_batch(names)  # type: ignore[attr-defined]
+        if result is None or len(result) == 0:
+            return None
+        assert all(isinstance(p, int) for p in result), "not castable to std::vector<size_t>"
+        assert len(result) >= len(names), "TensorRT copies one pointer per name"
+        return list(result[: len(names)])
+
+    def trt_write_calibration_cache(self, data: bytes) -> None:
+        self.write_calibration_cache(memoryview(data))  # type: ignore[attr-defined]
 
 
 class HostMemory:
@@ -84,19 +115,20 @@ def expected_batches(config_path: Path) -> list[np.ndarray]:
     return [items[i : i + 2] for i in range(0, len(items) - 1, 2)]
 
 
-def drive(calibrator: object, names: list[str]) -> list[bytes]:
-    """What TensorRT does: read the cache; if there is none, get_batch until it returns nothing."""
-    if calibrator.read_calibration_cache():  # type: ignore[attr-defined]
-        return []
+def drive(calibrator: object, names: list[str]) -> tuple[bytes | None, list[bytes]]:
+    """What TensorRT does: read the cache; if there is none, get_batch until it returns nothing.
+    Returns the cache TensorRT was handed (None: it calibrated) and the batches it read."""
+    cache = calibrator.trt_read_calibration_cache()  # type: ignore[attr-defined]
+    if cache is not None:
+        return bytes(cache), []
     seen = []
     nbytes = calibrator.feed.host.nbytes  # type: ignore[attr-defined]
     for _ in range(100):
-        pointers = calibrator.get_batch(names)  # type: ignore[attr-defined]
-        if not pointers:
+        pointers = calibrator.trt_get_batch(names)  # type: ignore[attr-defined]
+        if pointers is None:
             break
-        assert len(pointers) == len(names)
         seen.append(ctypes.string_at(pointers[0], nbytes))
-    return seen
+    return None, seen
 
 
 def test_batches_at_the_pointers_are_the_preprocessed_images(trt_modules, write_config: WriteConfig) -> None:
@@ -105,7 +137,8 @@ def test_batches_at_the_pointers_are_the_preprocessed_images(trt_modules, write_
     calibrator = trt_modules.make_calibrator(feed)
     assert type(calibrator).__name__ == "EntropyCalibrator2" and calibrator.base_initialised
     assert calibrator.get_batch_size() == 2
-    seen = drive(calibrator, ["x"])
+    cache, seen = drive(calibrator, ["x"])
+    assert cache is None  # no cache file: TensorRT must be told "none", not handed an empty cache
     expected = expected_batches(config)
     assert len(seen) == len(expected) == 2  # 5 images, batch 2: the partial last batch is dropped
     for raw, batch in zip(seen, expected, strict=True):
@@ -122,44 +155,65 @@ def test_written_cache_is_reused_without_get_batch(trt_modules, write_config: Wr
     config = write_config(n_images=4)
     feed, _ = feed_for(config)
     calibrator = trt_modules.make_calibrator(feed)
-    drive(calibrator, ["x"])
-    calibrator.write_calibration_cache(memoryview(TRT_CACHE))
+    assert drive(calibrator, ["x"])[0] is None
+    calibrator.trt_write_calibration_cache(TRT_CACHE)
     cache_path = load_config(config).cache_path
     assert cache_path.read_bytes() == TRT_CACHE
-    assert (cache_path.parent / "model.cache.manifest.json").is_file()
+    manifest = cache_path.parent / "model.cache.manifest.json"
+    assert json.loads(manifest.read_text())["scales_by"] == "TensorRT 10.16.1 (EntropyCalibration2)"
 
     fresh, messages = feed_for(config)
     reused = trt_modules.make_calibrator(fresh)
-    assert reused.read_calibration_cache() == TRT_CACHE
+    assert drive(reused, ["x"]) == (TRT_CACHE, [])
     assert fresh.batches_served == 0 and fresh.cache_reused
     fresh.check()  # no batch consumed, but the cache was used: fine
     assert any("reusing calibration cache" in m for m in messages)
 
 
-@pytest.mark.parametrize("change", ["images", "trt_version", "header"])
+@pytest.mark.parametrize("change", ["images", "header"])
 def test_stale_or_foreign_cache_is_refused_with_a_reason(
     trt_modules, write_config: WriteConfig, change: str
 ) -> None:
     config = write_config(n_images=4)
     feed, _ = feed_for(config)
     feed.write_cache(TRT_CACHE)
-    algorithm, version = "entropy", "10.16.1"
+    algorithm = "entropy"
     if change == "images":
         images = config.parent / "images.txt"
         images.write_text("\n".join(images.read_text().split()[:3]) + "\n")
-    elif change == "trt_version":
-        version = "10.13.3"
     else:
         algorithm = "minmax"
-    fresh, messages = feed_for(config, algorithm, version)
+    fresh, messages = feed_for(config, algorithm)
     calibrator = trt_modules.make_calibrator(fresh)
-    assert calibrator.read_calibration_cache() == b""
+    assert drive(calibrator, ["x"])[0] is None
     reason = {
         "images": "calibration images changed: 4 -> 3 images",
-        "trt_version": "cache targets TensorRT 10.16.1, config targets 10.13.3",
         "header": "cache header says EntropyCalibration2, this calibrator is MinMaxCalibration",
     }[change]
     assert any("recalibrating" in m and reason in m for m in messages), messages
+
+
+def test_cache_for_another_tensorrt_version_is_fed_with_the_running_versions_header(
+    trt_modules, write_config: WriteConfig
+) -> None:
+    """A version difference alone never refuses a cache: only the header line changes, in memory."""
+    config = write_config(n_images=4)
+    writer, _ = feed_for(config)
+    writer.write_cache(TRT_CACHE)  # written by TensorRT 10.16.1
+    cache_path = load_config(config).cache_path
+    manifest_before = (cache_path.parent / "model.cache.manifest.json").read_bytes()
+
+    fresh, messages = feed_for(config, trt_version="10.13.3")
+    calibrator = trt_modules.make_calibrator(fresh)
+    handed, batches = drive(calibrator, ["x"])
+    assert batches == [] and fresh.cache_reused
+    # 10.13.3 -> 10*10000 + 13*100 + 3 (NvInferRuntimeBase.h's NV_TENSORRT_VERSION for 10.x)
+    assert handed == TRT_CACHE.replace(b"TRT-101601-", b"TRT-101303-")
+    assert any("targets TensorRT 10.16.1" in m and "running TensorRT 10.13.3" in m for m in messages)
+    # TensorRT may hand the cache back through writeCalibrationCache: the file keeps its provenance.
+    calibrator.trt_write_calibration_cache(handed)
+    assert cache_path.read_bytes() == TRT_CACHE
+    assert (cache_path.parent / "model.cache.manifest.json").read_bytes() == manifest_before
 
 
 def test_errors_inside_get_batch_are_counted_and_fail_the_build(
@@ -171,7 +225,7 @@ def test_errors_inside_get_batch_are_counted_and_fail_the_build(
     images.write_text("\n".join([*lines[:2], "missing.png", *lines[2:]]) + "\n")
     feed, messages = feed_for(config)
     calibrator = trt_modules.make_calibrator(feed)
-    seen = drive(calibrator, ["x"])
+    _, seen = drive(calibrator, ["x"])
     assert len(seen) == 1  # the first batch, then the missing image ends calibration as TensorRT would
     assert len(feed.errors) == 1 and "image file not found" in feed.errors[0]
     assert any("ERROR in get_batch" in m and "Traceback" in m for m in messages)
@@ -205,5 +259,10 @@ def test_minmax_and_cpu_only_algorithms(trt_modules, write_config: WriteConfig) 
     feed, _ = feed_for(config, "percentile")
     calibrator = trt_modules.make_calibrator(feed)
     assert type(calibrator).__name__ == "EntropyCalibrator2"
-    assert calibrator.read_calibration_cache().startswith(b"TRT-101601-EntropyCalibration2\n")
+    handed, _ = drive(calibrator, ["x"])
+    assert handed is not None and handed.startswith(b"TRT-101601-EntropyCalibration2\n")
     assert calibrator.get_batch(["x"]) == [] and "cannot calibrate with 'percentile'" in feed.errors[0]
+    # The headline workflow: calibrated on a CPU for 10.16.1, built where another TensorRT runs.
+    feed, _ = feed_for(config, "percentile", trt_version="10.13.3")
+    handed, batches = drive(trt_modules.make_calibrator(feed), ["x"])
+    assert handed is not None and handed.startswith(b"TRT-101303-EntropyCalibration2\n") and not batches

@@ -29,7 +29,11 @@ class Manifest:
     algorithm: str
     batch_size: int
     trt_version: str
+    """The TensorRT version the cache header targets (``trtq cache retarget`` changes it)."""
     trtq_version: str = __version__
+    scales_by: str = f"trtq {__version__}"
+    """Who computed the scales: trtq on the CPU, or a TensorRT calibrator (with its version).
+    Provenance only: scales do not depend on the TensorRT version (docs/design.md)."""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -43,12 +47,17 @@ class Manifest:
             "batch_size": self.batch_size,
             "trt_version": self.trt_version,
             "trtq_version": self.trtq_version,
+            "scales_by": self.scales_by,
         }
 
     def mismatches(
-        self, cache_path: Path, current: Fingerprint, trt_version: str, entries: Sequence[ImageEntry] = ()
+        self, cache_path: Path, current: Fingerprint, entries: Sequence[ImageEntry] = ()
     ) -> list[str]:
-        """Why this cache must not be reused for ``current``; empty when it matches."""
+        """Why this cache must not be reused for ``current``; empty when it matches.
+
+        The TensorRT version is not compared: it changes the header, never the scales, and the
+        header is rewritten for the TensorRT that reads the cache (docs/design.md).
+        """
         reasons = []
         if not cache_path.is_file():
             return [f"{cache_path}: cache file is missing"]
@@ -57,8 +66,6 @@ class Manifest:
             reasons.append(
                 f"{cache_path}: cache file was modified after it was written (sha256 differs from manifest)"
             )
-        if trt_version != self.trt_version:
-            reasons.append(f"cache targets TensorRT {self.trt_version}, config targets {trt_version}")
         reasons.extend(self.fingerprint.differences(current, entries))
         return reasons
 
@@ -89,6 +96,7 @@ def read_manifest(cache_path: Path) -> Manifest:
             batch_size=int(data["batch_size"]),
             trt_version=data["trt_version"],
             trtq_version=data["trtq_version"],
+            scales_by=data.get("scales_by", "unknown (manifest predates the field)"),
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise TrtqError(f"{path}: manifest is missing or has a bad field: {exc}") from None

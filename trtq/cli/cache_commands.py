@@ -1,4 +1,4 @@
-"""``trtq cache inspect`` and ``trtq cache check``."""
+"""``trtq cache inspect``, ``trtq cache check`` and ``trtq cache retarget``."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ from rich.console import Console
 from rich.table import Table
 
 from trtq.cache.manifest import manifest_path, read_manifest
-from trtq.cache.trt_format import read_cache
+from trtq.cache.retarget import retarget_file
+from trtq.cache.trt_format import encode_version, read_cache
 from trtq.calib.algorithms import INT8_MAX
 from trtq.calib.pipeline import calibration_entries
 from trtq.cli.errors import EXIT_USER_ERROR, reported_errors
@@ -67,11 +68,11 @@ def check_command(
     """Exit 0 if the cache still matches the config; otherwise list why not and exit 1."""
     with reported_errors(OPTIONS.verbose):
         loaded = load_config(config)
-        read_cache(cache)  # a malformed cache is its own, clearer error
+        header = read_cache(cache)  # a malformed cache is its own, clearer error
         manifest = read_manifest(cache)
         entries = calibration_entries(loaded)
         current = fingerprint_config(loaded, entries)
-        reasons = manifest.mismatches(cache, current, loaded.spec.calibration.trt_version, entries)
+        reasons = manifest.mismatches(cache, current, entries)
         if reasons:
             console.print(f"[bold red]stale[/]: {cache} does not match {config}:")
             for reason in reasons:
@@ -79,5 +80,35 @@ def check_command(
             raise typer.Exit(EXIT_USER_ERROR)
         console.print(
             f"[green]up to date[/]: {cache} matches {config} "
-            f"(fingerprint {current.digest[:16]}, {len(current.image_hashes)} images, {manifest.algorithm})"
+            f"(fingerprint {current.digest[:16]}, {len(current.image_hashes)} images, {manifest.algorithm}, "
+            f"scales by {manifest.scales_by})"
+        )
+        target = loaded.spec.calibration.trt_version
+        if header.version != encode_version(target):
+            console.print(
+                f"note: the header targets TensorRT {header.trt_version}, the config TensorRT {target}. "
+                "Not a reason to recalibrate (the version changes the header, not the scales): "
+                "trtq build rewrites the header for the TensorRT it runs; "
+                f"`trtq cache retarget {cache} --trt-version {target}` rewrites the file."
+            )
+
+
+@cache_app.command("retarget")
+def retarget_command(
+    cache: Annotated[Path, typer.Argument(help="calibration cache (TensorRT's or trtq's)")],
+    trt_version: Annotated[str, typer.Option("--trt-version", help="TensorRT version, e.g. 10.13.3")],
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="write here (default: rewrite CACHE in place)")
+    ] = None,
+) -> None:
+    """Rewrite the header for another TensorRT version; scales and manifest provenance are kept."""
+    with reported_errors(OPTIONS.verbose):
+        done = retarget_file(cache, trt_version, output)
+        console.print(
+            f"{done.output}: header TensorRT {done.old_version} -> {done.new_version}, scales unchanged"
+            + (
+                f"; manifest {done.manifest} updated"
+                if done.manifest
+                else "; no manifest (provenance unknown)"
+            )
         )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import fnmatch
 import hashlib
 import json
+import sys
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -62,6 +63,7 @@ def build_fingerprint(config: LoadedConfig, gpu: str) -> str:
 
 def build(config: LoadedConfig, force: bool = False, verbose: bool = False) -> BuildOutcome:
     require_supported()
+    refuse_unsupported(config)
     engine_file = engine_path(config)
     report_file = report_path(engine_file)
     gpu = gpu_name()
@@ -98,11 +100,6 @@ def build(config: LoadedConfig, force: bool = False, verbose: bool = False) -> B
     feed: CalibrationFeed | None = None
     calibrator: object | None = None
     if precision in ("fp16", "int8"):
-        if trt_major() >= 11:
-            raise TrtqError(
-                f"TensorRT {trt.__version__} has no FP16/INT8 builder flags (weak typing was removed): "
-                "export the model with the precisions it should run in and use build.precision: int8-qdq"
-            )
         builder_config.set_flag(trt.BuilderFlag.FP16)
     if precision == "int8":
         require_implicit_int8()
@@ -114,16 +111,12 @@ def build(config: LoadedConfig, force: bool = False, verbose: bool = False) -> B
         builder_config.int8_calibrator = calibrator
         builder_config.set_calibration_profile(_calibration_profile(builder, config))
     if build.layer_precisions:
-        if precision == "int8-qdq":
-            raise TrtqError(
-                "build.layer_precisions: a strongly typed (int8-qdq) network takes types from the model"
-            )
         _apply_layer_precisions(network, build.layer_precisions)
         builder_config.set_flag(trt.BuilderFlag.PREFER_PRECISION_CONSTRAINTS)
     timing_cache_file = config.resolve(build.timing_cache) if build.timing_cache else None
+    timing_cache = None
     if timing_cache_file is not None:
-        existing = timing_cache_file.read_bytes() if timing_cache_file.is_file() else b""
-        builder_config.set_timing_cache(builder_config.create_timing_cache(existing), False)
+        timing_cache = attach_timing_cache(builder_config, timing_cache_file)
 
     serialized = builder.build_serialized_network(network, builder_config)
     if feed is not None:
@@ -133,10 +126,8 @@ def build(config: LoadedConfig, force: bool = False, verbose: bool = False) -> B
         raise TrtqError(f"TensorRT could not build {config.model_path.name} ({precision}){detail}")
     engine_bytes = bytes(memoryview(serialized))
     atomic_write_bytes(engine_file, engine_bytes)
-    if timing_cache_file is not None:
-        atomic_write_bytes(
-            timing_cache_file, bytes(memoryview(builder_config.get_timing_cache().serialize()))
-        )
+    if timing_cache_file is not None and timing_cache is not None:
+        save_timing_cache(builder_config, timing_cache, timing_cache_file)
     seconds = time.perf_counter() - started
     report = {
         "config": str(config.source),
@@ -159,6 +150,58 @@ def build(config: LoadedConfig, force: bool = False, verbose: bool = False) -> B
     }
     atomic_write_text(report_file, json.dumps(report, indent=1) + "\n")
     return BuildOutcome(engine_file, report_file, reused=False, seconds=seconds)
+
+
+def refuse_unsupported(config: LoadedConfig) -> None:
+    """What the running TensorRT cannot build, refused with a way out before any GPU work."""
+    build = config.spec.build
+    if trt_major() >= 11 and build.precision in ("fp16", "int8"):
+        raise TrtqError(
+            f"TensorRT {trt.__version__} has no FP16/INT8 builder flags (weak typing was removed): "
+            "export the model with the precisions it should run in and use build.precision: int8-qdq"
+        )
+    if not build.layer_precisions:
+        return
+    if trt_major() >= 11:
+        raise TrtqError(
+            f"build.layer_precisions: TensorRT {trt.__version__} removed per-layer precision "
+            "constraints (ILayer.precision, set_output_type, PREFER_PRECISION_CONSTRAINTS); use "
+            "build.precision: int8-qdq with a model from `trtq qdq`, and keep layers in float "
+            "with qdq.exclude patterns"
+        )
+    if build.precision == "int8-qdq":
+        raise TrtqError(
+            "build.layer_precisions: a strongly typed (int8-qdq) network takes types from the model; "
+            "keep layers in float with qdq.exclude patterns when making it with `trtq qdq`"
+        )
+
+
+def attach_timing_cache(builder_config: trt.IBuilderConfig, path: Path) -> trt.ITimingCache:
+    """Load ``path`` into the build; a cache TensorRT rejects (made on another device or TensorRT)
+    is replaced by a fresh one with a warning instead of silently timing nothing from it."""
+    existing = path.read_bytes() if path.is_file() else b""
+    cache = builder_config.create_timing_cache(existing)
+    if builder_config.set_timing_cache(cache, False):
+        return cache
+    print(
+        f"trtq: warning: TensorRT rejected the timing cache {path} (made on another device or "
+        "TensorRT version?); starting a fresh one, which will replace it",
+        file=sys.stderr,
+        flush=True,
+    )
+    cache = builder_config.create_timing_cache(b"")
+    if not builder_config.set_timing_cache(cache, False):
+        raise TrtqError(f"TensorRT rejected even an empty timing cache for {path}")
+    return cache
+
+
+def save_timing_cache(builder_config: trt.IBuilderConfig, attached: trt.ITimingCache, path: Path) -> None:
+    """Write the build's timing cache; ``get_timing_cache`` may return None, then the attached
+    cache object (which the builder updated in place) is the one to save."""
+    cache: trt.ITimingCache | None = builder_config.get_timing_cache()  # None-able in the binding
+    if cache is None:
+        cache = attached
+    atomic_write_bytes(path, bytes(memoryview(cache.serialize())))
 
 
 def has_qdq_nodes(model: Path) -> bool:

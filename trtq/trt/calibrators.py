@@ -1,9 +1,14 @@
 """TensorRT calibrator classes: thin subclasses of TensorRT's bases around one shared CalibrationFeed.
 
 TensorRT 8-10 only (the base classes are gone in 11). The base ``__init__`` is called explicitly:
-TensorRT's trampoline classes crash mysteriously without it. Where the tensorrt-stubs are stricter
-than the runtime, the stubs are followed: ``get_batch`` returns ``[]`` at the end of the data and
-``read_calibration_cache`` returns ``b""`` for "no usable cache" (both end up as TensorRT's "none").
+TensorRT's trampoline classes crash mysteriously without it. ``get_batch`` returns ``[]`` at the
+end of the data (the binding treats ``None`` and an empty list alike, and the stubs allow only a
+list). ``read_calibration_cache`` returns ``None`` for "no usable cache": in TensorRT 10's binding
+(python/src/infer/pyInt8.cpp, ``readCalibrationCache``) only ``None`` becomes the null pointer that
+makes TensorRT calibrate; any buffer, even ``b""``, is handed over as the cache, with its length.
+The stubs type the return as ``typing_extensions.Buffer`` without importing it, so mypy reads
+it as Any and accepts ``bytes | None``; were the stubs repaired, this override would need a
+``type: ignore[override]`` rather than a different return value.
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ class EntropyCalibrator2(trt.IInt8EntropyCalibrator2):
     def get_batch(self, names: list[str]) -> list[int]:
         return self.feed.next_batch(names)
 
-    def read_calibration_cache(self) -> bytes:
+    def read_calibration_cache(self) -> bytes | None:  # None: calibrate
         return self.feed.read_cache()
 
     def write_calibration_cache(self, cache: memoryview) -> None:
@@ -46,7 +51,7 @@ class MinMaxCalibrator(trt.IInt8MinMaxCalibrator):
     def get_batch(self, names: list[str]) -> list[int]:
         return self.feed.next_batch(names)
 
-    def read_calibration_cache(self) -> bytes:
+    def read_calibration_cache(self) -> bytes | None:  # None: calibrate
         return self.feed.read_cache()
 
     def write_calibration_cache(self, cache: memoryview) -> None:
@@ -61,7 +66,7 @@ def make_calibrator(feed: CalibrationFeed) -> Calibrator:
     caches of percentile and mse, which must exist and match the config before the build starts."""
     if feed.algorithm == "minmax":
         return MinMaxCalibrator(feed)
-    if feed.algorithm in CPU_ONLY and not feed.read_cache():
+    if feed.algorithm in CPU_ONLY and feed.read_cache() is None:
         raise TrtqError(
             f"calibration.algorithm '{feed.algorithm}' has no TensorRT calibrator and "
             f"{feed.config.cache_path} is missing or stale: run `trtq calibrate` first, then build"

@@ -18,7 +18,8 @@ from math import prod
 import numpy as np
 
 from trtq.cache.manifest import Manifest, read_manifest, write_manifest
-from trtq.cache.trt_format import parse_cache
+from trtq.cache.retarget import retarget_text
+from trtq.cache.trt_format import encode_version, parse_cache
 from trtq.calib.pipeline import batch_source, calibration_entries
 from trtq.config.loader import LoadedConfig
 from trtq.config.schema import Algorithm
@@ -101,39 +102,60 @@ class CalibrationFeed:
             self.log(f"trtq: ERROR in get_batch (calibration ends here): {exc}\n{traceback.format_exc()}")
             return []
 
-    def read_cache(self) -> bytes:
-        """The cache if its manifest matches this config and TensorRT, else b"" (TensorRT calibrates)."""
+    def read_cache(self) -> bytes | None:
+        """The cache if its manifest matches this config, else None (TensorRT calibrates).
+
+        A cache made for another TensorRT version is handed over with its header rewritten for
+        the running one (in memory; the file and its manifest stay as they are): the version
+        changes the header TensorRT checks, never the scales (docs/design.md).
+        """
         if self._accepted_cache is not None:  # checked once (make_calibrator, then TensorRT) is enough
             return self._accepted_cache
         path = self.config.cache_path
         if not path.is_file():
             self.log(f"trtq: no calibration cache at {path}: calibrating")
-            return b""
+            return None
         try:
             manifest = read_manifest(path)
             current = fingerprint_config(self.config, self.entries)
-            reasons = manifest.mismatches(path, current, self.trt_version, self.entries)
+            reasons = manifest.mismatches(path, current, self.entries)
             data = path.read_bytes()
-            header = parse_cache(data.decode("utf-8"), str(path)).algorithm
+            header = parse_cache(data.decode("utf-8"), str(path))
         except (TrtqError, UnicodeDecodeError) as exc:
             self.log(f"trtq: not reusing {path}: {exc}; recalibrating")
-            return b""
+            return None
         expected = HEADER_ALGORITHM[self.algorithm]
-        if header != expected:
+        if header.algorithm != expected:
             reasons.append(
-                f"cache header says {header}, this calibrator is {expected} (TensorRT would discard it)"
+                f"cache header says {header.algorithm}, this calibrator is {expected} "
+                "(TensorRT would discard it)"
             )
         if reasons:
             self.log(f"trtq: not reusing {path}; recalibrating because:\n  - " + "\n  - ".join(reasons))
-            return b""
+            return None
+        note = ""
+        if header.version != encode_version(self.trt_version):
+            data = retarget_text(data.decode("utf-8"), self.trt_version, str(path)).encode("utf-8")
+            note = (
+                f"; its header targets TensorRT {header.trt_version}, so it is fed to the running "
+                f"TensorRT {self.trt_version} with the header rewritten for it (scales unchanged)"
+            )
         self.cache_reused = True
         self._accepted_cache = data
-        self.log(f"trtq: reusing calibration cache {path} (manifest matches)")
+        self.log(
+            f"trtq: reusing calibration cache {path} (manifest matches; scales by {manifest.scales_by}){note}"
+        )
         return data
 
     def write_cache(self, cache: bytes) -> None:
-        """Validate TensorRT's cache, write it atomically, then a fresh manifest for it."""
+        """Validate TensorRT's cache, write it atomically, then a fresh manifest for it.
+
+        A cache TensorRT only read back is not written over: the file keeps its own header and the
+        manifest keeps who made the scales."""
         path = self.config.cache_path
+        if self.cache_reused:
+            self.log(f"trtq: TensorRT handed back the cache it read; {path} is kept as it was")
+            return
         try:
             parse_cache(cache.decode("utf-8"), "TensorRT's calibration cache")
             atomic_write_bytes(path, cache)
@@ -143,6 +165,7 @@ class CalibrationFeed:
                 algorithm=self.algorithm,
                 batch_size=self.batch_size,
                 trt_version=self.trt_version,
+                scales_by=f"TensorRT {self.trt_version} ({HEADER_ALGORITHM[self.algorithm]})",
             )
             write_manifest(path, manifest)
             self.log(f"trtq: wrote calibration cache {path} and its manifest")

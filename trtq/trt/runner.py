@@ -50,13 +50,14 @@ class TensorRTBackend:
         self._inputs: list[tuple[Any, Any]] = []
         self._outputs: list[tuple[Any, Any]] = []
         self._output_names: list[str] = []
+        self._output_bf16: list[bool] = []
         self.batch_size = 1
         shapes = {spec.name: list(spec.calibration_shape) for spec in config.spec.inputs} if config else {}
         names = [self._engine.get_tensor_name(i) for i in range(self._engine.num_io_tensors)]
         for name in names:
             if self._engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT:
                 shape = shapes.get(name) or _dims(self._engine.get_tensor_profile_shape(name, 0)[1])
-                self._context.set_input_shape(name, shape)
+                set_input_shape(self._context, self._engine, name, shape)
                 self.batch_size = shape[0]
         rng = np.random.default_rng(0)
         for name in names:
@@ -71,6 +72,7 @@ class TensorRTBackend:
             else:
                 self._outputs.append((host, device))
                 self._output_names.append(name)
+                self._output_bf16.append(self._engine.get_tensor_dtype(name) == trt.DataType.BF16)
         self._enqueue()  # first run: lazy initialisation outside the timings
         self._stream.synchronize()
         self._graph = CudaGraph(self._stream.handle, self._enqueue) if cuda_graph else None
@@ -119,9 +121,30 @@ class TensorRTBackend:
             self._cuda.memcpy_dtoh_async(out_host, out_device, self._stream)
         self._stream.synchronize()
         return {
-            name: np.asarray(out_host, dtype=np.float32).copy()
-            for name, (out_host, _) in zip(self._output_names, self._outputs, strict=True)
+            name: bf16_to_float32(out_host) if bf16 else np.asarray(out_host, dtype=np.float32).copy()
+            for name, (out_host, _), bf16 in zip(
+                self._output_names, self._outputs, self._output_bf16, strict=True
+            )
         }
+
+
+def set_input_shape(
+    context: trt.IExecutionContext, engine: trt.ICudaEngine, name: str, shape: list[int]
+) -> None:
+    """``set_input_shape`` returns False (it does not raise) for a shape outside the profile."""
+    if not context.set_input_shape(name, shape):
+        low, opt, high = (_dims(dims) for dims in engine.get_tensor_profile_shape(name, 0))
+        raise TrtqError(
+            f"input '{name}': shape {shape} is outside the engine's optimization profile 0 "
+            f"(min {low}, opt {opt}, max {high}); give the config a shape within it or rebuild the engine"
+        )
+
+
+def bf16_to_float32(words: npt.NDArray[Any]) -> npt.NDArray[np.float32]:
+    """bfloat16 is the upper half of a float32: shift each raw 16-bit word up and reinterpret the
+    bits (converting the integers numerically would turn 0x3f80, i.e. 1.0, into 16256.0)."""
+    widened = np.asarray(words, dtype=np.uint16).astype(np.uint32) << np.uint32(16)
+    return widened.view(np.float32)
 
 
 def _dims(dims: trt.Dims) -> list[int]:

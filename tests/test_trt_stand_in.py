@@ -1,0 +1,264 @@
+"""trtq/trt's builder, runner and CUDA-graph code against a stand-in ``tensorrt`` module and fake
+CUDA objects: the parts whose behaviour does not need a GPU (refusals, return values TensorRT
+reports instead of raising, error precedence, BF16 bits, where libcudart is looked for)."""
+
+from __future__ import annotations
+
+import importlib
+import struct
+import sys
+import types
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import yaml
+from conftest import WriteConfig
+
+from trtq.config import load_config
+from trtq.errors import TrtqError
+
+TRT_MODULES = ("trtq.trt.builder", "trtq.trt.runner", "trtq.trt.logger", "trtq.trt.version")
+
+
+class _Logger:
+    class Severity:
+        INTERNAL_ERROR, ERROR, WARNING, INFO, VERBOSE = range(5)
+
+    def __init__(self) -> None:
+        pass
+
+
+@pytest.fixture
+def stand_in(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[str], types.ModuleType]]:
+    """``stand_in(version)`` installs a minimal ``tensorrt`` of that version and returns it."""
+
+    def install(version: str) -> types.ModuleType:
+        fake = types.ModuleType("tensorrt")
+        fake.__version__ = version  # type: ignore[attr-defined]
+        fake.DataType = types.SimpleNamespace(
+            FLOAT=0, HALF=1, INT8=2, INT32=3, BOOL=4, UINT8=5, BF16=7, INT64=8
+        )  # type: ignore[attr-defined]
+        fake.ILogger = _Logger  # type: ignore[attr-defined]
+        monkeypatch.setitem(sys.modules, "tensorrt", fake)
+        for name in TRT_MODULES:
+            sys.modules.pop(name, None)
+        return fake
+
+    yield install
+    for name in TRT_MODULES:
+        sys.modules.pop(name, None)
+
+
+def config_with_build(write_config: WriteConfig, **build: object) -> Path:
+    path = write_config(n_images=4)
+    data = yaml.safe_load(path.read_text())
+    data["build"] = build
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def test_tensorrt_11_refuses_layer_precisions_with_the_way_out(
+    stand_in: Callable[[str], types.ModuleType], write_config: WriteConfig
+) -> None:
+    """TensorRT 11 removed ILayer.precision, set_output_type and PREFER_PRECISION_CONSTRAINTS."""
+    stand_in("11.0.0.114")
+    builder = importlib.import_module("trtq.trt.builder")
+    config = load_config(
+        config_with_build(write_config, precision="fp32", layer_precisions={"conv*": "fp16"})
+    )
+    with pytest.raises(TrtqError, match=r"TensorRT 11\.0\.0\.114 removed per-layer precision") as error:
+        builder.build(config)
+    assert "int8-qdq" in str(error.value) and "qdq.exclude" in str(error.value)
+
+
+def test_strongly_typed_build_refuses_layer_precisions_on_tensorrt_10(
+    stand_in: Callable[[str], types.ModuleType], write_config: WriteConfig
+) -> None:
+    stand_in("10.16.1.11")
+    builder = importlib.import_module("trtq.trt.builder")
+    config = load_config(
+        config_with_build(write_config, precision="int8-qdq", layer_precisions={"conv*": "fp16"})
+    )
+    with pytest.raises(TrtqError, match=r"strongly typed .* qdq\.exclude"):
+        builder.build(config)
+
+
+class FakeTimingCache:
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    def serialize(self) -> bytes:
+        return self.data + b"+timings"
+
+
+class FakeBuilderConfig:
+    """IBuilderConfig's timing-cache calls as the binding reports them: set_timing_cache returns
+    False for a cache it rejects (ignore_mismatch=False and another device); get_timing_cache may
+    return None."""
+
+    def __init__(self, rejects: bytes, reports_none: bool = False) -> None:
+        self.rejects = rejects
+        self.reports_none = reports_none
+        self.attached: FakeTimingCache | None = None
+
+    def create_timing_cache(self, data: bytes) -> FakeTimingCache:
+        return FakeTimingCache(bytes(data))
+
+    def set_timing_cache(self, cache: FakeTimingCache, ignore_mismatch: bool) -> bool:
+        assert ignore_mismatch is False
+        if cache.data == self.rejects:
+            return False
+        self.attached = cache
+        return True
+
+    def get_timing_cache(self) -> FakeTimingCache | None:
+        return None if self.reports_none else self.attached
+
+
+def test_rejected_timing_cache_is_replaced_by_a_fresh_one_with_a_warning(
+    stand_in: Callable[[str], types.ModuleType], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    stand_in("10.16.1.11")
+    builder = importlib.import_module("trtq.trt.builder")
+    path = tmp_path / "timing.cache"
+    path.write_bytes(b"from another GPU")
+    config = FakeBuilderConfig(rejects=b"from another GPU", reports_none=True)
+    attached = builder.attach_timing_cache(config, path)
+    assert config.attached is attached and attached.data == b""
+    assert f"rejected the timing cache {path}" in capsys.readouterr().err
+    builder.save_timing_cache(config, attached, path)  # get_timing_cache() gave None
+    assert path.read_bytes() == b"+timings"
+
+
+def test_accepted_timing_cache_is_saved_from_get_timing_cache(
+    stand_in: Callable[[str], types.ModuleType], tmp_path: Path
+) -> None:
+    stand_in("10.16.1.11")
+    builder = importlib.import_module("trtq.trt.builder")
+    path = tmp_path / "timing.cache"
+    path.write_bytes(b"mine")
+    config = FakeBuilderConfig(rejects=b"other")
+    attached = builder.attach_timing_cache(config, path)
+    assert attached.data == b"mine"
+    builder.save_timing_cache(config, FakeTimingCache(b"unused"), path)
+    assert path.read_bytes() == b"mine+timings"
+
+
+def test_shape_outside_the_profile_names_input_shape_and_profile(
+    stand_in: Callable[[str], types.ModuleType],
+) -> None:
+    stand_in("10.16.1.11")
+    runner = importlib.import_module("trtq.trt.runner")
+
+    class Context:
+        def set_input_shape(self, name: str, shape: list[int]) -> bool:
+            return False  # what IExecutionContext does for a shape outside the profile
+
+    class Engine:
+        def get_tensor_profile_shape(self, name: str, profile: int) -> list[list[int]]:
+            assert profile == 0
+            return [[1, 3, 48, 192], [4, 3, 48, 192], [8, 3, 48, 192]]
+
+    with pytest.raises(TrtqError) as error:
+        runner.set_input_shape(Context(), Engine(), "x", [16, 3, 48, 192])
+    assert str(error.value).startswith(
+        "input 'x': shape [16, 3, 48, 192] is outside the engine's optimization profile 0 "
+        "(min [1, 3, 48, 192], opt [4, 3, 48, 192], max [8, 3, 48, 192])"
+    )
+
+
+def test_bf16_outputs_are_reinterpreted_not_converted(stand_in: Callable[[str], types.ModuleType]) -> None:
+    stand_in("10.16.1.11")
+    runner = importlib.import_module("trtq.trt.runner")
+    values = [1.0, -2.5, 3.140625, 0.0, -0.0, 65280.0, float("inf"), 2.0**-126]  # exact in bfloat16
+    # bfloat16 = the float32's two most significant bytes (read independently with struct).
+    words = np.array([struct.unpack(">H", struct.pack(">f", v)[:2])[0] for v in values], dtype=np.uint16)
+    result = runner.bf16_to_float32(words.reshape(2, 4))
+    assert result.dtype == np.float32 and result.shape == (2, 4)
+    np.testing.assert_array_equal(result.ravel(), np.array(values, dtype=np.float32))
+    assert np.signbit(result.ravel()[4])  # -0.0 keeps its sign bit
+
+
+def test_libcudart_is_also_looked_for_in_pip_wheels() -> None:
+    from trtq.trt.cuda_graph import cudart_candidates
+
+    candidates = cudart_candidates(["/opt/venv/lib/python3.12/site-packages"])
+    assert candidates[:3] == ["libcudart.so", "libcudart.so.13", "libcudart.so.12"]
+    # Paths inside nvidia-cuda-runtime-cu12 12.9.79 and nvidia-cuda-runtime 13.5.37 (their wheel listings).
+    assert "/opt/venv/lib/python3.12/site-packages/nvidia/cuda_runtime/lib/libcudart.so.12" in candidates
+    assert "/opt/venv/lib/python3.12/site-packages/nvidia/cu13/lib/libcudart.so.13" in candidates
+    import site
+
+    defaults = cudart_candidates()
+    assert f"{site.getsitepackages()[0]}/nvidia/cuda_runtime/lib/libcudart.so.12" in defaults
+
+
+class FakeCudart:
+    """libcudart's graph calls: records them, returns the configured cudaError codes."""
+
+    def __init__(self, end_capture: int = 0) -> None:
+        self.end_capture = end_capture
+        self.calls: list[tuple[str, Any]] = []
+
+    def cudaStreamBeginCapture(self, stream: Any, mode: int) -> int:
+        self.calls.append(("begin", mode))
+        return 0
+
+    def cudaStreamEndCapture(self, stream: Any, graph: Any) -> int:
+        self.calls.append(("end", None))
+        graph._obj.value = 0x1000
+        return self.end_capture
+
+    def cudaGraphInstantiate(self, executable: Any, graph: Any, flags: Any) -> int:
+        executable._obj.value = 0x2000
+        self.calls.append(("instantiate", graph.value))
+        return 0
+
+    def cudaGraphDestroy(self, graph: Any) -> int:
+        self.calls.append(("destroy", graph.value))
+        return 0
+
+    def cudaGraphLaunch(self, executable: Any, stream: Any) -> int:
+        self.calls.append(("launch", executable.value))
+        return 0
+
+    def cudaGraphExecDestroy(self, executable: Any) -> int:
+        self.calls.append(("exec destroy", executable.value))
+        return 0
+
+
+def test_enqueue_error_is_not_hidden_by_the_capture_ending() -> None:
+    from trtq.trt.cuda_graph import CudaGraph
+
+    def failing_enqueue() -> None:
+        raise TrtqError("TensorRT execute_async_v3 failed")
+
+    lib = FakeCudart(end_capture=901)  # cudaErrorStreamCaptureInvalidated, what a failed capture ends with
+    with pytest.raises(TrtqError, match="execute_async_v3 failed"):
+        CudaGraph(0x10, failing_enqueue, lib=lib)
+    assert [name for name, _ in lib.calls] == ["begin", "end"]  # the capture was still ended
+
+
+def test_graph_exec_is_destroyed_once() -> None:
+    from trtq.trt.cuda_graph import CudaGraph
+
+    lib = FakeCudart()
+    graph = CudaGraph(0x10, lambda: None, lib=lib)
+    graph.launch()
+    graph.close()
+    graph.close()
+    with pytest.raises(TrtqError, match="after close"):
+        graph.launch()
+    assert lib.calls[1:] == [
+        ("end", None),
+        ("instantiate", 0x1000),
+        ("destroy", 0x1000),
+        ("launch", 0x2000),
+        ("exec destroy", 0x2000),
+    ]
+    dropped = FakeCudart()
+    CudaGraph(0x10, lambda: None, lib=dropped)  # never closed: garbage collection destroys it
+    assert dropped.calls[-1] == ("exec destroy", 0x2000)
