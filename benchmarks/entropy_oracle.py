@@ -28,6 +28,7 @@ the script spreads the tensors over two processes.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import math
 import tempfile
@@ -60,6 +61,22 @@ def modelopt_pick(counts: np.ndarray) -> int:
     edges = np.arange(counts.size + 1, dtype=np.float64)
     amax = _compute_amax_entropy(counts.astype(np.int64).copy(), edges, 8, False)
     return round(float(amax))
+
+
+def modelopt_picks(histograms: list[np.ndarray], cache_file: Path, workers: int) -> list[int]:
+    """ModelOpt's picks, from ``cache_file`` where the same histogram was searched before."""
+    keys = [hashlib.sha256(counts.astype(np.int64).tobytes()).hexdigest() for counts in histograms]
+    known: dict[str, int] = json.loads(cache_file.read_text()) if cache_file.is_file() else {}
+    todo = [i for i, key in enumerate(keys) if key not in known]
+    print(f"ModelOpt: {len(todo)} of {len(keys)} histograms to search ({len(keys) - len(todo)} cached)")
+    with ProcessPoolExecutor(workers) as pool:
+        for i, pick in zip(
+            todo, pool.map(modelopt_pick, [histograms[i] for i in todo], chunksize=2), strict=True
+        ):
+            known[keys[i]] = pick
+            cache_file.parent.mkdir(parents=True, exist_ok=True)
+            cache_file.write_text(json.dumps(known))
+    return [known[key] for key in keys]
 
 
 @dataclass(frozen=True)
@@ -202,6 +219,12 @@ def main() -> None:
     )
     parser.add_argument("--json", type=Path, default=Path("out/bench/entropy_oracle.json"))
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument(
+        "--cache",
+        type=Path,
+        default=Path("out/bench/entropy_oracle_modelopt.json"),
+        help="ModelOpt picks by histogram",
+    )
     args = parser.parse_args()
 
     rows: list[tuple[str, str, str, TrtHistogram]] = []
@@ -210,8 +233,7 @@ def main() -> None:
             tensors = collect(model, config_path)
             print(f"{model}: {len(tensors)} non-zero tensors")
             rows += [(model, tensor, producer, histogram) for tensor, producer, histogram in tensors]
-    with ProcessPoolExecutor(args.workers) as pool:
-        modelopt = list(pool.map(modelopt_pick, [h.counts for *_, h in rows], chunksize=4))
+    modelopt = modelopt_picks([h.counts for *_, h in rows], args.cache, args.workers)
     picks = [compare(m, t, p, h, i) for (m, t, p, h), i in zip(rows, modelopt, strict=True)]
 
     console = Console(width=140)
