@@ -11,7 +11,9 @@ against FP32 on held-out photos from other sources than the calibration photos.
   48 of its shuffled scikit-image crops, held out: the first 240 opencv-doc crops; metrics: top-1
   and top-5 agreement with FP32, output cosine.
 
-    python benchmarks/entropy_batch.py [--batches 1 8] [--models det lite0]
+    python benchmarks/entropy_batch.py [--batches 1 8] [--models det lite0] [--without-zero-bin-rule]
+
+--without-zero-bin-rule searches the raw histogram (bins[0] kept), to show what the rule changes.
 
 Needs Debian's opencv-doc, and torch for the classifier's export.
 """
@@ -96,7 +98,12 @@ def main() -> None:
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 8])
     parser.add_argument("--models", nargs="+", default=["det", "lite0"], choices=["det", "lite0"])
     parser.add_argument("--json", type=Path, default=Path("out/bench/entropy_batch.json"))
+    parser.add_argument("--without-zero-bin-rule", action="store_true", help="entropy on the raw histogram")
     args = parser.parse_args()
+    if args.without_zero_bin_rule:
+        import trtq.calib.entropy
+
+        trtq.calib.entropy.with_zero_bin_rule = lambda counts: counts.copy()
     makers = {"det": ("ppocrv4_det", detector), "lite0": ("efficientnet_lite0", classifier)}
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as tmp:
