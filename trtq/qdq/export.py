@@ -168,7 +168,9 @@ def _weight_dq(
 
 
 def _prune_unused(model: onnx.ModelProto) -> None:
-    """Drop the float weights (initializers or Constant nodes) that their int8 copies replaced."""
+    """Drop the float weights (initializers or Constant nodes) that their int8 copies replaced, and
+    the graph inputs that named those initializers (older PyTorch exports list every initializer as
+    an input too; left behind, they would become required inputs with no value)."""
     used = {name for node in model.graph.node for name in node.input} | {o.name for o in model.graph.output}
     keep = [n for n in model.graph.node if n.op_type != "Constant" or any(o in used for o in n.output)]
     if len(keep) != len(model.graph.node):
@@ -176,8 +178,12 @@ def _prune_unused(model: onnx.ModelProto) -> None:
         del model.graph.node[:]
         model.graph.node.extend(copies)
     unused = [i for i, init in enumerate(model.graph.initializer) if init.name not in used]
+    removed = {model.graph.initializer[i].name for i in unused}
     for position in reversed(unused):
         del model.graph.initializer[position]
+    stale_inputs = [i for i, graph_input in enumerate(model.graph.input) if graph_input.name in removed]
+    for position in reversed(stale_inputs):
+        del model.graph.input[position]
 
 
 def _copy(node: onnx.NodeProto) -> onnx.NodeProto:
