@@ -92,29 +92,38 @@ def _plan_residual_add(index: GraphIndex, plan: QdqPlan, node: onnx.NodeProto) -
     inputs = [name for name in node.input if name]
     if len(inputs) != 2 or not all(index.is_activation(name) for name in inputs):
         return  # a bias or scale Add: nothing to fuse, nothing to quantize
-    main = [_comes_from_conv(index, name) for name in inputs]
-    if main[0] == main[1]:
-        if not main[0]:
-            return  # no Conv on either side: not a residual block
-        skip = 1  # both sides are Conv branches: quantize one, the other fuses
+    paths = [_path_from_conv(index, name) for name in inputs]
+    if paths == [None, None]:
+        return  # no Conv on either side: not a residual block
+    # The Add fuses into a Conv whose output (and everything between it and the Add) feeds only this
+    # Add; the other input, the skip branch, gets the Q/DQ. A Conv output that also feeds other nodes
+    # (the block input of the next residual block, say) cannot take the Add in, so it is the skip side.
+    fusable = [path is not None and all(len(index.consumers[t]) == 1 for t in path) for path in paths]
+    if fusable[0] != fusable[1]:
+        skip = 0 if fusable[1] else 1
+    elif (paths[0] is None) != (paths[1] is None):
+        skip = 0 if paths[1] is not None else 1
     else:
-        skip = 0 if main[1] else 1
+        skip = 1  # two equal Conv branches: quantize one, the other fuses
     plan.add_activation(inputs[skip], node, skip)
     plan.residual_adds += 1
 
 
-def _comes_from_conv(index: GraphIndex, tensor: str, depth: int = 4) -> bool:
-    """True when ``tensor`` is a Conv output, possibly through bias Adds, BatchNorm and activations."""
+def _path_from_conv(index: GraphIndex, tensor: str, depth: int = 4) -> list[str] | None:
+    """The tensors from a Conv's output to ``tensor`` through bias Adds, BatchNorm and activations,
+    or None when ``tensor`` does not come from a Conv that way."""
+    path = [tensor]
     node = index.producer.get(tensor)
     for _ in range(depth):
         if node is None:
-            return False
+            return None
         if node.op_type in WEIGHTED_OPS:
-            return True
+            return path
         if node.op_type not in _MAIN_PATH_OPS:
-            return False
+            return None
         activations = [name for name in node.input if index.is_activation(name)]
         if len(activations) != 1:
-            return False
+            return None
+        path.append(activations[0])
         node = index.producer.get(activations[0])
-    return False
+    return None
