@@ -85,3 +85,23 @@ def quantized_activations(model: onnx.ModelProto) -> set[str]:
         assert skip is not None, f"{node.name}: either side may be quantized"
         tensors.add(node.input[skip])
     return tensors
+
+
+def float_activations(model: onnx.ModelProto) -> set[str]:
+    """What TensorRT calibrates: the float graph inputs and float outputs of every non-constant node."""
+    inferred = onnx.shape_inference.infer_shapes(model)
+    graph = inferred.graph
+    floats = {
+        onnx.TensorProto.FLOAT,
+        onnx.TensorProto.FLOAT16,
+        onnx.TensorProto.DOUBLE,
+        onnx.TensorProto.BFLOAT16,
+    }
+    float_names = {
+        vi.name
+        for vi in [*graph.input, *graph.value_info, *graph.output]
+        if vi.type.tensor_type.elem_type in floats
+    }
+    constant = constants(model)
+    names = {vi.name for vi in graph.input} | {out for node in graph.node for out in node.output}
+    return {name for name in names if name in float_names and name not in constant}
