@@ -5,12 +5,16 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+import cv2
+import numpy as np
 import onnx
+import onnxruntime as ort
 import pytest
 import yaml
 from hypothesis import HealthCheck, settings
 
 from trtq.cache import read_cache
+from trtq.cache.trt_format import CalibrationCache, format_cache
 from trtq.calib.pipeline import calibrate
 from trtq.config import load_config
 from trtq.data.image_list import read_image_list
@@ -31,6 +35,57 @@ def listed_photos(count: int, start: int = 0) -> list[str]:
     """``pkg:`` lines of the demo's photo list: real photos, portable across installs."""
     lines = [line for line in PHOTO_LIST.read_text().splitlines() if line.startswith("pkg:")]
     return lines[start : start + count]
+
+
+def preprocessed_by_hand(lines: list[str]) -> np.ndarray:
+    """The classifier configs' preprocessing written out by hand: BGR, stretch to 192x48, x/255*2-1, NCHW."""
+    paths = [resolve_path(line, PHOTO_LIST.parent) for line in lines]
+    images = [cv2.resize(cv2.imread(str(p)), (192, 48)).transpose(2, 0, 1) for p in paths]
+    return (np.stack(images).astype(np.float32) / 255.0 - 0.5) / 0.5
+
+
+def minmax_scales_by_hand(model_path: Path, inputs: np.ndarray, tensors: list[str]) -> dict[str, float]:
+    """max|x| / 127 (float32) of each tensor, from the model run by hand in ONNX Runtime with those
+    tensors exposed as outputs: an oracle for minmax scales that shares no code with trtq."""
+    model = onnx.load(str(model_path))
+    input_name = model.graph.input[0].name
+    outputs = {o.name for o in model.graph.output}
+    model.graph.output.extend(
+        onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None)
+        for name in tensors
+        if name not in outputs and name != input_name
+    )
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    names = [name for name in tensors if name != input_name]
+    values = dict(zip(names, session.run(names, {input_name: inputs}), strict=True))
+    values[input_name] = inputs
+    return {name: float(np.float32(np.abs(values[name]).max()) / np.float32(127)) for name in tensors}
+
+
+PARSER_MADE = "(Unnamed Layer* 46) [Constant]_output"
+
+
+def oracle_tensors(model_path: Path) -> list[str]:
+    """A spread of the classifier's activations: its input, the first Convs' outputs, the FC MatMul
+    output and the softmax output."""
+    model = onnx.load(str(model_path))
+    convs = [n.output[0] for n in model.graph.node if n.op_type == "Conv"][:6]
+    matmul = next(n.output[0] for n in model.graph.node if n.op_type == "MatMul")
+    return [model.graph.input[0].name, *convs, matmul, model.graph.output[0].name]
+
+
+def hand_made_minmax_cache(directory: Path, n_images: int, ratios: dict[str, float]) -> Path:
+    """``directory``/trt.cache, as TensorRT might write it: MinMaxCalibration scales of the classifier's
+    oracle_tensors on the first ``n_images`` photos computed by hand (minmax_scales_by_hand), some
+    multiplied by a known ratio, and a parser-made tensor that is not in the ONNX graph."""
+    model_path = resolve_path(TEXT_CLASSIFIER, REPO)
+    tensors = oracle_tensors(model_path)
+    scales = minmax_scales_by_hand(model_path, preprocessed_by_hand(listed_photos(n_images)), tensors)
+    edited = {name: float(np.float32(scale * ratios.get(name, 1.0))) for name, scale in scales.items()}
+    edited[PARSER_MADE] = 0.01
+    path = directory / "trt.cache"
+    path.write_text(format_cache(CalibrationCache(101303, "MinMaxCalibration", edited)))
+    return path
 
 
 @pytest.fixture(scope="session")

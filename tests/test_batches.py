@@ -98,6 +98,14 @@ def test_too_few_images_for_one_batch(tmp_path: Path, photos: list[Path]) -> Non
         list(BatchSource(read_image_list(write_list(tmp_path, photos[:1])), PRE, batch_size=2))
 
 
+def test_wrap_goes_round_a_list_shorter_than_one_batch(tmp_path: Path, photos: list[Path]) -> None:
+    entries = read_image_list(write_list(tmp_path, photos[:2]))
+    source = BatchSource(entries, PRE, batch_size=5, last_batch="wrap")
+    (batch,) = list(source)
+    assert [e.path for e in batch.entries] == [photos[0], photos[1], photos[0], photos[1], photos[0]]
+    assert (source.stats.used, source.stats.wrapped, source.stats.batches) == (2, 3, 1)
+
+
 def test_empty_or_missing_list(tmp_path: Path) -> None:
     (tmp_path / "list.txt").write_text("# nothing\n")
     with pytest.raises(TrtqError, match="lists no images"):

@@ -7,12 +7,15 @@ import subprocess
 import sys
 from pathlib import Path
 
+import onnx
 import pytest
-from conftest import REPO, WriteConfig
+from conftest import DETECTOR, REPO, WriteConfig
+from reference_graph import float_activations
 from typer.testing import CliRunner
 
 from trtq.cache import read_cache
 from trtq.cli.main import app
+from trtq.resources import resolve_path
 
 runner = CliRunner()
 
@@ -132,5 +135,6 @@ def test_the_readme_demo_config_calibrates(tmp_path: Path) -> None:
     assert code == 0, output
     cache = read_cache(tmp_path / "demo.cache")
     assert cache.algorithm == "EntropyCalibration2" and cache.version == 101601
-    assert len(cache.scales) == 331  # the detector's float activations, input included
+    model = onnx.load(str(resolve_path(DETECTOR, REPO)))
+    assert set(cache.scales) == float_activations(model)  # input included, constants folded away
     assert cache.scales["x"] * 127 == pytest.approx(1.0, abs=1e-3)  # (pixel/255 - 0.5)/0.5 spans [-1, 1]

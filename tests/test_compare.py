@@ -39,6 +39,8 @@ def test_top_k_agreement_and_accuracy() -> None:
     assert m.top1_agreement == 0.5
     assert m.top5_agreement == 0.75
     assert (m.fp32_accuracy, m.int8_accuracy) == (0.75, 0.25)
+    five = compare_output("logits", reference[:, :5], quantized[:, :5])
+    assert five.top1_agreement is not None and five.top5_agreement is None  # top 5 of 5 classes: all
 
 
 def test_compare_command_all_algorithms(write_config: WriteConfig, tmp_path: Path) -> None:
@@ -69,7 +71,8 @@ def test_compare_command_all_algorithms(write_config: WriteConfig, tmp_path: Pat
         (output,) = metrics
         assert output["samples"] == 9
         assert 0.5 < output["cosine"] <= 1.0
-        assert output["top1_agreement"] is not None and output["top5_agreement"] == 1.0  # 2 classes
+        assert output["top1_agreement"] is not None
+        assert output["top5_agreement"] is None  # 2 classes: every class is in the top 5
     bad = CliRunner().invoke(
         app, ["compare", str(config), "--images", str(tmp_path / "held_out.txt"), "--algorithms", "kl"]
     )

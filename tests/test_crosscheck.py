@@ -4,17 +4,15 @@ from __future__ import annotations
 
 import json
 import math
-import struct
-from pathlib import Path
 
 import pytest
-from conftest import WriteConfig
+from conftest import PARSER_MADE, REPO, TEXT_CLASSIFIER, WriteConfig, hand_made_minmax_cache, oracle_tensors
 from typer.testing import CliRunner
 
-from trtq.cache import read_cache
-from trtq.cache.trt_format import CalibrationCache, format_cache
+from trtq.cache.trt_format import CalibrationCache
 from trtq.cli.main import app
 from trtq.compare.scales import cross_check
+from trtq.resources import resolve_path
 
 
 def test_cross_check_orders_worst_first_and_lists_one_sided_tensors() -> None:
@@ -37,35 +35,25 @@ def test_zero_scales() -> None:
     assert ratios == {"z": 1.0, "w": math.inf}
 
 
-def test_crosscheck_command_on_a_real_calibration(write_config: WriteConfig) -> None:
-    runner = CliRunner()
-    config = write_config(n_images=4)
-    assert runner.invoke(app, ["calibrate", str(config)]).exit_code == 0
-    own = config.parent / "out" / "model.cache"
-    result = runner.invoke(app, ["crosscheck", str(config), "--cache", str(own)])
-    assert result.exit_code == 0, result.output
-    report = json.loads((own.parent / "model.cache.crosscheck.json").read_text())
-    assert report["summary"]["within_1_percent"] == 1.0
-    assert report["summary"]["median_abs_log_ratio"] == 0.0
-    assert report["only_in_cache"] == [] and report["only_in_numpy"] == []
-
-    # A cache as TensorRT might write it: one tensor off by 30%, a parser-made tensor, one missing.
-    parsed = read_cache(own)
-    names = list(parsed.scales)
-    scales = {name: parsed.scales[name] for name in names[1:]}
-    off = names[5]
-    scales[off] = float(struct.unpack(">f", struct.pack(">f", scales[off] * 1.3))[0])
-    scales["(Unnamed Layer* 46) [Constant]_output"] = 0.01
-    trt_like = config.parent / "trt.cache"
-    trt_like.write_text(format_cache(CalibrationCache(101303, "EntropyCalibration2", scales)))
+def test_crosscheck_against_scales_computed_by_hand(write_config: WriteConfig) -> None:
+    config = write_config(n_images=4)  # batch 2: all 4 images are used
+    tensors = oracle_tensors(resolve_path(TEXT_CLASSIFIER, REPO))
+    off = tensors[3]
+    trt_like = hand_made_minmax_cache(config.parent, 4, {off: 1.3})
     out = config.parent / "check.json"
+    runner = CliRunner()
     result = runner.invoke(app, ["crosscheck", str(config), "--cache", str(trt_like), "--json", str(out)])
     assert result.exit_code == 0, result.output
     report = json.loads(out.read_text())
+    assert report["algorithm"] == "minmax"  # from the cache header
+    ratios = {t["tensor"]: t["ratio"] for t in report["tensors"]}
+    assert set(ratios) == set(tensors)
     assert report["tensors"][0]["tensor"] == off
-    assert report["tensors"][0]["ratio"] == pytest.approx(1.3, rel=1e-6)
-    assert report["only_in_cache"] == ["(Unnamed Layer* 46) [Constant]_output"]
-    assert report["only_in_numpy"] == [names[0]]
-    assert report["summary"]["compared"] == len(names) - 1
-    assert report["summary"]["within_1_percent"] == pytest.approx((len(names) - 2) / (len(names) - 1))
-    assert Path(out).is_file()
+    assert ratios.pop(off) == pytest.approx(1.3, rel=1e-6)
+    for tensor, ratio in ratios.items():
+        assert ratio == pytest.approx(1.0, rel=1e-5), tensor  # max |x| / 127, as computed by hand
+    assert report["only_in_cache"] == [PARSER_MADE]
+    assert report["only_in_numpy"] and not set(report["only_in_numpy"]) & set(tensors)
+    summary = report["summary"]
+    assert summary["compared"] == len(tensors)
+    assert summary["within_1_percent"] == pytest.approx((len(tensors) - 1) / len(tensors))

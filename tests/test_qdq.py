@@ -7,11 +7,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 import onnx
-from conftest import DETECTOR, REPO, WriteConfig
+import pytest
+from conftest import DETECTOR, REPO, TEXT_CLASSIFIER, WriteConfig
 from onnx import numpy_helper
+from reference_graph import quantized_activations, residual_adds, weighted_with_constant_weights
 
 from trtq.compare.models import session
-from trtq.qdq import export_qdq
+from trtq.qdq import QdqResult, export_qdq
 from trtq.qdq.graph import GraphIndex
 from trtq.resources import resolve_path
 
@@ -31,10 +33,9 @@ def test_conv_inputs_and_weights_get_qdq_with_the_caches_scales(minmax_classifie
     made_by = producers(model)
     source = GraphIndex.of(original)
     convs = [n for n in model.graph.node if n.op_type == "Conv"]
-    weighted = [n for n in original.graph.node if n.op_type in ("Conv", "Gemm", "MatMul")]
-    assert (
-        len(convs) == 53 and result.summary()["quantized_weights"] == len(weighted) == 54
-    )  # + the classifier's FC
+    assert len(convs) == sum(n.op_type == "Conv" for n in original.graph.node)
+    # Every Conv/Gemm/MatMul with a constant weight (here: the Convs and the classifier's FC MatMul).
+    assert result.summary()["quantized_weights"] == len(weighted_with_constant_weights(original))
     for conv in convs:
         data = made_by[conv.input[0]]
         assert data.op_type == "DequantizeLinear"
@@ -58,20 +59,45 @@ def test_conv_inputs_and_weights_get_qdq_with_the_caches_scales(minmax_classifie
     onnx.checker.check_model(model)
 
 
-def test_residual_adds_are_quantized_on_the_skip_branch_only(minmax_classifier) -> None:
-    original, scales = minmax_classifier
-    result = export_qdq(original, scales)
+@pytest.fixture(scope="module")
+def detector_qdq() -> tuple[onnx.ModelProto, QdqResult]:
+    """The demo detector (ConvTranspose, residual Adds with the skip on either slot), every scale 0.01."""
+    model = onnx.load(str(resolve_path(DETECTOR, REPO)))
+    index = GraphIndex.of(model)
+    scales = {
+        name: 0.01
+        for name in [i.name for i in model.graph.input] + [o for n in model.graph.node for o in n.output]
+        if index.is_activation(name)
+    }
+    return model, export_qdq(model, scales)
+
+
+def assert_skip_branches_quantized(original: onnx.ModelProto, result: QdqResult) -> None:
+    expected = residual_adds(original)  # from a walk of the graph in tests/reference_graph.py
+    assert expected and result.residual_adds == len(expected)
     made_by = producers(result.model)
-    residual = [
-        n
-        for n in result.model.graph.node
-        if n.op_type == "Add"
-        and any(made_by.get(i) is not None and made_by[i].op_type == "DequantizeLinear" for i in n.input)
-    ]
-    assert len(residual) == result.residual_adds == 7
-    for add in residual:
-        kinds = [made_by[i].op_type for i in add.input]
-        assert kinds.count("DequantizeLinear") == 1  # the other input stays fusable with its Conv
+    exported = {n.name: n for n in result.model.graph.node}
+    for add, skip in expected:
+        assert skip is not None
+        inputs = list(exported[add.name].input)
+        dq = made_by[inputs[skip]]
+        assert dq.op_type == "DequantizeLinear", f"{add.name}: skip input {add.input[skip]} not quantized"
+        assert made_by[dq.input[0]].input[0] == add.input[skip]  # DQ <- Q <- the skip tensor
+        main = inputs[1 - skip]
+        assert main == add.input[1 - skip], f"{add.name}: the Conv branch {main} must stay fusable"
+
+
+def test_residual_adds_are_quantized_on_the_skip_branch_only(minmax_classifier, detector_qdq) -> None:
+    original, scales = minmax_classifier
+    assert_skip_branches_quantized(original, export_qdq(original, scales))
+    assert_skip_branches_quantized(*detector_qdq)
+
+
+def test_every_activation_the_graph_walk_expects_is_quantized(minmax_classifier, detector_qdq) -> None:
+    original, scales = minmax_classifier
+    assert set(export_qdq(original, scales).activation_scales) == quantized_activations(original)
+    detector, result = detector_qdq
+    assert set(result.activation_scales) == quantized_activations(detector)
 
 
 def test_qdq_model_runs_in_onnxruntime_close_to_fp32(minmax_classifier, photos: list[Path]) -> None:
@@ -81,7 +107,7 @@ def test_qdq_model_runs_in_onnxruntime_close_to_fp32(minmax_classifier, photos: 
     batch = np.stack(
         [
             cv2.resize(cv2.imread(str(p)), (192, 48)).transpose(2, 0, 1).astype(np.float32) / 127.5 - 1
-            for p in photos[:8]
+            for p in photos[8:24]  # held out: the fixture calibrated on the first 8
         ]
     )
     reference, quantized = fp32.run(None, {"x": batch})[0], qdq.run(None, {"x": batch})[0]
@@ -113,21 +139,14 @@ def test_exclusions_keep_layers_in_float(minmax_classifier) -> None:
     assert result.excluded_nodes == [first_conv.name]
     conv = next(n for n in result.model.graph.node if n.name == first_conv.name)
     assert list(conv.input) == list(first_conv.input)
-    assert result.summary()["quantized_weights"] == 53
+    assert result.summary()["quantized_weights"] == len(weighted_with_constant_weights(original)) - 1
 
 
-def test_conv_transpose_weights_use_axis_1() -> None:
-    model = onnx.load(str(resolve_path(DETECTOR, REPO)))
-    index = GraphIndex.of(model)
-    scales = {
-        name: 0.01
-        for name in [i.name for i in model.graph.input] + [o for n in model.graph.node for o in n.output]
-        if index.is_activation(name)
-    }
-    result = export_qdq(model, scales)
+def test_conv_transpose_weights_use_axis_1(detector_qdq) -> None:
+    model, result = detector_qdq
     made_by = producers(result.model)
     deconvs = [n for n in result.model.graph.node if n.op_type == "ConvTranspose"]
-    assert len(deconvs) == 2
+    assert deconvs and len(deconvs) == sum(n.op_type == "ConvTranspose" for n in model.graph.node)
     for node in deconvs:
         dq = made_by[node.input[1]]
         assert next(a.i for a in dq.attribute if a.name == "axis") == 1
@@ -161,5 +180,7 @@ def test_qdq_command_writes_a_checked_model(write_config: WriteConfig, tmp_path:
     assert result.exit_code == 0, result.output
     model = onnx.load(str(tmp_path / "m.onnx"))
     onnx.checker.check_model(model)
-    assert sum(n.op_type == "QuantizeLinear" for n in model.graph.node) == 68
+    original = onnx.load(str(resolve_path(TEXT_CLASSIFIER, REPO)))
+    quantize_nodes = sum(n.op_type == "QuantizeLinear" for n in model.graph.node)
+    assert quantize_nodes == len(quantized_activations(original))
     assert (tmp_path / "m.onnx.json").is_file()

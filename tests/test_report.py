@@ -7,11 +7,12 @@ import json
 import re
 from pathlib import Path
 
-from conftest import WriteConfig
+from conftest import REPO, TEXT_CLASSIFIER, WriteConfig, hand_made_minmax_cache, oracle_tensors
 from typer.testing import CliRunner
 
 from trtq.cli.main import app
 from trtq.compare.sensitivity import SensitivityResult, TensorSensitivity
+from trtq.resources import resolve_path
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -19,7 +20,6 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 def test_report_with_crosscheck_sensitivity_and_latency(write_config: WriteConfig, tmp_path: Path) -> None:
     runner = CliRunner()
     config = write_config(n_images=4)
-    assert runner.invoke(app, ["calibrate", str(config)]).exit_code == 0
     bench = tmp_path / "bench.json"
     assert (
         runner.invoke(
@@ -37,7 +37,8 @@ def test_report_with_crosscheck_sensitivity_and_latency(write_config: WriteConfi
     )
     sensitivity.write_text(json.dumps(result.to_json()))
     out = tmp_path / "report.html"
-    cache = config.parent / "out" / "model.cache"
+    tensors = oracle_tensors(resolve_path(TEXT_CLASSIFIER, REPO))
+    cache = hand_made_minmax_cache(config.parent, 4, {tensors[2]: 1.3, tensors[5]: 0.95})
     invoked = runner.invoke(
         app,
         [
@@ -62,13 +63,20 @@ def test_report_with_crosscheck_sensitivity_and_latency(write_config: WriteConfi
     assert all(base64.b64decode(data).startswith(PNG_MAGIC) for data in images)
     for heading in (
         "Calibration: why each tensor got its scale",
-        "Cross-check: model.cache vs NumPy entropy",
+        "Cross-check: trt.cache vs NumPy minmax",
         "Sensitivity",
         "Latency",
     ):
         assert f"<h2>{heading}</h2>" in page
-    assert "100.0% within 1%" in page  # trtq's own cache against its own NumPy scales
+    # Scales computed by hand, one 30% and one 5% off: the rest agree, 1 of n is outside 10%.
+    n = len(tensors)
+    summary = re.search(
+        r"(\d+) tensors compared: median \|log ratio\| (\S+), (\S+)% within 1%, (\S+)% within 10%", page
+    )
+    assert summary is not None
+    assert int(summary[1]) == n and float(summary[2]) < 1e-5
+    assert (summary[3], summary[4]) == (f"{100 * (n - 2) / n:.1f}", f"{100 * (n - 1) / n:.1f}")
+    assert "1 only in the cache" in page
     assert "relu_4.tmp_0" in page and "Conv@8" in page
-    tensors = len(cache.read_text().splitlines()) - 1
-    assert page.count("<tr>") >= tensors  # every tensor's thresholds are in the table
+    assert all(f"<td>{name}</td>" in page for name in tensors)  # in the thresholds table
     assert "http" not in page.replace("http-equiv", "")  # self-contained: nothing fetched

@@ -60,6 +60,7 @@ class FakeBackend:
     batch_size = 4
 
     def __init__(self, clock: FakeClock, compute: list[float] | None = None) -> None:
+        self.input_shapes = {"x": [4, 3, 8, 8]}
         self.clock = clock
         self.calls = 0
         self.compute = compute

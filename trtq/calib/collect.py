@@ -16,6 +16,7 @@ import onnx
 import onnxruntime as ort
 
 from trtq.errors import TrtqError
+from trtq.onnx_constants import constant_tensors
 
 _FLOAT_TYPES = {
     onnx.TensorProto.FLOAT,
@@ -41,18 +42,18 @@ def activation_tensors(model: onnx.ModelProto) -> dict[str, int]:
     elem_type = {
         vi.name: vi.type.tensor_type.elem_type for vi in [*graph.input, *graph.value_info, *graph.output]
     }
-    constant = {init.name for init in graph.initializer}
+    constant = constant_tensors(graph)
     names = {
         vi.name: vi.type.tensor_type.elem_type
         for vi in graph.input
         if vi.name not in constant and elem_type.get(vi.name) in _FLOAT_TYPES
     }
     for node in graph.node:
-        inputs = [name for name in node.input if name]
-        if node.op_type == "Constant" or (inputs and all(name in constant for name in inputs)):
-            constant.update(node.output)
-            continue
-        names.update((name, elem_type[name]) for name in node.output if elem_type.get(name) in _FLOAT_TYPES)
+        names.update(
+            (name, elem_type[name])
+            for name in node.output
+            if name not in constant and elem_type.get(name) in _FLOAT_TYPES
+        )
     return names
 
 

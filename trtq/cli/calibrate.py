@@ -26,6 +26,7 @@ from trtq.cli.errors import reported_errors
 from trtq.cli.state import OPTIONS
 from trtq.config import ALGORITHMS, Algorithm, load_config
 from trtq.data.batches import Batch
+from trtq.text import counted
 
 console = Console()
 
@@ -41,8 +42,9 @@ def calibrate_command(
         entries = calibration_entries(loaded)
         expected = batch_source(loaded, entries).expected_batches
         console.print(
-            f"calibrating [bold]{loaded.model_path.name}[/] on {len(entries)} images "
-            f"({expected} batches of {loaded.batch_size}, input {list(loaded.image_input.calibration_shape)})"
+            f"calibrating [bold]{loaded.model_path.name}[/] on {counted(len(entries), 'image')} "
+            f"({counted(expected, 'batch')} of {loaded.batch_size}, "
+            f"input {list(loaded.image_input.calibration_shape)})"
         )
         with _progress() as progress:
             task = progress.add_task("calibrating", total=expected * loaded.batch_size)
@@ -54,7 +56,7 @@ def calibrate_command(
         _summary(run, calibration.algorithm, top)
         stats = run.stats
         console.print(
-            f"{stats.used} images in {stats.batches} batches, {run.seconds:.1f} s "
+            f"{counted(stats.used, 'image')} in {counted(stats.batches, 'batch')}, {run.seconds:.1f} s "
             f"({stats.used / max(run.seconds, 1e-9):.1f} images/s); "
             f"{len(stats.skipped)} skipped, {stats.dropped} dropped, {stats.wrapped} wrapped"
         )

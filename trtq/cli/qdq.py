@@ -6,17 +6,15 @@ import json
 from pathlib import Path
 from typing import Annotated
 
-import onnx
 import typer
 from rich.console import Console
 
 from trtq.cli.errors import reported_errors
 from trtq.cli.state import OPTIONS
-from trtq.compare.models import session
 from trtq.config import load_config
-from trtq.errors import TrtqError
 from trtq.fileio import atomic_write_bytes, atomic_write_text
 from trtq.qdq.scales import cache_scales, qdq_from_scales
+from trtq.qdq.smoke import run_once
 
 console = Console()
 
@@ -31,12 +29,8 @@ def qdq_command(
         loaded = load_config(config)
         cache_path, scales = cache_scales(loaded, cache)
         result = qdq_from_scales(loaded, scales)
-        data = result.model.SerializeToString()
-        try:
-            session(onnx.load_from_string(data))
-        except Exception as exc:
-            raise TrtqError(f"the Q/DQ model does not load in ONNX Runtime: {exc}") from None
-        atomic_write_bytes(output, data)
+        run_once(result.model, loaded.image_input.name, loaded.image_input.calibration_shape)
+        atomic_write_bytes(output, result.model.SerializeToString())
         summary = result.summary()
         atomic_write_text(
             output.with_name(output.name + ".json"),

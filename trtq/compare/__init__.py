@@ -1,1 +1,2 @@
-"""Comparators: per-tensor scales against an independent computation (and, later, model outputs)."""
+"""Comparators: a cache's scales against NumPy's (crosscheck), FP32 against INT8 model outputs, and
+per-tensor sensitivity."""

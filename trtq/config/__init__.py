@@ -1,4 +1,4 @@
-"""Config files: schema, loading with located errors, and the fingerprint of what changes calibration."""
+"""Config files: the schema and loading with errors located by file, line and key."""
 
 from trtq.config.loader import LoadedConfig, load_config
 from trtq.config.schema import ALGORITHMS, Algorithm, TrtqConfig

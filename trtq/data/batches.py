@@ -10,6 +10,7 @@ from collections import deque
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from itertools import cycle, islice
 from typing import Literal
 
 import numpy as np
@@ -64,8 +65,9 @@ class BatchSource:
                 yield self._emit(pending)
                 pending = []
         if pending:
-            if self.last_batch == "wrap" and self.stats.batches > 0:
-                fill = first[: self.batch_size - len(pending)]
+            if self.last_batch == "wrap":
+                # From the start of the list, round again if the list is shorter than one batch.
+                fill = list(islice(cycle(first), self.batch_size - len(pending)))
                 self.stats.wrapped = len(fill)
                 yield self._emit(pending + fill, fresh=len(pending))
             else:
@@ -74,7 +76,8 @@ class BatchSource:
             usable = len(pending)
             raise TrtqError(
                 f"{self.entries[0].listed_in}: {usable} usable image(s), fewer than one batch of "
-                f"{self.batch_size}; add images or lower the input's batch dimension"
+                f"{self.batch_size}; add images, set calibration.last_batch: wrap "
+                "or lower the input's batch dimension"
             )
 
     def _emit(self, items: list[tuple[ImageEntry, FloatArray]], fresh: int | None = None) -> Batch:

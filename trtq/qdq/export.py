@@ -29,6 +29,7 @@ class QdqResult:
     model: onnx.ModelProto
     activation_scales: dict[str, float] = field(default_factory=dict)
     weight_channels: dict[str, int] = field(default_factory=dict)
+    """Weight -> number of scales (its output channels; 1 for a per-tensor weight)."""
     missing_scale: list[str] = field(default_factory=list)
     """Tensors that need a scale (by placement) but have none in the given scales."""
     unusable_scale: dict[str, float] = field(default_factory=dict)
@@ -86,7 +87,7 @@ def export_qdq(model: onnx.ModelProto, scales: Mapping[str, float], exclude: Seq
             dq = _weight_dq(model, name, values, site.axis)
             new_nodes.setdefault(node_position[id(site.node)], []).append(dq)
             dequantized_weights[name] = dq.output[0]
-            result.weight_channels[name] = values.shape[site.axis]
+            result.weight_channels[name] = 1 if site.axis is None else values.shape[site.axis]
         site.node.input[site.slot] = dequantized_weights[name]
     _reorder(model, new_nodes)
     _prune_unused(model)
@@ -132,16 +133,20 @@ def _activation_qdq(model: onnx.ModelProto, tensor: str, scale: float) -> list[o
 
 
 def _weight_dq(
-    model: onnx.ModelProto, name: str, values: npt.NDArray[np.float32], axis: int
+    model: onnx.ModelProto, name: str, values: npt.NDArray[np.float32], axis: int | None
 ) -> onnx.NodeProto:
-    """Per-channel symmetric int8 weights (narrow range, -127..127) added to ``model``; their
-    DequantizeLinear returned for placing."""
-    reduce_axes = tuple(a for a in range(values.ndim) if a != axis)
-    amax = np.abs(values).max(axis=reduce_axes) if reduce_axes else np.abs(values)
+    """Symmetric int8 weights (narrow range, -127..127), per channel along ``axis`` or per tensor when
+    ``axis`` is None, added to ``model``; their DequantizeLinear returned for placing."""
+    if axis is None:
+        amax = np.abs(values).max()
+        shape = [1] * values.ndim
+    else:
+        reduce_axes = tuple(a for a in range(values.ndim) if a != axis)
+        amax = np.abs(values).max(axis=reduce_axes) if reduce_axes else np.abs(values)
+        shape = [1] * values.ndim
+        shape[axis] = -1
     # An all-zero channel still needs a scale > 0.
     scale = np.where(amax > 0, amax / INT8_MAX, 1.0).astype(np.float32)
-    shape = [1] * values.ndim
-    shape[axis] = -1
     quantized = np.clip(np.rint(values / scale.reshape(shape)), -INT8_MAX, INT8_MAX).astype(np.int8)
     scale_name, zero_name, int8_name = f"{name}_scale", f"{name}_zero_point", f"{name}_int8"
     model.graph.initializer.extend(
@@ -151,17 +156,21 @@ def _weight_dq(
             numpy_helper.from_array(np.zeros(scale.shape, dtype=np.int8), zero_name),
         ]
     )
-    return helper.make_node(
+    node = helper.make_node(
         "DequantizeLinear",
         [int8_name, scale_name, zero_name],
         [f"{name}_DequantizeLinear_Output"],
         f"{name}_DequantizeLinear",
-        axis=axis,
     )
+    if axis is not None:
+        node.attribute.append(helper.make_attribute("axis", axis))
+    return node
 
 
 def _prune_unused(model: onnx.ModelProto) -> None:
-    """Drop the float weights (initializers or Constant nodes) that their int8 copies replaced."""
+    """Drop the float weights (initializers or Constant nodes) that their int8 copies replaced, and
+    the graph inputs that named those initializers (older PyTorch exports list every initializer as
+    an input too; left behind, they would become required inputs with no value)."""
     used = {name for node in model.graph.node for name in node.input} | {o.name for o in model.graph.output}
     keep = [n for n in model.graph.node if n.op_type != "Constant" or any(o in used for o in n.output)]
     if len(keep) != len(model.graph.node):
@@ -169,8 +178,12 @@ def _prune_unused(model: onnx.ModelProto) -> None:
         del model.graph.node[:]
         model.graph.node.extend(copies)
     unused = [i for i, init in enumerate(model.graph.initializer) if init.name not in used]
+    removed = {model.graph.initializer[i].name for i in unused}
     for position in reversed(unused):
         del model.graph.initializer[position]
+    stale_inputs = [i for i, graph_input in enumerate(model.graph.input) if graph_input.name in removed]
+    for position in reversed(stale_inputs):
+        del model.graph.input[position]
 
 
 def _copy(node: onnx.NodeProto) -> onnx.NodeProto:

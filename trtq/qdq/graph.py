@@ -9,6 +9,8 @@ import numpy.typing as npt
 import onnx
 from onnx import numpy_helper
 
+from trtq.onnx_constants import constant_tensors
+
 
 @dataclass
 class GraphIndex:
@@ -24,16 +26,13 @@ class GraphIndex:
         index = cls(model)
         graph = model.graph
         index.initializers = {init.name: init for init in graph.initializer}
-        index.constant = set(index.initializers)
+        index.constant = constant_tensors(graph)
         for node in graph.node:
-            inputs = [name for name in node.input if name]
             for slot, name in enumerate(node.input):
                 if name:
                     index.consumers.setdefault(name, []).append((node, slot))
             for name in node.output:
                 index.producer[name] = node
-            if node.op_type == "Constant" or (inputs and all(name in index.constant for name in inputs)):
-                index.constant.update(node.output)
         return index
 
     def weight(self, name: str) -> npt.NDArray[np.float32] | None:

@@ -15,20 +15,20 @@ import onnx
 
 from trtq.qdq.graph import GraphIndex
 
-# Ops with weights: (activation input slots, weight input slot, per-channel axis of that weight).
+# Ops with weights -> the input slot of that weight (the activation is input 0; _weight_axis gives the axis).
 WEIGHTED_OPS = {"Conv": 1, "ConvTranspose": 1, "Gemm": 1, "MatMul": 1}
 # Ops TensorRT also runs in INT8 when their input is quantized.
 POOLING_OPS = frozenset({"MaxPool", "AveragePool", "GlobalAveragePool"})
 # What a residual branch's main path may pass through after its Conv before reaching the Add.
 _MAIN_PATH_OPS = frozenset({"BatchNormalization", "Add", "Mul", "Relu", "Clip", "HardSwish", "HardSigmoid"})
-_CONV_OPS = frozenset({"Conv", "ConvTranspose", "Gemm", "MatMul"})
 
 
 @dataclass(frozen=True)
 class WeightSite:
     node: onnx.NodeProto
     slot: int
-    axis: int
+    axis: int | None
+    """The output-channel axis of per-channel scales; None for one per-tensor scale (no such axis)."""
 
 
 @dataclass
@@ -63,18 +63,21 @@ def _plan_weighted(index: GraphIndex, plan: QdqPlan, node: onnx.NodeProto) -> No
     data = node.input[0]
     if index.is_activation(data):
         plan.add_activation(data, node, 0)
-    weight = node.input[1] if len(node.input) > 1 else ""
+    slot = WEIGHTED_OPS[node.op_type]
+    weight = node.input[slot] if len(node.input) > slot else ""
     if not weight:
         return
-    if index.weight(weight) is not None:
-        plan.weights.append(WeightSite(node, 1, _weight_axis(index, node, weight)))
+    values = index.weight(weight)
+    if values is not None:
+        plan.weights.append(WeightSite(node, slot, _weight_axis(node, values.ndim)))
     elif index.is_activation(weight):  # activation x activation MatMul: both sides per-tensor
-        plan.add_activation(weight, node, 1)
+        plan.add_activation(weight, node, slot)
 
 
-def _weight_axis(index: GraphIndex, node: onnx.NodeProto, weight: str) -> int:
+def _weight_axis(node: onnx.NodeProto, ndim: int) -> int | None:
     """The output-channel axis: 0 for Conv ([Cout, Cin, ...]), 1 for ConvTranspose ([Cin, Cout, ...]),
-    Gemm's B is [N, K] with transB=1 (axis 0) else [K, N] (axis 1), MatMul's B is [..., K, N]."""
+    Gemm's B is [N, K] with transB=1 (axis 0) else [K, N] (axis 1), MatMul's B is [..., K, N]; a 1-D
+    MatMul B is a [K] vector that MatMul reduces away, so it has no output channel (None: per tensor)."""
     if node.op_type == "Conv":
         return 0
     if node.op_type == "ConvTranspose":
@@ -82,37 +85,45 @@ def _weight_axis(index: GraphIndex, node: onnx.NodeProto, weight: str) -> int:
     if node.op_type == "Gemm":
         trans_b = next((a.i for a in node.attribute if a.name == "transB"), 0)
         return 0 if trans_b else 1
-    values = index.weight(weight)
-    return (values.ndim - 1) if values is not None else 1
+    return ndim - 1 if ndim >= 2 else None
 
 
 def _plan_residual_add(index: GraphIndex, plan: QdqPlan, node: onnx.NodeProto) -> None:
     inputs = [name for name in node.input if name]
     if len(inputs) != 2 or not all(index.is_activation(name) for name in inputs):
         return  # a bias or scale Add: nothing to fuse, nothing to quantize
-    main = [_comes_from_conv(index, name) for name in inputs]
-    if main[0] == main[1]:
-        if not main[0]:
-            return  # no Conv on either side: not a residual block
-        skip = 1  # both sides are Conv branches: quantize one, the other fuses
+    paths = [_path_from_conv(index, name) for name in inputs]
+    if paths == [None, None]:
+        return  # no Conv on either side: not a residual block
+    # The Add fuses into a Conv whose output (and everything between it and the Add) feeds only this
+    # Add; the other input, the skip branch, gets the Q/DQ. A Conv output that also feeds other nodes
+    # (the block input of the next residual block, say) cannot take the Add in, so it is the skip side.
+    fusable = [path is not None and all(len(index.consumers[t]) == 1 for t in path) for path in paths]
+    if fusable[0] != fusable[1]:
+        skip = 0 if fusable[1] else 1
+    elif (paths[0] is None) != (paths[1] is None):
+        skip = 0 if paths[1] is not None else 1
     else:
-        skip = 0 if main[1] else 1
+        skip = 1  # two equal Conv branches: quantize one, the other fuses
     plan.add_activation(inputs[skip], node, skip)
     plan.residual_adds += 1
 
 
-def _comes_from_conv(index: GraphIndex, tensor: str, depth: int = 4) -> bool:
-    """True when ``tensor`` is a Conv output, possibly through bias Adds, BatchNorm and activations."""
+def _path_from_conv(index: GraphIndex, tensor: str, depth: int = 4) -> list[str] | None:
+    """The tensors from a Conv's output to ``tensor`` through bias Adds, BatchNorm and activations,
+    or None when ``tensor`` does not come from a Conv that way."""
+    path = [tensor]
     node = index.producer.get(tensor)
     for _ in range(depth):
         if node is None:
-            return False
-        if node.op_type in _CONV_OPS:
-            return True
+            return None
+        if node.op_type in WEIGHTED_OPS:
+            return path
         if node.op_type not in _MAIN_PATH_OPS:
-            return False
+            return None
         activations = [name for name in node.input if index.is_activation(name)]
         if len(activations) != 1:
-            return False
+            return None
+        path.append(activations[0])
         node = index.producer.get(activations[0])
-    return False
+    return None

@@ -16,6 +16,7 @@ from trtq.config.loader import LoadedConfig
 from trtq.errors import TrtqError
 from trtq.report import plots
 from trtq.report.html import HtmlReport
+from trtq.text import counted
 
 
 def report_html(
@@ -28,7 +29,8 @@ def report_html(
 ) -> str:
     page = HtmlReport(f"trtq report: {config.model_path.name}")
     page.paragraph(
-        f"Config {config.source}; {run.stats.used} calibration images in {run.stats.batches} batches of "
+        f"Config {config.source}; {counted(run.stats.used, 'calibration image')} in "
+        f"{counted(run.stats.batches, 'batch')} of "
         f"{config.batch_size}; {len(run.histograms)} activations; trtq {__version__}."
     )
     _calibration(page, run, tensors)

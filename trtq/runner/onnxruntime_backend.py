@@ -30,6 +30,7 @@ class OnnxRuntimeBackend:
             raise TrtqError(f"{model_path}: inputs {sorted(expected)} needed, got {sorted(inputs)}")
         self._inputs = inputs
         self.batch_size = int(next(iter(inputs.values())).shape[0])
+        self.input_shapes = {name: list(value.shape) for name, value in inputs.items()}
 
     def query(self) -> QueryTimes:
         start = time.perf_counter()

@@ -36,6 +36,8 @@ class QueryTimes:
 class Backend(Protocol):
     name: str
     batch_size: int
+    input_shapes: dict[str, list[int]]
+    """The shape of every input as timed, by name."""
 
     def query(self) -> QueryTimes:
         """Run one inference and time its phases."""
@@ -92,6 +94,7 @@ class BenchResult:
     trace: Trace
     metrics: dict[str, Summary]
     warnings: list[str]
+    input_shapes: dict[str, list[int]] = field(default_factory=dict)
 
     @property
     def throughput_qps(self) -> float:
@@ -102,6 +105,7 @@ class BenchResult:
             "target": self.target,
             "backend": self.backend,
             "batch_size": self.batch_size,
+            "input_shapes": self.input_shapes,
             "queries": len(self.trace.queries),
             "warmup_queries": self.trace.warmup_queries,
             "warmup_ms": self.trace.warmup_ms,
@@ -147,4 +151,6 @@ def analyse(target: str, backend: Backend, trace: Trace, percentiles: Sequence[f
             f"compute time is unstable (coefficient of variation {compute.cov_percent:.1f}% > "
             f"{UNSTABLE_COV_PERCENT}%): lock clocks, use spin-wait or run longer"
         )
-    return BenchResult(target, backend.name, backend.batch_size, trace, metrics, warnings)
+    return BenchResult(
+        target, backend.name, backend.batch_size, trace, metrics, warnings, dict(backend.input_shapes)
+    )

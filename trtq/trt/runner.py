@@ -52,6 +52,7 @@ class TensorRTBackend:
         self._output_names: list[str] = []
         self._output_bf16: list[bool] = []
         self.batch_size = 1
+        self.input_shapes: dict[str, list[int]] = {}
         shapes = {spec.name: list(spec.calibration_shape) for spec in config.spec.inputs} if config else {}
         names = [self._engine.get_tensor_name(i) for i in range(self._engine.num_io_tensors)]
         for name in names:
@@ -59,6 +60,7 @@ class TensorRTBackend:
                 shape = shapes.get(name) or _dims(self._engine.get_tensor_profile_shape(name, 0)[1])
                 set_input_shape(self._context, self._engine, name, shape)
                 self.batch_size = shape[0]
+                self.input_shapes[name] = list(shape)
         rng = np.random.default_rng(0)
         for name in names:
             dims = tuple(_dims(self._context.get_tensor_shape(name)))
