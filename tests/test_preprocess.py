@@ -71,3 +71,14 @@ def test_every_mode_gives_the_network_shape_on_every_photo(photos: list[Path], m
     preprocess = Preprocessor(PreprocessSection(resize=mode), 48, 192)  # type: ignore[arg-type]
     for path in photos:
         assert preprocess(load(path)).shape == (3, 48, 192)
+
+
+def test_png_with_a_malformed_colour_profile_decodes_silently_and_unchanged(
+    photos: list[Path], capfd: pytest.CaptureFixture[str]
+) -> None:
+    page = next(p for p in photos if p.name == "page.png")  # its iCCP chunk makes libpng warn
+    expected = cv2.imread(str(page))
+    capfd.readouterr()
+    decoded = load(page)
+    assert "libpng" not in capfd.readouterr().err
+    np.testing.assert_array_equal(decoded, expected)

@@ -42,10 +42,34 @@ def decode_image(entry: ImageEntry, gray: bool) -> npt.NDArray[np.uint8]:
     except OSError as exc:
         raise BadImageError(entry, f"cannot read image: {exc.strerror or exc}") from None
     flags = cv2.IMREAD_GRAYSCALE if gray else cv2.IMREAD_COLOR
-    image = cv2.imdecode(data, flags) if data.size else None
+    image = cv2.imdecode(_without_png_color_profile(data), flags) if data.size else None
     if image is None:
         raise BadImageError(entry, "cannot decode image (empty, corrupt or not an image format OpenCV reads)")
     return np.asarray(image, dtype=np.uint8)
+
+
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def _without_png_color_profile(data: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:
+    """A PNG without its iCCP chunk; any other data unchanged.
+
+    OpenCV ignores colour profiles, but libpng prints a warning to stderr for a malformed one on
+    every decode (scikit-image's page.png has one). iCCP is an ancillary chunk, so dropping it
+    leaves the decoded pixels as they were.
+    """
+    raw = data.tobytes()
+    if not raw.startswith(_PNG_SIGNATURE):
+        return data
+    chunks, position = [raw[:8]], 8
+    while position + 8 <= len(raw):
+        length = int.from_bytes(raw[position : position + 4], "big")
+        end = position + 12 + length
+        if raw[position + 4 : position + 8] != b"iCCP":
+            chunks.append(raw[position:end])
+        position = end
+    chunks.append(raw[position:])
+    return np.frombuffer(b"".join(chunks), dtype=np.uint8)
 
 
 @dataclass(frozen=True)
