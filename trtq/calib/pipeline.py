@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from trtq import __version__
+from trtq.cache.headers import header_for
 from trtq.cache.manifest import Manifest, write_manifest
 from trtq.cache.trt_format import write_cache
 from trtq.calib.algorithms import amax_from, scale_from_amax
@@ -122,7 +123,7 @@ def header_algorithm(config: LoadedConfig) -> str:
     calibration = config.spec.calibration
     if calibration.cache_header != "auto":
         return calibration.cache_header
-    return "MinMaxCalibration" if calibration.algorithm == "minmax" else "EntropyCalibration2"
+    return header_for(calibration.algorithm)
 
 
 @dataclass(frozen=True)

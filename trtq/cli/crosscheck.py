@@ -11,11 +11,12 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from trtq.cache.headers import algorithm_for_header
 from trtq.cache.trt_format import read_cache
 from trtq.calib.pipeline import calibration_entries, collect_histograms
 from trtq.cli.errors import reported_errors
 from trtq.cli.state import OPTIONS
-from trtq.compare.scales import cross_check, numpy_algorithm
+from trtq.compare.scales import cross_check
 from trtq.config import ALGORITHMS, Algorithm, load_config
 from trtq.errors import TrtqError
 from trtq.fileio import atomic_write_text
@@ -67,7 +68,7 @@ def crosscheck_command(
 
 def _algorithm(requested: str | None, header: str) -> Algorithm:
     if requested is None:
-        algorithm = numpy_algorithm(header)
+        algorithm = algorithm_for_header(header)
         if algorithm is None:
             raise TrtqError(f"cache header algorithm {header!r} has no NumPy counterpart; pass --algorithm")
         return algorithm

@@ -14,7 +14,6 @@ from typing import Any
 import numpy as np
 
 from trtq.cache.trt_format import CalibrationCache
-from trtq.config.schema import Algorithm
 
 
 @dataclass(frozen=True)
@@ -86,14 +85,6 @@ class CrossCheck:
             "only_in_cache": self.only_in_cache,
             "only_in_numpy": self.only_in_numpy,
         }
-
-
-_HEADER_ALGORITHM: dict[str, Algorithm] = {"EntropyCalibration2": "entropy", "MinMaxCalibration": "minmax"}
-
-
-def numpy_algorithm(header: str) -> Algorithm | None:
-    """The NumPy algorithm that reproduces a cache header's TensorRT calibrator, if there is one."""
-    return _HEADER_ALGORITHM.get(header)
 
 
 def cross_check(cache: CalibrationCache, numpy_scales: dict[str, float]) -> CrossCheck:

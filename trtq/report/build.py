@@ -7,10 +7,11 @@ from pathlib import Path
 from typing import Any
 
 from trtq import __version__
+from trtq.cache.headers import algorithm_for_header
 from trtq.cache.trt_format import read_cache
 from trtq.calib.entropy import entropy_threshold
 from trtq.calib.pipeline import CalibrationRun
-from trtq.compare.scales import cross_check, numpy_algorithm
+from trtq.compare.scales import cross_check
 from trtq.config import ALGORITHMS, Algorithm
 from trtq.config.loader import LoadedConfig
 from trtq.errors import TrtqError
@@ -75,7 +76,7 @@ def _calibration(page: HtmlReport, run: CalibrationRun, tensors: int) -> None:
 
 def _crosscheck(page: HtmlReport, run: CalibrationRun, cache_path: Path) -> None:
     cache = read_cache(cache_path)
-    algorithm: Algorithm = numpy_algorithm(cache.algorithm) or "entropy"
+    algorithm: Algorithm = algorithm_for_header(cache.algorithm) or "entropy"
     result = cross_check(cache, run.scales(algorithm))
     page.heading(f"Cross-check: {cache_path.name} vs NumPy {algorithm}")
     page.paragraph(result.summary_line() + ".")

@@ -17,6 +17,7 @@ from math import prod
 
 import numpy as np
 
+from trtq.cache.headers import header_for
 from trtq.cache.manifest import Manifest, read_manifest, write_manifest
 from trtq.cache.retarget import retarget_text
 from trtq.cache.trt_format import encode_version, parse_cache
@@ -31,14 +32,8 @@ from trtq.trt.device import DeviceMemory
 
 Log = Callable[[str], None]
 
-# The TensorRT calibrator each algorithm is fed through. percentile and mse have none: their scales
-# come from `trtq calibrate` (cache header EntropyCalibration2) and TensorRT only reads them.
-HEADER_ALGORITHM: dict[str, str] = {
-    "entropy": "EntropyCalibration2",
-    "minmax": "MinMaxCalibration",
-    "percentile": "EntropyCalibration2",
-    "mse": "EntropyCalibration2",
-}
+# percentile and mse have no TensorRT calibrator: their scales come from `trtq calibrate` and
+# TensorRT only reads them (trtq/cache/headers.py).
 CPU_ONLY: tuple[Algorithm, ...] = ("percentile", "mse")
 
 
@@ -124,7 +119,7 @@ class CalibrationFeed:
         except (TrtqError, UnicodeDecodeError) as exc:
             self.log(f"trtq: not reusing {path}: {exc}; recalibrating")
             return None
-        expected = HEADER_ALGORITHM[self.algorithm]
+        expected = header_for(self.algorithm)
         if header.algorithm != expected:
             reasons.append(
                 f"cache header says {header.algorithm}, this calibrator is {expected} "
@@ -165,7 +160,7 @@ class CalibrationFeed:
                 algorithm=self.algorithm,
                 batch_size=self.batch_size,
                 trt_version=self.trt_version,
-                scales_by=f"TensorRT {self.trt_version} ({HEADER_ALGORITHM[self.algorithm]})",
+                scales_by=f"TensorRT {self.trt_version} ({header_for(self.algorithm)})",
             )
             write_manifest(path, manifest)
             self.log(f"trtq: wrote calibration cache {path} and its manifest")
