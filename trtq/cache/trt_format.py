@@ -125,8 +125,14 @@ def write_cache(
     trt_version: str | int = "10.16.1",
 ) -> CalibrationCache:
     """Write atomically (temporary file, then rename); returns what was written."""
-    if algorithm not in KNOWN_ALGORITHMS:
-        raise ValueError(f"algorithm must be one of {', '.join(KNOWN_ALGORITHMS)}, got {algorithm!r}")
-    cache = CalibrationCache(encode_version(trt_version), algorithm, {k: float(v) for k, v in scales.items()})
+    cache = make_cache(scales, algorithm, trt_version)
     atomic_write_text(Path(path), format_cache(cache))
     return cache
+
+
+def make_cache(
+    scales: Mapping[str, float], algorithm: str = "EntropyCalibration2", trt_version: str | int = "10.16.1"
+) -> CalibrationCache:
+    if algorithm not in KNOWN_ALGORITHMS:
+        raise ValueError(f"algorithm must be one of {', '.join(KNOWN_ALGORITHMS)}, got {algorithm!r}")
+    return CalibrationCache(encode_version(trt_version), algorithm, {k: float(v) for k, v in scales.items()})
