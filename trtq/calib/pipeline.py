@@ -27,6 +27,7 @@ from trtq.errors import TrtqError
 from trtq.fileio import sha256_bytes
 from trtq.fileset import replace_set
 from trtq.fingerprint import Fingerprint, fingerprint_config
+from trtq.paths import calibration_outputs, check_outputs, config_inputs
 
 ProgressCallback = Callable[[Batch], None]
 HISTOGRAM_THREADS = 2
@@ -184,6 +185,7 @@ def calibrate(
 ) -> tuple[CalibrationRun, CalibrationOutputs]:
     """The whole ``trtq calibrate`` job for one config (``entries``: the image list, if already read)."""
     entries = calibration_entries(config) if entries is None else entries
+    check_outputs(calibration_outputs(config), config_inputs(config, entries))
     fingerprint = fingerprint_config(config, entries)
     run = collect_histograms(config, entries, on_batch)
     return run, save_outputs(config, run, fingerprint)

@@ -26,7 +26,7 @@ def build_command(
         loaded = [load_config(path) for path in configs]  # every config is validated before any build
         try:
             from trtq.trt.builder import build
-        except (ImportError, AttributeError) as exc:
+        except ImportError as exc:
             raise TrtqError(
                 f"TensorRT and pycuda are needed to build engines ({exc}); install the trt extra inside "
                 "NVIDIA's TensorRT container: see docker/README.md"

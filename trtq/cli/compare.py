@@ -17,6 +17,7 @@ from trtq.compare.outputs import Array, OutputMetrics
 from trtq.config import ALGORITHMS, Algorithm, LoadedConfig, load_config
 from trtq.errors import TrtqError
 from trtq.fileio import atomic_write_text
+from trtq.paths import check_outputs, config_inputs, given_inputs, heldout_inputs
 from trtq.qdq.scales import cache_scales, qdq_from_scales, qdq_per_algorithm
 
 console = Console()
@@ -38,6 +39,14 @@ def compare_command(
     """Accuracy of INT8 against FP32, per output, for one cache or for every algorithm."""
     with reported_errors(OPTIONS.verbose):
         loaded = load_config(config)
+        inputs = [
+            *config_inputs(loaded),
+            *heldout_inputs(images),
+            *given_inputs(labels=labels, engine=engine),
+        ]
+        if not algorithms:
+            inputs += given_inputs(cache=cache or loaded.cache_path)
+        check_outputs([(f"--json {json_path}", json_path)], inputs)
         batches, count = evaluation_inputs(loaded, images)
         truth = read_labels(labels, count) if labels else None
         input_name = loaded.image_input.name
@@ -75,7 +84,7 @@ def compare_command(
 def _engine_outputs(engine: Path, config: LoadedConfig, batches: list[Array], count: int) -> dict[str, Array]:
     try:
         from trtq.trt.runner import tensorrt_backend
-    except (ImportError, AttributeError) as exc:
+    except ImportError as exc:
         raise TrtqError(
             f"--engine needs TensorRT and pycuda ({exc}); run inside the docker/ container"
         ) from None

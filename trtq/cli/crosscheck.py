@@ -19,6 +19,7 @@ from trtq.compare.scales import cross_check, numpy_algorithm
 from trtq.config import ALGORITHMS, Algorithm, load_config
 from trtq.errors import TrtqError
 from trtq.fileio import atomic_write_text
+from trtq.paths import check_outputs, config_inputs
 
 console = Console()
 
@@ -31,15 +32,20 @@ def crosscheck_command(
     algorithm: Annotated[
         str | None, typer.Option(help="NumPy algorithm to compare with; default from the cache header")
     ] = None,
-    top: Annotated[int, typer.Option(help="worst tensors to show")] = 15,
+    top: Annotated[int, typer.Option(min=0, help="worst tensors to show")] = 15,
     json_path: Annotated[Path | None, typer.Option("--json", help="default: CACHE.crosscheck.json")] = None,
 ) -> None:
     """Recompute every tensor's scale on the same batches, in the same order, and compare."""
     with reported_errors(OPTIONS.verbose):
         loaded = load_config(config)
+        entries = calibration_entries(loaded)
+        out = json_path or cache.with_name(cache.name + ".crosscheck.json")
+        check_outputs(
+            [(f"--json {out}", out)],
+            [*config_inputs(loaded, entries), (f"the cache given with --cache {cache}", cache)],
+        )
         parsed = read_cache(cache)
         chosen = _algorithm(algorithm, parsed.algorithm)
-        entries = calibration_entries(loaded)
         with console.status(f"recomputing {chosen} scales on {len(entries)} images"):
             run = collect_histograms(loaded, entries)
         result = cross_check(parsed, run.scales(chosen))
@@ -59,7 +65,6 @@ def crosscheck_command(
             if names:
                 shown = ", ".join(names[:8]) + (" ..." if len(names) > 8 else "")
                 console.print(f"{len(names)} tensors {label}: {shown}")
-        out = json_path or cache.with_name(cache.name + ".crosscheck.json")
         payload = {"cache": str(cache), "config": str(config), "algorithm": chosen, **result.to_json()}
         atomic_write_text(out, json.dumps(payload, indent=1, default=_json_float) + "\n")
         console.print(f"json     {out}")

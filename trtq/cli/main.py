@@ -49,7 +49,3 @@ def _options(
     ] = False,
 ) -> None:
     OPTIONS.verbose = verbose
-
-
-def main() -> None:
-    app()

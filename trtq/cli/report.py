@@ -13,6 +13,7 @@ from trtq.cli.errors import reported_errors
 from trtq.cli.state import OPTIONS
 from trtq.config import load_config
 from trtq.fileio import atomic_write_text
+from trtq.paths import check_outputs, config_inputs, given_inputs
 from trtq.report.build import report_html
 
 console = Console()
@@ -24,12 +25,20 @@ def report_command(
     cache: Annotated[Path | None, typer.Option(help="a cache to cross-check (e.g. TensorRT's)")] = None,
     sensitivity: Annotated[Path | None, typer.Option(help="JSON from trtq sensitivity")] = None,
     bench: Annotated[Path | None, typer.Option(help="JSON from trtq bench")] = None,
-    tensors: Annotated[int, typer.Option(help="tensors to plot")] = 12,
+    tensors: Annotated[int, typer.Option(min=0, help="tensors to plot")] = 12,
 ) -> None:
     """Histograms with thresholds, KL curves, cross-check ratios, sensitivity and latency, as HTML."""
     with reported_errors(OPTIONS.verbose):
         loaded = load_config(config)
+        entries = calibration_entries(loaded)
+        check_outputs(
+            [(f"--output {output}", output)],
+            [
+                *config_inputs(loaded, entries),
+                *given_inputs(cache=cache, sensitivity=sensitivity, bench=bench),
+            ],
+        )
         with console.status("calibration pass for the histograms"):
-            run = collect_histograms(loaded, calibration_entries(loaded))
+            run = collect_histograms(loaded, entries)
         atomic_write_text(output, report_html(loaded, run, tensors, cache, sensitivity, bench))
         console.print(f"report   {output}")
