@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from trtq.cli.errors import reported_errors
+from trtq.cli.errors import reported_errors, warn
 from trtq.cli.state import OPTIONS
 from trtq.compare.models import collect_outputs, compare_models, evaluation_inputs, read_labels, run, session
 from trtq.compare.outputs import Array, OutputMetrics
@@ -61,7 +61,7 @@ def compare_command(
                     reference, run(session(qdq.model), input_name, batches, count), truth
                 )
         else:
-            cache_path, scales = cache_scales(loaded, cache)
+            cache_path, scales = cache_scales(loaded, cache, warn)
             qdq = qdq_from_scales(loaded, scales)
             results[cache_path.name] = compare_models(
                 reference, run(session(qdq.model), input_name, batches, count), truth

@@ -13,13 +13,14 @@ from rich.table import Table
 
 from trtq.cache.trt_format import read_cache
 from trtq.calib.pipeline import calibration_entries, collect_histograms
-from trtq.cli.errors import reported_errors
+from trtq.cli.errors import reported_errors, warn
 from trtq.cli.state import OPTIONS
 from trtq.compare.scales import cross_check, numpy_algorithm
 from trtq.config import ALGORITHMS, Algorithm, load_config
 from trtq.errors import TrtqError
 from trtq.fileio import atomic_write_text
 from trtq.paths import check_outputs, config_inputs
+from trtq.qdq.scales import check_coverage
 
 console = Console()
 
@@ -45,6 +46,7 @@ def crosscheck_command(
             [*config_inputs(loaded, entries), (f"the cache given with --cache {cache}", cache)],
         )
         parsed = read_cache(cache)
+        check_coverage(loaded, cache, parsed.scales, warn)
         chosen = _algorithm(algorithm, parsed.algorithm)
         with console.status(f"recomputing {chosen} scales on {len(entries)} images"):
             run = collect_histograms(loaded, entries)

@@ -59,6 +59,10 @@ def _internal(exc: Exception, verbose: bool) -> typer.Exit:
     return typer.Exit(EXIT_INTERNAL_ERROR)
 
 
+def warn(message: str) -> None:
+    stderr.print(f"[yellow]warning[/] {message}", markup=True, soft_wrap=True)
+
+
 def _show(verbose: bool) -> None:
     if verbose:
         stderr.print(traceback.format_exc(), markup=False, highlight=False)

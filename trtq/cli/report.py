@@ -8,12 +8,14 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from trtq.cache.trt_format import read_cache
 from trtq.calib.pipeline import calibration_entries, collect_histograms
-from trtq.cli.errors import reported_errors
+from trtq.cli.errors import reported_errors, warn
 from trtq.cli.state import OPTIONS
 from trtq.config import load_config
 from trtq.fileio import atomic_write_text
 from trtq.paths import check_outputs, config_inputs, given_inputs
+from trtq.qdq.scales import check_coverage
 from trtq.report.build import report_html
 
 console = Console()
@@ -38,6 +40,13 @@ def report_command(
                 *given_inputs(cache=cache, sensitivity=sensitivity, bench=bench),
             ],
         )
+        if cache is not None:
+            check_coverage(
+                loaded,
+                cache,
+                read_cache(cache).scales,
+                warn,
+            )
         with console.status("calibration pass for the histograms"):
             run = collect_histograms(loaded, entries)
         atomic_write_text(output, report_html(loaded, run, tensors, cache, sensitivity, bench))

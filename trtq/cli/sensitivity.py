@@ -12,7 +12,7 @@ from rich.progress import Progress
 from rich.table import Table
 
 from trtq.calib.collect import load_onnx
-from trtq.cli.errors import reported_errors
+from trtq.cli.errors import reported_errors, warn
 from trtq.cli.state import OPTIONS
 from trtq.compare.models import evaluation_inputs
 from trtq.compare.sensitivity import analyse_sensitivity
@@ -43,7 +43,7 @@ def sensitivity_command(
                 *given_inputs(cache=cache or loaded.cache_path),
             ],
         )
-        _, scales = cache_scales(loaded, cache)
+        _, scales = cache_scales(loaded, cache, warn)
         batches, count = evaluation_inputs(loaded, images)
         with Progress(console=console) as progress:
             task = progress.add_task("tensors", total=None)
