@@ -17,6 +17,7 @@ from trtq.fileio import atomic_write_text
 from trtq.paths import check_outputs, config_inputs, given_inputs
 from trtq.qdq.scales import check_coverage
 from trtq.report.build import report_html
+from trtq.report.inputs import read_bench, read_sensitivity
 
 console = Console()
 
@@ -40,6 +41,10 @@ def report_command(
                 *given_inputs(cache=cache, sensitivity=sensitivity, bench=bench),
             ],
         )
+        if sensitivity is not None:
+            read_sensitivity(sensitivity)  # a wrong file is reported now, not after the calibration pass
+        if bench is not None:
+            read_bench(bench)
         if cache is not None:
             check_coverage(
                 loaded,
