@@ -133,6 +133,8 @@ def open_cache(path: Path | str) -> Iterator[tuple[int, str, Iterator[tuple[str,
         handle = path.open("rb")
     except FileNotFoundError:
         raise TrtqError(f"{path}: calibration cache not found") from None
+    except IsADirectoryError:
+        raise TrtqError(f"{path}: is a directory, not a calibration cache") from None
     except OSError as exc:
         raise TrtqError(f"{path}: cannot read calibration cache: {exc.strerror or exc}") from None
     with handle:
@@ -145,14 +147,11 @@ def open_cache(path: Path | str) -> Iterator[tuple[int, str, Iterator[tuple[str,
 
 
 def _decoded(handle: IO[bytes], path: Path) -> Iterator[tuple[int, str]]:
-    try:
-        for number, raw in enumerate(handle, start=1):
-            try:
-                yield number, raw.decode("utf-8")
-            except UnicodeDecodeError:
-                raise TrtqError(f"{path}:{number}: not a text calibration cache (invalid UTF-8)") from None
-    except IsADirectoryError:
-        raise TrtqError(f"{path}: is a directory, not a calibration cache") from None
+    for number, raw in enumerate(handle, start=1):
+        try:
+            yield number, raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise TrtqError(f"{path}:{number}: not a text calibration cache (invalid UTF-8)") from None
 
 
 def read_cache(path: Path | str) -> CalibrationCache:

@@ -88,7 +88,7 @@ def _backend(
             from trtq.trt.runner import tensorrt_backend
         except ImportError as exc:
             raise TrtqError(
-                f"the tensorrt backend needs TensorRT and pycuda ({exc}); use --backend onnxruntime here, "
+                f"TensorRT and pycuda are needed for the tensorrt backend ({exc}); use onnxruntime, "
                 "or run inside NVIDIA's TensorRT container (docker/README.md)"
             ) from None
         return tensorrt_backend(target if config is None else engine_path(config), config)

@@ -47,6 +47,7 @@ def compare_command(
         if not algorithms:
             inputs += given_inputs(cache=cache or loaded.cache_path)
         check_outputs([(f"--json {json_path}", json_path)], inputs)
+        cache_path, scales = (None, {}) if algorithms else cache_scales(loaded, cache, warn)
         batches, count = evaluation_inputs(loaded, images)
         truth = read_labels(labels, count) if labels else None
         input_name = loaded.image_input.name
@@ -61,7 +62,7 @@ def compare_command(
                     reference, run(session(qdq.model), input_name, batches, count), truth
                 )
         else:
-            cache_path, scales = cache_scales(loaded, cache, warn)
+            assert cache_path is not None
             qdq = qdq_from_scales(loaded, scales)
             results[cache_path.name] = compare_models(
                 reference, run(session(qdq.model), input_name, batches, count), truth
@@ -86,7 +87,7 @@ def _engine_outputs(engine: Path, config: LoadedConfig, batches: list[Array], co
         from trtq.trt.runner import tensorrt_backend
     except ImportError as exc:
         raise TrtqError(
-            f"--engine needs TensorRT and pycuda ({exc}); run inside the docker/ container"
+            f"TensorRT and pycuda are needed for --engine ({exc}); run inside the docker/ container"
         ) from None
     return collect_outputs(tensorrt_backend(engine, config).infer, batches, count)
 

@@ -59,9 +59,10 @@ def read_sensitivity(path: Path) -> dict[str, Any]:
 
 
 def read_bench(path: Path) -> list[dict[str, Any]]:
-    adapter: TypeAdapter[list[BenchEntry] | BenchEntry] = TypeAdapter(list[BenchEntry] | BenchEntry)
-    data = _read(path, adapter, "the JSON `trtq bench --json` writes")
-    return data if isinstance(data, list) else [data]
+    data: list[dict[str, Any]] = _read(
+        path, TypeAdapter(list[BenchEntry]), "the JSON `trtq bench --json` writes"
+    )
+    return data
 
 
 def _read(path: Path, adapter: TypeAdapter[Any], expected: str) -> Any:

@@ -1,0 +1,323 @@
+"""Each class of user mistake gets one clear error and a non-zero exit, and leaves every input as it was."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import math
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import onnx
+import pytest
+import yaml
+from conftest import DETECTOR, REPO
+from typer.testing import CliRunner
+
+from trtq.cache.trt_format import read_cache, write_cache
+from trtq.calib.collect import activation_tensors, load_onnx
+from trtq.cli.main import app
+from trtq.config import load_config
+from trtq.errors import TrtqError
+from trtq.qdq.scales import cache_scales
+from trtq.resources import resolve_path
+
+runner = CliRunner()
+
+
+def invoke(*args: str | Path) -> tuple[int, str]:
+    result = runner.invoke(app, [str(a) for a in args])
+    return result.exit_code, result.output
+
+
+def _digests(directory: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(directory)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(directory.rglob("*"))
+        if p.is_file() and not p.is_symlink()
+    }
+
+
+@pytest.fixture
+def project(tmp_path: Path, photos: list[Path], classifier_path: Path) -> Path:
+    """A user's folder: the text-direction classifier, two photos, their list, a config and a cache."""
+    shutil.copy(classifier_path, tmp_path / "m.onnx")
+    for index, photo in enumerate(photos[:2]):
+        shutil.copy(photo, tmp_path / f"photo{index}{photo.suffix}")
+    listed = sorted(p.name for p in tmp_path.glob("photo*"))
+    (tmp_path / "images.txt").write_text("\n".join(listed) + "\n")
+    config = {
+        "model": {"path": "m.onnx"},
+        "inputs": [{"name": "x", "shape": [1, 3, 48, 192]}],
+        "preprocess": {"color": "bgr", "mean": [0.5], "std": [0.5]},
+        "calibration": {"images": "images.txt", "cache": "out/m.cache"},
+    }
+    (tmp_path / "cfg.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    names = list(activation_tensors(onnx.load(str(classifier_path))))
+    write_cache(tmp_path / "given.cache", dict.fromkeys(names, 0.01))
+    return tmp_path
+
+
+def _set_cache(project: Path, cache: str) -> None:
+    config = yaml.safe_load((project / "cfg.yaml").read_text())
+    config["calibration"]["cache"] = cache
+    (project / "cfg.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+
+
+def _refused(project: Path, args: list[str], *roles: str) -> None:
+    """The command exits 1 naming both roles, and no file in the project changed."""
+    before = _digests(project)
+    code, output = invoke(*args)
+    flat = " ".join(output.split())
+    assert code == 1, output
+    assert "internal error" not in output
+    for role in roles:
+        assert role in flat, output
+    assert _digests(project) == before
+
+
+@pytest.mark.parametrize(
+    ("cache", "role"),
+    [
+        ("sub/../m.onnx", "is the model (model.path in cfg.yaml)"),
+        ("cfg.yaml", "is the config cfg.yaml"),
+        ("images.txt", "is the image list (calibration.images in cfg.yaml)"),
+        ("photo1.png", "is an image listed at images.txt:2"),
+    ],
+)
+def test_calibrate_never_writes_over_its_inputs(
+    project: Path, cache: str, role: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(project)
+    listed = (project / "images.txt").read_text().split()
+    _set_cache(project, cache.replace("photo1.png", listed[1]))
+    _refused(project, ["calibrate", "cfg.yaml"], "calibration.cache", role.replace("photo1.png", listed[1]))
+
+
+@pytest.mark.parametrize(
+    ("args", "roles"),
+    [
+        (["qdq", "cfg.yaml", "-o", "m.onnx"], ["--output m.onnx", "is the model"]),
+        (
+            ["qdq", "cfg.yaml", "--cache", "given.cache", "-o", "given.cache"],
+            ["--output given.cache", "cache"],
+        ),
+        (["report", "cfg.yaml", "-o", "./images.txt"], ["--output", "is the image list"]),
+        (["report", "cfg.yaml", "--cache", "given.cache", "-o", "given.cache"], ["is --cache given.cache"]),
+        (["crosscheck", "cfg.yaml", "--cache", "given.cache", "--json", "link.json"], ["is the model"]),
+        (
+            ["compare", "cfg.yaml", "--images", "images.txt", "--json", "images.txt"],
+            ["is the held-out image list"],
+        ),
+        (
+            [
+                "sensitivity",
+                "cfg.yaml",
+                "--images",
+                "images.txt",
+                "--cache",
+                "given.cache",
+                "--json",
+                "cfg.yaml",
+            ],
+            ["--json cfg.yaml", "is the config"],
+        ),
+        (["bench", "m.onnx", "--json", "m.onnx"], ["--json m.onnx", "is the bench target m.onnx"]),
+    ],
+)
+def test_commands_never_write_over_their_inputs(
+    project: Path, args: list[str], roles: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(project)
+    (project / "link.json").symlink_to(project / "m.onnx")  # a symlink to an input is that input
+    _refused(project, args, *roles)
+
+
+@pytest.mark.parametrize(
+    ("json_path", "message"),
+    [("out", "is a directory"), ("images.txt/x.json", "is a file, so no directory can be made there")],
+)
+def test_unwritable_outputs_are_refused_before_any_work(
+    project: Path, json_path: str, message: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(project)
+    (project / "out").mkdir()
+    _refused(project, ["crosscheck", "cfg.yaml", "--cache", "given.cache", "--json", json_path], message)
+    _set_cache(project, json_path)
+    _refused(project, ["calibrate", "cfg.yaml"], message)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["bench", "m.onnx", "--duration", "nan"],
+        ["bench", "m.onnx", "--duration", "0"],
+        ["bench", "m.onnx", "--warmup-ms", "nan"],
+        ["bench", "m.onnx", "--warmup-ms", "-1"],
+        ["bench", "m.onnx", "--iterations", "0"],
+        ["bench", "m.onnx", "--backend", "tensorrtx"],
+        ["calibrate", "cfg.yaml", "--top", "-1"],
+        ["crosscheck", "cfg.yaml", "--cache", "given.cache", "--top", "-1"],
+        ["sensitivity", "cfg.yaml", "--images", "images.txt", "--worst", "-1"],
+        ["sensitivity", "cfg.yaml", "--images", "images.txt", "--top", "-1"],
+        ["report", "cfg.yaml", "--tensors", "-5"],
+        ["cache", "inspect", "given.cache", "--sort", "size"],
+        ["cache", "inspect", "given.cache", "--top", "-1"],
+    ],
+)
+def test_bad_command_line_values_are_usage_errors(
+    project: Path, args: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(project)
+    before = _digests(project)
+    code, output = invoke(*args)
+    assert code == 2, output
+    assert "Invalid value for" in output and args[-2] in output
+    assert _digests(project) == before
+
+
+def _inputless_model(path: Path) -> None:
+    constant = onnx.helper.make_node(
+        "Constant", [], ["y"], value=onnx.helper.make_tensor("c", onnx.TensorProto.FLOAT, [1], [1.0])
+    )
+    graph = onnx.helper.make_graph(
+        [constant], "g", [], [onnx.helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1])]
+    )
+    onnx.save(onnx.helper.make_model(graph), str(path))
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["bench", "missing.onnx"], "missing.onnx: bench target not found"),
+        (["bench", "images.txt"], "images.txt: not an ONNX model"),
+        (["bench", "empty.onnx"], "empty.onnx: the model has no inputs to feed"),
+        (["bench", "m.onnx", "--shape", "image:1x3x48x192"], "--shape image: m.onnx has no such input"),
+        (["bench", "m.onnx", "--shape", "x:1x3x48"], "--shape x:1x3x48: the model's input has shape"),
+        (["bench", "m.onnx", "--shape", "x:1x3x0x192"], "positive dims"),
+        (
+            ["compare", "text.yaml", "--images", "images.txt", "--cache", "given.cache"],
+            "not a readable ONNX model",
+        ),
+        (
+            ["report", "cfg.yaml", "--sensitivity", "bench.json"],
+            "bench.json: (top level): Input should be a valid dictionary",
+        ),
+        (
+            ["report", "cfg.yaml", "--bench", "sensitivity.json"],
+            "sensitivity.json: (top level): Input should be a valid list",
+        ),
+        (["report", "cfg.yaml", "--bench", "images.txt"], "images.txt: cannot read JSON"),
+        (
+            ["crosscheck", "cfg.yaml", "--cache", "nothere.cache"],
+            "nothere.cache: calibration cache not found",
+        ),
+        (["crosscheck", "cfg.yaml", "--cache", "out"], "out: is a directory, not a calibration cache"),
+    ],
+)
+def test_bad_files_name_the_file_and_what_was_expected(
+    project: Path, args: list[str], message: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(project)
+    (project / "out").mkdir()
+    _inputless_model(project / "empty.onnx")
+    text_model = yaml.safe_load((project / "cfg.yaml").read_text())
+    text_model["model"]["path"] = "images.txt"
+    (project / "text.yaml").write_text(yaml.safe_dump(text_model))
+    (project / "bench.json").write_text('[{"target": "m.onnx", "backend": "onnxruntime"}]')
+    (project / "sensitivity.json").write_text('{"full_int8": 0.99, "ranking": []}')
+    _refused(project, args, message)
+
+
+def test_tensorrt_missing_is_a_clear_error_not_a_bug(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    if importlib.util.find_spec("tensorrt") is not None:
+        pytest.skip("TensorRT is installed here")
+    monkeypatch.chdir(project)
+    for args in (["build", "cfg.yaml"], ["bench", "m.onnx", "--backend", "tensorrt"]):
+        code, output = invoke(*args)
+        assert code == 1 and "TensorRT and pycuda are needed" in " ".join(output.split()), output
+
+
+def test_a_bug_is_called_a_bug(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(*_: object) -> None:
+        raise AttributeError("'NoneType' object has no attribute 'num_io_tensors'")
+
+    monkeypatch.setattr("trtq.cli.calibrate.load_config", broken)
+    code, output = invoke("calibrate", project / "cfg.yaml")
+    assert code == 3 and "internal error (a bug in trtq, not in your input)" in " ".join(output.split())
+
+
+def test_interrupt_while_starting_up_is_one_line(tmp_path: Path) -> None:
+    """Ctrl-C while the heavy imports load: simulated by a typer whose import is interrupted."""
+    fake = tmp_path / "typer"
+    fake.mkdir()
+    (fake / "__init__.py").write_text("raise KeyboardInterrupt\n")
+    env = {**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{REPO}"}
+    result = subprocess.run(
+        [sys.executable, "-m", "trtq", "--version"], env=env, capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 130
+    assert result.stderr == "interrupted\n"
+
+
+def test_interrupt_inside_a_command_is_one_line(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def interrupted(*_: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("trtq.cli.calibrate.load_config", interrupted)
+    code, output = invoke("calibrate", project / "cfg.yaml")
+    assert code == 130 and output.strip() == "interrupted: no output was half-written"
+
+
+def _foreign_cache(path: Path) -> set[str]:
+    """Scales for the PP-OCRv4 detector's activations: a real model from the same exporter (Paddle),
+    so a few generic names (x, depthwise_conv2d_0.tmp_0, ...) are shared by chance."""
+    names = set(activation_tensors(load_onnx(resolve_path(DETECTOR, REPO))))
+    write_cache(path, dict.fromkeys(sorted(names), 0.01))
+    return names
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["crosscheck", "cfg.yaml", "--cache", "foreign.cache"],
+        ["qdq", "cfg.yaml", "--cache", "foreign.cache", "-o", "q.onnx"],
+        ["compare", "cfg.yaml", "--images", "images.txt", "--cache", "foreign.cache"],
+        ["sensitivity", "cfg.yaml", "--images", "images.txt", "--cache", "foreign.cache"],
+        ["report", "cfg.yaml", "--cache", "foreign.cache"],
+    ],
+)
+def test_a_cache_of_another_model_is_refused(
+    project: Path, args: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(project)
+    foreign = _foreign_cache(project / "foreign.cache")
+    needed = set(activation_tensors(onnx.load(str(project / "m.onnx"))))
+    shared = len(needed & foreign)
+    assert 0 < shared < len(needed) / 2
+    _refused(
+        project, args, f"has scales for {shared} of the model's {len(needed)} activations", "another model"
+    )
+
+
+def test_a_partly_covering_cache_warns_with_what_is_missing(project: Path) -> None:
+    config = load_config(project / "cfg.yaml")
+    full = read_cache(project / "given.cache").scales
+    names = list(full)
+    kept = {name: full[name] for name in names[: math.ceil(0.7 * len(names))]}
+    write_cache(project / "partial.cache", kept)
+    warnings: list[str] = []
+    _, scales = cache_scales(config, project / "partial.cache", warnings.append)
+    assert scales == kept
+    missing = [name for name in names if name not in kept]
+    assert warnings == [
+        f"{project / 'partial.cache'} has no scale for {len(missing)} of the model's activations: "
+        + ", ".join(missing[:8])
+        + (" ..." if len(missing) > 8 else "")
+    ]
+    write_cache(project / "small.cache", {name: full[name] for name in names[: len(names) // 3]})
+    with pytest.raises(TrtqError, match="another model"):
+        cache_scales(config, project / "small.cache")
