@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import json
 import math
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -17,8 +19,10 @@ import yaml
 from conftest import DETECTOR, REPO
 from typer.testing import CliRunner
 
+from trtq.cache.manifest import manifest_path, read_manifest
 from trtq.cache.trt_format import read_cache, write_cache
 from trtq.calib.collect import activation_tensors, load_onnx
+from trtq.calib.pipeline import calibrate
 from trtq.cli.main import app
 from trtq.config import load_config
 from trtq.errors import TrtqError
@@ -321,3 +325,78 @@ def test_a_partly_covering_cache_warns_with_what_is_missing(project: Path) -> No
     write_cache(project / "small.cache", {name: full[name] for name in names[: len(names) // 3]})
     with pytest.raises(TrtqError, match="another model"):
         cache_scales(config, project / "small.cache")
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        (
+            ("calibration", "batch_size"),
+            True,
+            "calibration.batch_size: True: Input should be a valid integer",
+        ),
+        (("calibration", "max_images"), "8", "calibration.max_images: '8': Input should be a valid integer"),
+        (
+            ("calibration", "percentile"),
+            math.nan,
+            "calibration.percentile: nan: Input should be a finite number",
+        ),
+        (("benchmark", "duration_s"), math.inf, "benchmark.duration_s: inf: Input should be a finite number"),
+        (("preprocess", "mean"), [True], "preprocess.mean.0: True: Input should be a valid number"),
+        (
+            ("inputs", 0, "shape"),
+            [1, 3, 48.0, 192],
+            "inputs.0.shape.2: 48.0: Input should be a valid integer",
+        ),
+    ],
+)
+def test_config_values_must_be_what_the_key_holds(
+    project: Path, key: tuple[str | int, ...], value: object, message: str
+) -> None:
+    config = yaml.safe_load((project / "cfg.yaml").read_text())
+    config.setdefault("benchmark", {})
+    section = config
+    for part in key[:-1]:
+        section = section[part]
+    section[key[-1]] = value
+    (project / "cfg.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    with pytest.raises(TrtqError) as error:
+        load_config(project / "cfg.yaml")
+    assert re.fullmatch(
+        rf"{re.escape(str(project / 'cfg.yaml'))}:\d+: {re.escape(message)}", str(error.value)
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("TRT-0-EntropyCalibration2\nx: 3c010204\n", ":1: 0 is not a TensorRT version number"),
+        ("TRT-99999999-EntropyCalibration2\nx: 3c010204\n", ":1: 99999999 is not a TensorRT version number"),
+        ("TRT-101601-PercentileCalibration\nx: 3c010204\n", ":1: unknown calibrator 'PercentileCalibration'"),
+        ("TRT-101601-EntropyCalibration2\nx: 7fc00000\n", ":2: tensor 'x' has an invalid scale nan"),
+        ("TRT-101601-EntropyCalibration2\nx: ff800000\n", ":2: tensor 'x' has an invalid scale -inf"),
+    ],
+)
+def test_cache_values_must_be_what_tensorrt_writes(tmp_path: Path, text: str, message: str) -> None:
+    path = tmp_path / "bad.cache"
+    path.write_text(text)
+    with pytest.raises(TrtqError, match=re.escape(f"{path}{message}")):
+        read_cache(path)
+
+
+@pytest.mark.parametrize(
+    ("field", "value"), [("batch_size", True), ("batch_size", "8"), ("cache_sha256", 0), ("algorithm", None)]
+)
+def test_manifest_fields_must_have_their_types(
+    project: Path, field: str, value: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = load_config(project / "cfg.yaml")
+    calibrate(config)
+    manifest = manifest_path(config.cache_path)
+    data = json.loads(manifest.read_text())
+    data[field] = value
+    manifest.write_text(json.dumps(data))
+    with pytest.raises(
+        TrtqError, match=re.escape(f"{manifest}: manifest is missing or has a bad field: '{field}'")
+    ):
+        read_manifest(config.cache_path)
