@@ -142,7 +142,11 @@ def test_commands_never_write_over_their_inputs(
 
 @pytest.mark.parametrize(
     ("json_path", "message"),
-    [("out", "is a directory"), ("images.txt/x.json", "is a file, so no directory can be made there")],
+    [
+        ("out", "is a directory"),
+        ("images.txt/x.json", "is a file, so no directory can be made there"),
+        ("/proc/trtq/x.json", "cannot write in /proc"),  # refused even to root
+    ],
 )
 def test_unwritable_outputs_are_refused_before_any_work(
     project: Path, json_path: str, message: str, monkeypatch: pytest.MonkeyPatch

@@ -8,6 +8,8 @@ import os
 import secrets
 from pathlib import Path
 
+from trtq.errors import TrtqError
+
 _CHUNK = 1 << 20
 TMP_SUFFIX = ".tmp"
 
@@ -23,9 +25,12 @@ def write_temp(path: Path, data: bytes) -> Path:
     The file is created with mode 0666 and the kernel applies the umask, as a plain open() would (no
     process-wide umask change); an existing ``path`` keeps its mode.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = temp_name(path)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    except OSError as exc:
+        raise TrtqError(f"{path}: cannot write ({exc.strerror or exc})") from None
     try:
         with contextlib.suppress(FileNotFoundError):
             os.fchmod(fd, path.stat().st_mode & 0o7777)

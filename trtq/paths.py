@@ -15,6 +15,7 @@ from trtq.cache.manifest import REPORT_SUFFIX, manifest_path
 from trtq.config.loader import LoadedConfig
 from trtq.data.image_list import ImageEntry, read_image_list
 from trtq.errors import TrtqError
+from trtq.fileio import temp_name
 from trtq.model_files import external_data_files
 
 Named = tuple[str, Path]
@@ -43,7 +44,11 @@ def image_inputs(entries: Sequence[ImageEntry]) -> list[Named]:
 
 def heldout_inputs(images: Path) -> list[Named]:
     """The held-out list given with --images and every image on it."""
-    return [(f"the held-out image list --images {images}", images), *image_inputs(read_image_list(images))]
+    try:
+        entries = read_image_list(images)
+    except TrtqError as exc:
+        raise TrtqError(f"{exc} (--images: the held-out images)") from None
+    return [(f"the held-out image list --images {images}", images), *image_inputs(entries)]
 
 
 def given_inputs(**options: Path | None) -> list[Named]:
@@ -88,8 +93,12 @@ def _check_writable(role: str, path: Path) -> None:
         ancestor = ancestor.parent
     if not ancestor.is_dir():
         raise TrtqError(f"{role}: {ancestor} is a file, so no directory can be made there")
-    if not os.access(ancestor, os.W_OK | os.X_OK):
-        raise TrtqError(f"{role}: directory {ancestor} is not writable")
+    probe = temp_name(ancestor / path.name)
+    try:  # try it: os.access says yes to root, and knows nothing of /proc or /sys
+        os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL))
+        os.unlink(probe)
+    except OSError as exc:
+        raise TrtqError(f"{role}: cannot write in {ancestor} ({exc.strerror or exc})") from None
 
 
 def calibration_outputs(config: LoadedConfig) -> list[Named]:
