@@ -131,6 +131,11 @@ def test_calibrate_never_writes_over_its_inputs(
             ["--json cfg.yaml", "is the config"],
         ),
         (["bench", "m.onnx", "--json", "m.onnx"], ["--json m.onnx", "is the bench target m.onnx"]),
+        (["bench", "cfg.yaml", "--json", "PHOTO1"], ["is an image listed at images.txt:2"]),
+        (
+            ["compare", "cfg.yaml", "--images", "held.txt", "--algorithms", "minmax", "--json", "PHOTO1"],
+            ["is an image listed at images.txt:2"],  # --algorithms calibrates on the config's images
+        ),
     ],
 )
 def test_commands_never_write_over_their_inputs(
@@ -138,7 +143,9 @@ def test_commands_never_write_over_their_inputs(
 ) -> None:
     monkeypatch.chdir(project)
     (project / "link.json").symlink_to(project / "m.onnx")  # a symlink to an input is that input
-    _refused(project, args, *roles)
+    photos = (project / "images.txt").read_text().split()
+    (project / "held.txt").write_text(photos[0] + "\n")
+    _refused(project, [photos[1] if arg == "PHOTO1" else arg for arg in args], *roles)
 
 
 @pytest.mark.parametrize(

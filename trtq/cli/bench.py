@@ -57,7 +57,11 @@ def bench_command(
         configs = {t: load_config(t) if t.suffix in _CONFIG_SUFFIXES else None for t in targets}
         inputs = []
         for target, config in configs.items():
-            inputs += config_inputs(config) if config else [(f"the bench target {target}", target)]
+            if config is None:
+                inputs.append((f"the bench target {target}", target))
+            else:  # the onnxruntime backend times the first calibration batch
+                listed = calibration_entries(config) if config.images_path.exists() else []
+                inputs += config_inputs(config, listed)
         check_outputs([(f"--json {json_path}", json_path)], inputs)
         shapes = _parse_shapes(shape or [])
         results: list[BenchResult] = []

@@ -10,6 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from trtq.calib.pipeline import calibration_entries
 from trtq.cli.errors import reported_errors, warn
 from trtq.cli.state import OPTIONS
 from trtq.compare.models import collect_outputs, compare_models, evaluation_inputs, read_labels, run, session
@@ -39,8 +40,9 @@ def compare_command(
     """Accuracy of INT8 against FP32, per output, for one cache or for every algorithm."""
     with reported_errors(OPTIONS.verbose):
         loaded = load_config(config)
+        calibrating = calibration_entries(loaded) if algorithms else []  # --algorithms calibrates
         inputs = [
-            *config_inputs(loaded),
+            *config_inputs(loaded, calibrating),
             *heldout_inputs(images),
             *given_inputs(labels=labels, engine=engine),
         ]
