@@ -154,3 +154,12 @@ def test_a_mixed_set_is_stale_until_the_next_run_finishes_it(
     recover_set([cache, report_path(cache), manifest_path(cache)])  # what the next calibrate does first
     assert read_manifest(cache).mismatches(cache, current, "10.16.1", entries) == []
     assert _leftovers(cache.parent) == []
+
+
+def test_a_single_write_also_removes_its_stale_temporary_files(tmp_path: Path) -> None:
+    report = tmp_path / "report.html"
+    (tmp_path / ".report.html.0123456789ab.tmp").write_text("half of a killed run's report")
+    (tmp_path / ".report.htmlx.0123456789ab.tmp").write_text("another file's")
+    fileio.atomic_write_text(report, "<html></html>")
+    assert report.read_text() == "<html></html>"
+    assert _leftovers(tmp_path) == [".report.htmlx.0123456789ab.tmp"]

@@ -19,6 +19,13 @@ def temp_name(path: Path) -> Path:
     return path.with_name(f".{path.name}.{secrets.token_hex(6)}{TMP_SUFFIX}")
 
 
+def remove_stale_temps(path: Path) -> None:
+    """Temporary files of ``path`` that a killed run left behind (``.NAME.<random>.tmp``)."""
+    escaped = "".join(f"[{c}]" if c in "*?[" else c for c in path.name)
+    for stale in path.parent.glob(f".{escaped}.*{TMP_SUFFIX}"):
+        stale.unlink(missing_ok=True)
+
+
 def write_temp(path: Path, data: bytes) -> Path:
     """Write ``data`` to a new temporary file beside ``path`` and fsync it; returns the temporary name.
 
@@ -55,6 +62,7 @@ def fsync_dir(directory: Path) -> None:
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write ``data`` to a temporary file beside ``path``, fsync it, then rename it over ``path``."""
+    remove_stale_temps(path)
     tmp = write_temp(path, data)
     try:
         os.replace(tmp, path)

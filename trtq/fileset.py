@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from trtq.errors import TrtqError
-from trtq.fileio import TMP_SUFFIX, atomic_write_text, fsync_dir, write_temp
+from trtq.fileio import atomic_write_text, fsync_dir, remove_stale_temps, write_temp
 
 
 def journal_path(first: Path) -> Path:
@@ -54,8 +54,7 @@ def recover_set(paths: Sequence[Path]) -> None:
     if journal.exists():
         _finish(journal)
     for path in paths:
-        for stale in path.parent.glob(f".{_glob_escape(path.name)}.*{TMP_SUFFIX}"):
-            stale.unlink(missing_ok=True)
+        remove_stale_temps(path)
 
 
 def _finish(journal: Path) -> None:
@@ -71,7 +70,3 @@ def _finish(journal: Path) -> None:
     fsync_dir(directory)
     journal.unlink(missing_ok=True)
     fsync_dir(directory)
-
-
-def _glob_escape(name: str) -> str:
-    return "".join(f"[{c}]" if c in "*?[" else c for c in name)
