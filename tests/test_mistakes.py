@@ -257,13 +257,27 @@ def test_tensorrt_missing_is_a_clear_error_not_a_bug(project: Path, monkeypatch:
         assert code == 1 and "TensorRT and pycuda are needed" in " ".join(output.split()), output
 
 
-def test_a_bug_is_called_a_bug(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    def broken(*_: object) -> None:
-        raise AttributeError("'NoneType' object has no attribute 'num_io_tensors'")
+@pytest.mark.parametrize(
+    ("error", "exit_code", "message"),
+    [
+        (
+            AttributeError("'NoneType' object has no attribute 'num_io_tensors'"),
+            3,
+            "internal error (a bug in trtq",
+        ),
+        (ImportError("cannot import name 'helper'", name="onnx"), 3, "internal error (a bug in trtq"),
+        (ImportError("No module named 'pycuda'", name="pycuda.driver"), 1, "TensorRT and pycuda are needed"),
+    ],
+)
+def test_only_bugs_are_called_internal_errors(
+    project: Path, monkeypatch: pytest.MonkeyPatch, error: Exception, exit_code: int, message: str
+) -> None:
+    def failing(*_: object) -> None:
+        raise error
 
-    monkeypatch.setattr("trtq.cli.calibrate.load_config", broken)
+    monkeypatch.setattr("trtq.cli.calibrate.load_config", failing)
     code, output = invoke("calibrate", project / "cfg.yaml")
-    assert code == 3 and "internal error (a bug in trtq, not in your input)" in " ".join(output.split())
+    assert code == exit_code and message in " ".join(output.split()), output
 
 
 def test_interrupt_while_starting_up_is_one_line(tmp_path: Path) -> None:

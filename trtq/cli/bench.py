@@ -87,14 +87,10 @@ def _backend(
     target: Path, config: LoadedConfig | None, name: str | None, shapes: dict[str, list[int]]
 ) -> Backend:
     if target.suffix == ".engine" or name == "tensorrt":
-        try:  # TensorRT is imported only when asked for
-            from trtq.trt.builder import engine_path
-            from trtq.trt.runner import tensorrt_backend
-        except ImportError as exc:
-            raise TrtqError(
-                f"TensorRT and pycuda are needed for the tensorrt backend ({exc}); use onnxruntime, "
-                "or run inside NVIDIA's TensorRT container (docker/README.md)"
-            ) from None
+        # TensorRT is imported only when asked for; without it, reported_errors says it is needed
+        from trtq.trt.builder import engine_path
+        from trtq.trt.runner import tensorrt_backend
+
         return tensorrt_backend(target if config is None else engine_path(config), config)
     if name not in (None, "onnxruntime"):
         raise TrtqError(f"--backend {name!r}: choose onnxruntime or tensorrt")

@@ -38,7 +38,7 @@ def reported_errors(verbose: bool) -> Iterator[None]:
         _show(verbose)
         stderr.print(
             f"[bold red]error:[/] TensorRT and pycuda are needed for this ({exc}); run inside NVIDIA's "
-            "TensorRT container (docker/README.md)",
+            "TensorRT container (docker/README.md), or time on the CPU with bench --backend onnxruntime",
             markup=True,
             soft_wrap=True,
         )
