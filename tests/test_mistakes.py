@@ -411,18 +411,31 @@ def test_cache_values_must_be_what_tensorrt_writes(tmp_path: Path, text: str, me
 
 
 @pytest.mark.parametrize(
-    ("field", "value"), [("batch_size", True), ("batch_size", "8"), ("cache_sha256", 0), ("algorithm", None)]
+    ("field", "value", "message"),
+    [
+        (("batch_size",), True, "'batch_size' must be int, got True"),
+        (("batch_size",), "8", "'batch_size' must be int, got '8'"),
+        (("cache_sha256",), 0, "'cache_sha256' must be str, got 0"),
+        (("algorithm",), None, "'algorithm' must be str, got None"),
+        (("fingerprint", "model_sha256"), 5, "fingerprint.model_sha256: Input should be a valid string"),
+        (("fingerprint", "image_hashes"), "ab", "fingerprint.image_hashes: Input should be a valid list"),
+        (("fingerprint", "inputs"), {"x": [True]}, "fingerprint.inputs.x.0: Input should be a valid integer"),
+    ],
 )
-def test_manifest_fields_must_have_their_types(project: Path, field: str, value: object) -> None:
+def test_manifest_fields_must_have_their_types(
+    project: Path, field: tuple[str, ...], value: object, message: str
+) -> None:
     config = load_config(project / "cfg.yaml")
     fingerprint = fingerprint_config(config, calibration_entries(config))
     write_manifest(config.cache_path, Manifest(fingerprint, "0" * 64, "entropy", 1, "10.16.1"))
     assert read_manifest(config.cache_path).batch_size == 1
     manifest = manifest_path(config.cache_path)
     data = json.loads(manifest.read_text())
-    data[field] = value
+    section = data
+    for part in field[:-1]:
+        section = section[part]
+    section[field[-1]] = value
     manifest.write_text(json.dumps(data))
-    with pytest.raises(
-        TrtqError, match=re.escape(f"{manifest}: manifest is missing or has a bad field: '{field}'")
-    ):
+    expected = f"{manifest}: manifest is missing or has a bad field: {message}"
+    with pytest.raises(TrtqError, match=re.escape(expected)):
         read_manifest(config.cache_path)

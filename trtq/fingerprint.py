@@ -10,6 +10,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict, ValidationError
+
 from trtq.config.loader import LoadedConfig
 from trtq.config.schema import PreprocessSection
 from trtq.data.image_list import ImageEntry
@@ -43,15 +45,15 @@ class Fingerprint:
         return {"digest": self.digest, "images_sha256": self.images_sha256, **asdict(self)}
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> Fingerprint:
-        return cls(
-            model_sha256=data["model_sha256"],
-            inputs=data["inputs"],
-            preprocess=data["preprocess"],
-            image_hashes=list(data["image_hashes"]),
-            calibration=data["calibration"],
-            external_data=dict(data.get("external_data", {})),
-        )
+    def from_json(cls, data: Any) -> Fingerprint:
+        """From a manifest; ValueError names the first field that is missing or of the wrong type."""
+        try:
+            fields = _FingerprintJson.model_validate(data)
+        except ValidationError as exc:
+            error = exc.errors()[0]
+            where = ".".join(str(part) for part in ("fingerprint", *error["loc"]))
+            raise ValueError(f"{where}: {error['msg']}") from None
+        return cls(**fields.model_dump())
 
     def differences(self, current: Fingerprint, image_entries: Sequence[ImageEntry] = ()) -> list[str]:
         """Human-readable reasons why ``current`` (the config now) differs from this (the cache's)."""
@@ -75,6 +77,16 @@ class Fingerprint:
                 reasons.append(f"calibration.{key} changed ({before!r} -> {after!r})")
         reasons.extend(_image_differences(self.image_hashes, current.image_hashes, image_entries))
         return reasons
+
+
+class _FingerprintJson(BaseModel):
+    model_config = ConfigDict(strict=True, extra="ignore")
+    model_sha256: str
+    inputs: dict[str, list[int]]
+    preprocess: dict[str, Any]
+    image_hashes: list[str]
+    calibration: dict[str, Any]
+    external_data: dict[str, str] = {}
 
 
 def fingerprint_config(config: LoadedConfig, entries: Sequence[ImageEntry]) -> Fingerprint:

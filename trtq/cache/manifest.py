@@ -111,5 +111,5 @@ def _field(data: dict[str, Any], key: str, kind: type[_T]) -> _T:
     """``data[key]`` if it really is a ``kind`` (a JSON true is not the integer 1)."""
     value = data[key]
     if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-        raise TypeError(f"'{key}' must be a {kind.__name__}, got {value!r}")
+        raise TypeError(f"'{key}' must be {kind.__name__}, got {value!r}")
     return value
