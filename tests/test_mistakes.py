@@ -9,6 +9,7 @@ import math
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -439,3 +440,32 @@ def test_manifest_fields_must_have_their_types(
     expected = f"{manifest}: manifest is missing or has a bad field: {message}"
     with pytest.raises(TrtqError, match=re.escape(expected)):
         read_manifest(config.cache_path)
+
+
+def test_ctrl_c_during_calibration_keeps_the_old_set(project: Path) -> None:
+    """A real SIGINT to a running ``trtq calibrate``: one line, exit 130, the previous set untouched."""
+    out = project / "out"
+    out.mkdir()
+    old = {
+        name: f"old {name}\n".encode() for name in ("m.cache", "m.cache.manifest.json", "m.cache.report.json")
+    }
+    for name, data in old.items():
+        (out / name).write_bytes(data)
+    photos = (project / "images.txt").read_text().split()
+    (project / "images.txt").write_text("\n".join(photos * 300) + "\n")  # long enough to be interrupted
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    child = subprocess.Popen(
+        [sys.executable, "-m", "trtq", "calibrate", "cfg.yaml"],
+        cwd=project,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert child.stdout is not None
+    assert child.stdout.readline().startswith("calibrating m.onnx on 600 images")
+    child.send_signal(signal.SIGINT)
+    _, stderr = child.communicate(timeout=120)
+    assert child.returncode == 130
+    assert stderr.strip() == "interrupted: no output was half-written"
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == old
