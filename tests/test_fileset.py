@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import stat
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -39,6 +40,13 @@ def _contents(paths: list[Path]) -> dict[Path, bytes]:
 
 def _leftovers(directory: Path) -> list[str]:
     return sorted(p.name for p in directory.iterdir() if p.name.startswith("."))
+
+
+def _old_file(path: Path, text: str) -> None:
+    """A file last written longer ago than a temporary file can live (fileio.STALE_AFTER_S)."""
+    path.write_text(text)
+    past = time.time() - 2 * fileio.STALE_AFTER_S
+    os.utime(path, (past, past))
 
 
 def _failing_replace(fail_on: int, times: int) -> Callable[[Path, Path], None]:
@@ -107,11 +115,13 @@ def test_stale_temporary_files_of_a_killed_run_are_removed(tmp_path: Path) -> No
     paths = _set(tmp_path)
     stale = [tmp_path / ".m.cache.0123456789ab.tmp", tmp_path / ".m.cache.manifest.json.ba9876543210.tmp"]
     for path in stale:
-        path.write_text("half")
+        _old_file(path, "half")
     unrelated = tmp_path / ".other.cache.0123456789ab.tmp"
-    unrelated.write_text("someone else's")
+    _old_file(unrelated, "someone else's")
+    live = tmp_path / ".m.cache.report.json.00000000cafe.tmp"
+    live.write_text("being written by another trtq right now")
     replace_set(_new(paths))
-    assert _leftovers(tmp_path) == [unrelated.name]
+    assert _leftovers(tmp_path) == sorted([unrelated.name, live.name])
 
 
 def test_new_files_get_the_umask_mode_without_changing_the_umask(
@@ -158,8 +168,8 @@ def test_a_mixed_set_is_stale_until_the_next_run_finishes_it(
 
 def test_a_single_write_also_removes_its_stale_temporary_files(tmp_path: Path) -> None:
     report = tmp_path / "report.html"
-    (tmp_path / ".report.html.0123456789ab.tmp").write_text("half of a killed run's report")
-    (tmp_path / ".report.htmlx.0123456789ab.tmp").write_text("another file's")
+    _old_file(tmp_path / ".report.html.0123456789ab.tmp", "half of a killed run's report")
+    _old_file(tmp_path / ".report.htmlx.0123456789ab.tmp", "another file's")
     fileio.atomic_write_text(report, "<html></html>")
     assert report.read_text() == "<html></html>"
     assert _leftovers(tmp_path) == [".report.htmlx.0123456789ab.tmp"]

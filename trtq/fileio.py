@@ -6,12 +6,14 @@ import contextlib
 import hashlib
 import os
 import secrets
+import time
 from pathlib import Path
 
 from trtq.errors import TrtqError
 
 _CHUNK = 1 << 20
 TMP_SUFFIX = ".tmp"
+STALE_AFTER_S = 60.0
 
 
 def temp_name(path: Path) -> Path:
@@ -20,10 +22,16 @@ def temp_name(path: Path) -> Path:
 
 
 def remove_stale_temps(path: Path) -> None:
-    """Temporary files of ``path`` that a killed run left behind (``.NAME.<random>.tmp``)."""
+    """Temporary files of ``path`` that a killed run left behind (``.NAME.<random>.tmp``).
+
+    Only files untouched for STALE_AFTER_S: a temporary file lives for the moment between its
+    write and its rename, so a younger one may belong to another trtq writing the same output."""
     escaped = "".join(f"[{c}]" if c in "*?[" else c for c in path.name)
+    now = time.time()
     for stale in path.parent.glob(f".{escaped}.*{TMP_SUFFIX}"):
-        stale.unlink(missing_ok=True)
+        with contextlib.suppress(FileNotFoundError):
+            if now - stale.stat().st_mtime > STALE_AFTER_S:
+                stale.unlink()
 
 
 def write_temp(path: Path, data: bytes) -> Path:

@@ -65,7 +65,7 @@ def _finish(journal: Path) -> None:
     except (OSError, UnicodeDecodeError, ValueError, AttributeError) as exc:
         raise TrtqError(f"{journal}: unreadable file-set journal ({exc}); delete it and rerun") from None
     for tmp, final in renames:
-        if tmp.exists():
+        with contextlib.suppress(FileNotFoundError):  # renamed already (by the run that was killed)
             os.replace(tmp, final)
     fsync_dir(directory)
     journal.unlink(missing_ok=True)
