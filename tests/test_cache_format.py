@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from trtq.cache import decode_version, encode_version, format_cache, parse_cache, read_cache, write_cache
-from trtq.cache.trt_format import CalibrationCache
+from trtq.cache.trt_format import CalibrationCache, open_cache
 from trtq.errors import TrtqError
 
 # Lines from public caches written by TensorRT (see ../shared/docs/tensorrt-notes.md, section 2.4).
@@ -155,3 +156,15 @@ def test_property_tests_run_without_wall_clock_limits() -> None:
 
     assert settings.default.deadline is None
     assert HealthCheck.too_slow in settings.default.suppress_health_check
+
+
+def test_the_cache_is_parsed_as_it_is_read(tmp_path: Path) -> None:
+    """Rows come out before the rest of the file is read: nothing holds the whole text or its lines."""
+    path = tmp_path / "model.cache"
+    path.write_text("TRT-101601-EntropyCalibration2\na: 3c010204\nb: 3f800000\nbroken line\n")
+    with open_cache(path) as (version, algorithm, scales):
+        assert (version, algorithm) == (101601, "EntropyCalibration2")
+        assert next(scales) == ("a", pytest.approx(1 / 127))
+        assert next(scales) == ("b", 1.0)
+        with pytest.raises(TrtqError, match=re.escape(f"{path}:4: expected '<tensor name>: <hex float32>'")):
+            next(scales)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import subprocess
 import sys
 from pathlib import Path
@@ -56,7 +55,8 @@ def test_cache_inspect_lists_every_tensor(calibrated_config: Path) -> None:
     code, output = invoke("cache", "inspect", str(cache), "--sort", "name")
     assert code == 0
     tensors = len(cache.read_text().splitlines()) - 1
-    assert f"TensorRT 10.16.1 (101601), EntropyCalibration2, {tensors} tensors" in re.sub(r"\s+", " ", output)
+    assert "TensorRT 10.16.1 (101601), EntropyCalibration2" in output
+    assert f"\n{tensors} tensors\n" in output
     x_scale = read_cache(cache).scales["x"]
     assert f"{x_scale:.6g}" in output and f"{x_scale * 127:.6g}" in output
 

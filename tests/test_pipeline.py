@@ -111,7 +111,7 @@ def test_manifest_matches_until_something_changes(calibrated: tuple[Path, object
     other = load_config(changed)
     reasons = manifest.mismatches(cache_path, fingerprint_config(other, entries))
     assert reasons == [
-        "preprocess.mean changed ([0.5] -> [0.4])",
+        "preprocess.mean changed ([0.5, 0.5, 0.5] -> [0.4, 0.4, 0.4])",
         "calibration.algorithm changed ('entropy' -> 'minmax')",
     ]
 

@@ -1,5 +1,5 @@
 """``python -m trtq`` is the ``trtq`` command."""
 
-from trtq.cli.main import main
+from trtq.cli.entry import main
 
 main()

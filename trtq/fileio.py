@@ -2,39 +2,90 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
-import tempfile
+import secrets
+import time
 from pathlib import Path
 
+from trtq.errors import TrtqError
+
 _CHUNK = 1 << 20
+TMP_SUFFIX = ".tmp"
+STALE_AFTER_S = 60.0
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to a temporary file beside ``path``, fsync it, then rename it over ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+def temp_name(path: Path) -> Path:
+    """A fresh hidden name beside ``path``: ``.NAME.<random>.tmp`` (stale ones match ``.NAME.*.tmp``)."""
+    return path.with_name(f".{path.name}.{secrets.token_hex(6)}{TMP_SUFFIX}")
+
+
+def remove_stale_temps(path: Path) -> None:
+    """Temporary files of ``path`` that a killed run left behind (``.NAME.<random>.tmp``).
+
+    Only files untouched for STALE_AFTER_S: a temporary file lives for the moment between its
+    write and its rename, so a younger one may belong to another trtq writing the same output."""
+    escaped = "".join(f"[{c}]" if c in "*?[" else c for c in path.name)
+    now = time.time()
+    for stale in path.parent.glob(f".{escaped}.*{TMP_SUFFIX}"):
+        with contextlib.suppress(FileNotFoundError):
+            if now - stale.stat().st_mtime > STALE_AFTER_S:
+                stale.unlink()
+
+
+def write_temp(path: Path, data: bytes) -> Path:
+    """Write ``data`` to a new temporary file beside ``path`` and fsync it; returns the temporary name.
+
+    The file is created with mode 0666 and the kernel applies the umask, as a plain open() would (no
+    process-wide umask change); an existing ``path`` keeps its mode.
+    """
+    tmp = temp_name(path)
     try:
-        # mkstemp makes the file private (0600); give it the mode a plain open() would.
-        os.fchmod(fd, path.stat().st_mode & 0o777 if path.exists() else 0o666 & ~_umask())
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    except OSError as exc:
+        raise TrtqError(f"{path}: cannot write ({exc.strerror or exc})") from None
+    try:
+        with contextlib.suppress(FileNotFoundError):
+            os.fchmod(fd, path.stat().st_mode & 0o7777)
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return tmp
+
+
+def fsync_dir(directory: Path) -> None:
+    """Make renames in ``directory`` durable (a crash after the rename cannot bring back the old name)."""
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to a temporary file beside ``path``, fsync it, then rename it over ``path``."""
+    remove_stale_temps(path)
+    tmp = write_temp(path, data)
+    try:
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
-
-
-def _umask() -> int:
-    current = os.umask(0)
-    os.umask(current)
-    return current
+    fsync_dir(path.parent)
 
 
 def atomic_write_text(path: Path, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
 
 
 def sha256_file(path: Path) -> str:

@@ -4,14 +4,20 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict, ValidationError
+
 from trtq.config.loader import LoadedConfig
+from trtq.config.schema import PreprocessSection
 from trtq.data.image_list import ImageEntry
 from trtq.errors import TrtqError
 from trtq.fileio import sha256_file
+from trtq.model_files import external_data_files
 
 SHORT = 16
 
@@ -24,6 +30,8 @@ class Fingerprint:
     image_hashes: list[str]
     """Short SHA-256 of each image's bytes, in list order (order changes TensorRT's histograms)."""
     calibration: dict[str, Any]
+    external_data: dict[str, str] = field(default_factory=dict)
+    """SHA-256 of each external-data file of the model, by path relative to the model."""
 
     @property
     def images_sha256(self) -> str:
@@ -37,14 +45,15 @@ class Fingerprint:
         return {"digest": self.digest, "images_sha256": self.images_sha256, **asdict(self)}
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> Fingerprint:
-        return cls(
-            model_sha256=data["model_sha256"],
-            inputs=data["inputs"],
-            preprocess=data["preprocess"],
-            image_hashes=list(data["image_hashes"]),
-            calibration=data["calibration"],
-        )
+    def from_json(cls, data: Any) -> Fingerprint:
+        """From a manifest; ValueError names the first field that is missing or of the wrong type."""
+        try:
+            fields = _FingerprintJson.model_validate(data)
+        except ValidationError as exc:
+            error = exc.errors()[0]
+            where = ".".join(str(part) for part in ("fingerprint", *error["loc"]))
+            raise ValueError(f"{where}: {error['msg']}") from None
+        return cls(**fields.model_dump())
 
     def differences(self, current: Fingerprint, image_entries: Sequence[ImageEntry] = ()) -> list[str]:
         """Human-readable reasons why ``current`` (the config now) differs from this (the cache's)."""
@@ -53,6 +62,9 @@ class Fingerprint:
             reasons.append(
                 f"model bytes changed (sha256 {self.model_sha256[:SHORT]} -> {current.model_sha256[:SHORT]})"
             )
+        for name in sorted(set(self.external_data) | set(current.external_data)):
+            if self.external_data.get(name) != current.external_data.get(name):
+                reasons.append(f"model external data '{name}' changed")
         if self.inputs != current.inputs:
             reasons.append(f"calibration input shape changed ({self.inputs} -> {current.inputs})")
         for key in sorted(set(self.preprocess) | set(current.preprocess)):
@@ -67,6 +79,16 @@ class Fingerprint:
         return reasons
 
 
+class _FingerprintJson(BaseModel):
+    model_config = ConfigDict(strict=True, extra="ignore")
+    model_sha256: str
+    inputs: dict[str, list[int]]
+    preprocess: dict[str, Any]
+    image_hashes: list[str]
+    calibration: dict[str, Any]
+    external_data: dict[str, str] = {}
+
+
 def fingerprint_config(config: LoadedConfig, entries: Sequence[ImageEntry]) -> Fingerprint:
     """Hash everything that changes calibration results. Reads the model and every listed image."""
     spec = config.spec
@@ -77,16 +99,42 @@ def fingerprint_config(config: LoadedConfig, entries: Sequence[ImageEntry]) -> F
         "batch_size": config.batch_size,
         "last_batch": spec.calibration.last_batch,
         "on_bad_image": spec.calibration.on_bad_image,
+        # written into the cache's header line, so it changes the cache's bytes (the TensorRT version
+        # does too, but never the scales: docs/design.md, cache version policy)
+        "cache_header": spec.calibration.cache_header,
     }
     if spec.calibration.algorithm == "percentile":
         calibration["percentile"] = spec.calibration.percentile
     return Fingerprint(
         model_sha256=sha256_file(config.model_path),
         inputs={config.image_input.name: list(config.image_input.calibration_shape)},
-        preprocess=spec.preprocess.model_dump(mode="json"),
+        preprocess=_preprocess(spec.preprocess),
         image_hashes=[_image_hash(entry) for entry in entries],
         calibration=calibration,
+        external_data={
+            os.path.relpath(path, config.model_path.parent): _file_hash(path, config)
+            for path in external_data_files(config.model_path)
+        },
     )
+
+
+def _preprocess(section: PreprocessSection) -> dict[str, Any]:
+    """The preprocessing as it acts: mean [0.5] is mean [0.5, 0.5, 0.5] on three channels (std alike)."""
+    values = section.model_dump(mode="json")
+    for key in ("mean", "std"):
+        if len(values[key]) == 1:
+            values[key] = values[key] * section.channels
+    return values
+
+
+def _file_hash(path: Path, config: LoadedConfig) -> str:
+    try:
+        return sha256_file(path)
+    except OSError as exc:
+        raise TrtqError(
+            f"{path}: cannot read the model's external data ({exc.strerror or exc}); "
+            f"model.path in {config.source}"
+        ) from None
 
 
 def _image_hash(entry: ImageEntry) -> str:

@@ -6,7 +6,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from trtq import __version__
 from trtq.data.image_list import ImageEntry
@@ -14,7 +14,9 @@ from trtq.errors import TrtqError
 from trtq.fileio import atomic_write_text, sha256_file
 from trtq.fingerprint import Fingerprint
 
+_T = TypeVar("_T")
 MANIFEST_SUFFIX = ".manifest.json"
+REPORT_SUFFIX = ".report.json"
 FORMAT = "trtq-cache-manifest/1"
 
 
@@ -34,6 +36,8 @@ class Manifest:
     scales_by: str = f"trtq {__version__}"
     """Who computed the scales: trtq on the CPU, or a TensorRT calibrator (with its version).
     Provenance only: scales do not depend on the TensorRT version (docs/design.md)."""
+    report_sha256: str | None = None
+    """The calibration report written with the cache: a report from another run is told apart."""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -48,6 +52,7 @@ class Manifest:
             "trt_version": self.trt_version,
             "trtq_version": self.trtq_version,
             "scales_by": self.scales_by,
+            "report_sha256": self.report_sha256,
         }
 
     def mismatches(
@@ -66,14 +71,21 @@ class Manifest:
             reasons.append(
                 f"{cache_path}: cache file was modified after it was written (sha256 differs from manifest)"
             )
+        report = cache_path.with_name(cache_path.name + REPORT_SUFFIX)
+        if self.report_sha256 is not None and report.is_file() and sha256_file(report) != self.report_sha256:
+            reasons.append(f"{report}: report is not the one written with this cache (sha256 differs)")
         reasons.extend(self.fingerprint.differences(current, entries))
         return reasons
 
 
 def write_manifest(cache_path: Path, manifest: Manifest) -> Path:
     path = manifest_path(cache_path)
-    atomic_write_text(path, json.dumps(manifest.to_json(), indent=2) + "\n")
+    atomic_write_text(path, manifest_text(manifest))
     return path
+
+
+def manifest_text(manifest: Manifest) -> str:
+    return json.dumps(manifest.to_json(), indent=2) + "\n"
 
 
 def read_manifest(cache_path: Path) -> Manifest:
@@ -91,12 +103,21 @@ def read_manifest(cache_path: Path) -> Manifest:
     try:
         return Manifest(
             fingerprint=Fingerprint.from_json(data["fingerprint"]),
-            cache_sha256=data["cache_sha256"],
-            algorithm=data["algorithm"],
-            batch_size=int(data["batch_size"]),
-            trt_version=data["trt_version"],
-            trtq_version=data["trtq_version"],
+            cache_sha256=_field(data, "cache_sha256", str),
+            algorithm=_field(data, "algorithm", str),
+            batch_size=_field(data, "batch_size", int),
+            trt_version=_field(data, "trt_version", str),
+            trtq_version=_field(data, "trtq_version", str),
+            report_sha256=None if data.get("report_sha256") is None else _field(data, "report_sha256", str),
             scales_by=data.get("scales_by", "unknown (manifest predates the field)"),
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise TrtqError(f"{path}: manifest is missing or has a bad field: {exc}") from None
+
+
+def _field(data: dict[str, Any], key: str, kind: type[_T]) -> _T:
+    """``data[key]`` if it really is a ``kind`` (a JSON true is not the integer 1)."""
+    value = data[key]
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise TypeError(f"'{key}' must be {kind.__name__}, got {value!r}")
+    return value

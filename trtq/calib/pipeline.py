@@ -14,8 +14,8 @@ import numpy as np
 
 from trtq import __version__
 from trtq.cache.headers import header_for
-from trtq.cache.manifest import Manifest, write_manifest
-from trtq.cache.trt_format import write_cache
+from trtq.cache.manifest import REPORT_SUFFIX, Manifest, manifest_path, manifest_text
+from trtq.cache.trt_format import format_cache, make_cache
 from trtq.calib.algorithms import amax_from, scale_from_amax
 from trtq.calib.collect import ActivationCollector
 from trtq.calib.histogram import TrtHistogram
@@ -25,8 +25,10 @@ from trtq.data.batches import Batch, BatchSource, BatchStats
 from trtq.data.image_list import ImageEntry, read_image_list
 from trtq.data.preprocess import Preprocessor
 from trtq.errors import TrtqError
-from trtq.fileio import atomic_write_text, sha256_file
+from trtq.fileio import sha256_bytes
+from trtq.fileset import replace_set
 from trtq.fingerprint import Fingerprint, fingerprint_config
+from trtq.paths import calibration_outputs, check_outputs, config_inputs
 
 ProgressCallback = Callable[[Batch], None]
 HISTOGRAM_THREADS = 2
@@ -134,26 +136,29 @@ class CalibrationOutputs:
 
 
 def report_path(cache_path: Path) -> Path:
-    return cache_path.with_name(cache_path.name + ".report.json")
+    return cache_path.with_name(cache_path.name + REPORT_SUFFIX)
 
 
 def save_outputs(config: LoadedConfig, run: CalibrationRun, fingerprint: Fingerprint) -> CalibrationOutputs:
-    """Cache first, then manifest (which records the cache's hash), then the report; each atomically."""
+    """Cache, report and manifest (which records both hashes) replaced as one set (trtq/fileset.py)."""
     calibration = config.spec.calibration
     cache_path = config.cache_path
-    write_cache(
-        cache_path, run.scales(calibration.algorithm), header_algorithm(config), calibration.trt_version
-    )
+    cache = make_cache(run.scales(calibration.algorithm), header_algorithm(config), calibration.trt_version)
+    cache_bytes = format_cache(cache).encode("utf-8")
+    report = report_path(cache_path)
+    report_bytes = (json.dumps(build_report(config, run, fingerprint), indent=1) + "\n").encode("utf-8")
     manifest = Manifest(
         fingerprint=fingerprint,
-        cache_sha256=sha256_file(cache_path),
+        cache_sha256=sha256_bytes(cache_bytes),
         algorithm=calibration.algorithm,
         batch_size=config.batch_size,
         trt_version=calibration.trt_version,
+        report_sha256=sha256_bytes(report_bytes),
     )
-    manifest_file = write_manifest(cache_path, manifest)
-    report = report_path(cache_path)
-    atomic_write_text(report, json.dumps(build_report(config, run, fingerprint), indent=1) + "\n")
+    manifest_file = manifest_path(cache_path)
+    # The manifest goes last: a reader that sees new files beside an old manifest finds the hashes differ.
+    manifest_bytes = manifest_text(manifest).encode("utf-8")
+    replace_set({cache_path: cache_bytes, report: report_bytes, manifest_file: manifest_bytes})
     return CalibrationOutputs(cache_path, manifest_file, report)
 
 
@@ -196,6 +201,7 @@ def calibrate(
 ) -> tuple[CalibrationRun, CalibrationOutputs]:
     """The whole ``trtq calibrate`` job for one config (``entries``: the image list, if already read)."""
     entries = calibration_entries(config) if entries is None else entries
+    check_outputs(calibration_outputs(config), config_inputs(config, entries))
     fingerprint = fingerprint_config(config, entries)
     run = collect_histograms(config, entries, on_batch)
     return run, save_outputs(config, run, fingerprint)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
@@ -15,10 +16,12 @@ from rich.table import Table
 
 from trtq.calib.pipeline import batch_source, calibration_entries
 from trtq.cli.errors import reported_errors
+from trtq.cli.options import finite, positive_finite
 from trtq.cli.state import OPTIONS
 from trtq.config import LoadedConfig, load_config
 from trtq.errors import TrtqError
 from trtq.fileio import atomic_write_text
+from trtq.paths import check_outputs, config_inputs
 from trtq.runner.onnxruntime_backend import OnnxRuntimeBackend
 from trtq.runner.timing import Backend, BenchResult, TimingSettings, analyse, run_timed
 
@@ -26,14 +29,24 @@ console = Console()
 _CONFIG_SUFFIXES = (".yaml", ".yml")
 
 
+class BackendName(str, Enum):
+    onnxruntime = "onnxruntime"
+    tensorrt = "tensorrt"
+
+
 def bench_command(
     targets: Annotated[list[Path], typer.Argument(help="YAML configs, .onnx models or .engine files")],
-    backend: Annotated[
-        str | None, typer.Option(help="onnxruntime or tensorrt; default from the config")
+    backend: Annotated[BackendName | None, typer.Option(help="default from the config")] = None,
+    warmup_ms: Annotated[
+        float | None, typer.Option(min=0, callback=finite, help="time-based warm-up (trtexec: 200)")
     ] = None,
-    warmup_ms: Annotated[float | None, typer.Option(help="time-based warm-up (trtexec: 200)")] = None,
-    duration: Annotated[float | None, typer.Option(help="minimum seconds measured (trtexec: 3)")] = None,
-    iterations: Annotated[int | None, typer.Option(help="minimum queries measured (trtexec: 10)")] = None,
+    duration: Annotated[
+        float | None,
+        typer.Option(callback=positive_finite, help="minimum seconds measured (trtexec: 3)"),
+    ] = None,
+    iterations: Annotated[
+        int | None, typer.Option(min=1, help="minimum queries measured (trtexec: 10)")
+    ] = None,
     shape: Annotated[list[str] | None, typer.Option(help="NAME:1x3x224x224 for a bare model's input")] = None,
     json_path: Annotated[Path, typer.Option("--json", help="results of every target")] = Path(
         "out/bench.json"
@@ -41,9 +54,18 @@ def bench_command(
 ) -> None:
     """Measure throughput and latency percentiles with trtexec's loop and statistics."""
     with reported_errors(OPTIONS.verbose):
+        configs = {t: load_config(t) if t.suffix in _CONFIG_SUFFIXES else None for t in targets}
+        inputs = []
+        for target, config in configs.items():
+            if config is None:
+                inputs.append((f"the bench target {target}", target))
+            else:  # the onnxruntime backend times the first calibration batch
+                listed = calibration_entries(config) if config.images_path.exists() else []
+                inputs += config_inputs(config, listed)
+        check_outputs([(f"--json {json_path}", json_path)], inputs)
+        shapes = _parse_shapes(shape or [])
         results: list[BenchResult] = []
-        for target in targets:
-            config = load_config(target) if target.suffix in _CONFIG_SUFFIXES else None
+        for target, config in configs.items():
             section = config.spec.benchmark if config is not None else None
             settings = TimingSettings(
                 warmup_ms=warmup_ms if warmup_ms is not None else (section.warmup_ms if section else 200.0),
@@ -51,8 +73,8 @@ def bench_command(
                 iterations=iterations if iterations is not None else (section.iterations if section else 10),
                 percentiles=tuple(section.percentiles) if section else (90.0, 95.0, 99.0),
             )
-            chosen = backend or (section.backend if section else None)
-            runner = _backend(target, config, chosen, _parse_shapes(shape or []))
+            chosen = backend.value if backend else (section.backend if section else None)
+            runner = _backend(target, config, chosen, shapes)
             with console.status(f"timing {target.name} on {runner.name}"):
                 trace = run_timed(runner, settings)
             results.append(analyse(str(target), runner, trace, settings.percentiles))
@@ -65,14 +87,10 @@ def _backend(
     target: Path, config: LoadedConfig | None, name: str | None, shapes: dict[str, list[int]]
 ) -> Backend:
     if target.suffix == ".engine" or name == "tensorrt":
-        try:  # TensorRT is imported only when asked for
-            from trtq.trt.builder import engine_path
-            from trtq.trt.runner import tensorrt_backend
-        except (ImportError, AttributeError) as exc:
-            raise TrtqError(
-                f"the tensorrt backend needs TensorRT and pycuda ({exc}); use --backend onnxruntime here, "
-                "or run inside NVIDIA's TensorRT container (docker/README.md)"
-            ) from None
+        # TensorRT is imported only when asked for; without it, reported_errors says it is needed
+        from trtq.trt.builder import engine_path
+        from trtq.trt.runner import tensorrt_backend
+
         return tensorrt_backend(target if config is None else engine_path(config), config)
     if name not in (None, "onnxruntime"):
         raise TrtqError(f"--backend {name!r}: choose onnxruntime or tensorrt")
@@ -90,21 +108,46 @@ def first_batch(config: LoadedConfig) -> npt.NDArray[np.float32]:
 
 def random_inputs(model_path: Path, shapes: dict[str, list[int]]) -> dict[str, npt.NDArray[np.float32]]:
     """Uniform [-1, 1] inputs (as trtexec uses) for a model given without a config."""
-    model = onnx.load(str(model_path), load_external_data=False)
+    if not model_path.is_file():
+        raise TrtqError(f"{model_path}: bench target not found")
+    try:
+        model = onnx.load(str(model_path), load_external_data=False)
+    except Exception as exc:  # onnx raises DecodeError, ValueError, ... for a file that is not ONNX
+        raise TrtqError(
+            f"{model_path}: not an ONNX model ({type(exc).__name__}); bench takes YAML configs, "
+            ".onnx models and .engine files"
+        ) from None
     initializers = {i.name for i in model.graph.initializer}
+    graph_inputs = [i for i in model.graph.input if i.name not in initializers]
+    if not graph_inputs:
+        raise TrtqError(f"{model_path}: the model has no inputs to feed")
+    unknown = sorted(set(shapes) - {i.name for i in graph_inputs})
+    if unknown:
+        raise TrtqError(
+            f"--shape {unknown[0]}: {model_path} has no such input; its inputs are "
+            + ", ".join(i.name for i in graph_inputs)
+        )
     rng = np.random.default_rng(0)
     inputs = {}
-    for graph_input in model.graph.input:
-        if graph_input.name in initializers:
-            continue
+    for graph_input in graph_inputs:
+        name = graph_input.name
+        if graph_input.type.tensor_type.elem_type != onnx.TensorProto.FLOAT:
+            raise TrtqError(f"{model_path}: input '{name}' is not float32; bench a YAML config instead")
         dims = [d.dim_value for d in graph_input.type.tensor_type.shape.dim]
-        shape = shapes.get(graph_input.name, dims)
+        shape = shapes.get(name, dims)
         if not shape or any(d <= 0 for d in shape):
             raise TrtqError(
-                f"{model_path}: input '{graph_input.name}' has dynamic dims {dims}; "
-                f"give --shape {graph_input.name}:1x3x224x224 or bench a YAML config"
+                f"{model_path}: input '{name}' has dynamic dims {dims}; "
+                f"give --shape {name}:1x3x224x224 or bench a YAML config"
             )
-        inputs[graph_input.name] = rng.uniform(-1, 1, size=shape).astype(np.float32)
+        fixed = [d if d > 0 else "?" for d in dims]
+        if dims and (
+            len(shape) != len(dims) or any(d > 0 and d != s for d, s in zip(dims, shape, strict=True))
+        ):
+            raise TrtqError(
+                f"--shape {name}:{'x'.join(map(str, shape))}: the model's input has shape {fixed}"
+            )
+        inputs[name] = rng.uniform(-1, 1, size=shape).astype(np.float32)
     return inputs
 
 
@@ -116,8 +159,8 @@ def _parse_shapes(specs: list[str]) -> dict[str, list[int]]:
             shapes[name] = [int(d) for d in dims.split("x")]
         except ValueError:
             raise TrtqError(f"--shape {spec!r}: expected NAME:1x3x224x224") from None
-        if not name:
-            raise TrtqError(f"--shape {spec!r}: expected NAME:1x3x224x224")
+        if not name or any(d <= 0 for d in shapes[name]):
+            raise TrtqError(f"--shape {spec!r}: expected NAME:1x3x224x224 (positive dims)")
     return shapes
 
 

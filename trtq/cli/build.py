@@ -12,7 +12,6 @@ from rich.table import Table
 from trtq.cli.errors import reported_errors
 from trtq.cli.state import OPTIONS
 from trtq.config import load_config
-from trtq.errors import TrtqError
 
 console = Console()
 
@@ -24,13 +23,8 @@ def build_command(
     """Build TensorRT engines (fp32, fp16, int8 with calibration or a reused cache, int8-qdq)."""
     with reported_errors(OPTIONS.verbose):
         loaded = [load_config(path) for path in configs]  # every config is validated before any build
-        try:
-            from trtq.trt.builder import build
-        except (ImportError, AttributeError) as exc:
-            raise TrtqError(
-                f"TensorRT and pycuda are needed to build engines ({exc}); install the trt extra inside "
-                "NVIDIA's TensorRT container: see docker/README.md"
-            ) from None
+        from trtq.trt.builder import build  # without TensorRT: reported_errors says it is needed
+
         table = Table(title="trtq build")
         for column in ("config", "precision", "engine", "result", "seconds"):
             table.add_column(column)

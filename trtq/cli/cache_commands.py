@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import collections
+import heapq
+import itertools
+import math
+import sys
+from collections.abc import Callable, Iterable, Iterator
+from enum import Enum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
 from trtq.cache.manifest import manifest_path, read_manifest
 from trtq.cache.retarget import retarget_file
-from trtq.cache.trt_format import encode_version, read_cache
+from trtq.cache.trt_format import decode_version, encode_version, open_cache, read_cache
 from trtq.calib.algorithms import INT8_MAX
 from trtq.calib.pipeline import calibration_entries
 from trtq.cli.errors import EXIT_USER_ERROR, reported_errors
@@ -25,39 +31,68 @@ cache_app = typer.Typer(
 )
 
 
+class SortOrder(str, Enum):
+    file = "file"
+    name = "name"
+    scale = "scale"
+
+
 @cache_app.command("inspect")
 def inspect_command(
     cache: Annotated[Path, typer.Argument(help="calibration cache (TensorRT's or trtq's)")],
-    sort: Annotated[str, typer.Option(help="order rows by: file, name or scale")] = "file",
+    sort: Annotated[SortOrder, typer.Option(help="order rows by file, name or scale")] = SortOrder.file,
+    top: Annotated[int | None, typer.Option(min=0, help="rows to show (default: every tensor)")] = None,
 ) -> None:
-    """Show the header and every tensor's scale and amax (= scale * 127)."""
-    with reported_errors(OPTIONS.verbose):
-        if sort not in ("file", "name", "scale"):
-            raise typer.BadParameter("use file, name or scale", param_hint="--sort")
-        parsed = read_cache(cache)
-        rows = list(parsed.scales.items())
-        if sort == "name":
-            rows.sort()
-        elif sort == "scale":
-            rows.sort(key=lambda item: -item[1])
-        table = Table(
-            title=f"{cache}: TensorRT {parsed.trt_version} ({parsed.version}), {parsed.algorithm}, "
-            f"{len(rows)} tensors"
-        )
-        table.add_column("tensor", overflow="fold")
-        table.add_column("scale", justify="right")
-        table.add_column("amax", justify="right")
-        for name, scale in rows:
-            table.add_row(name, f"{scale:.6g}", f"{scale * INT8_MAX:.6g}")
-        console.print(table)
-        zero = sum(1 for _, s in rows if s == 0)
-        infinite = sum(1 for _, s in rows if s == float("inf"))
-        if zero or infinite:
+    """Show the header and every tensor's scale and amax (= scale * 127).
+
+    The cache is streamed: in file order rows are printed as they are read; sorted with --top, only the
+    top rows are kept (a heap), so a cache of millions of tensors is shown in seconds."""
+    with reported_errors(OPTIONS.verbose), open_cache(cache) as (version, algorithm, scales):
+        trt_version = ".".join(map(str, decode_version(version)))
+        typer.echo(f"{cache}: TensorRT {trt_version} ({version}), {algorithm}")
+        counts = _Counts()
+        rows = _ordered(counts.of(scales), sort, top)
+        typer.echo(f"{'scale':>12} {'amax':>12}  tensor")
+        lines = (f"{scale:12.6g} {scale * INT8_MAX:12.6g}  {name}\n" for name, scale in rows)
+        while chunk := "".join(itertools.islice(lines, 4096)):
+            sys.stdout.write(chunk)
+        shown = "" if top is None or top >= counts.tensors else f", {top} shown ({sort.value} order)"
+        typer.echo(f"{counts.tensors} tensors{shown}")
+        if counts.zero or counts.infinite:
             console.print(
-                f"[yellow]{zero} zero and {infinite} infinite scales[/] (such tensors stay unquantized)"
+                f"[yellow]{counts.zero} zero and {counts.infinite} infinite scales[/] "
+                "(such tensors stay unquantized)"
             )
         manifest = manifest_path(cache)
         console.print(f"manifest: {manifest if manifest.is_file() else 'none (provenance unknown)'}")
+
+
+class _Counts:
+    def __init__(self) -> None:
+        self.tensors = self.zero = self.infinite = 0
+
+    def of(self, scales: Iterator[tuple[str, float]]) -> Iterator[tuple[str, float]]:
+        for name, scale in scales:
+            self.tensors += 1
+            self.zero += scale == 0
+            self.infinite += scale == math.inf
+            yield name, scale
+
+
+def _ordered(
+    rows: Iterator[tuple[str, float]], sort: SortOrder, top: int | None
+) -> Iterable[tuple[str, float]]:
+    """Rows in the chosen order; every row is still read (for the counts and the parser's checks)."""
+    if sort is SortOrder.file:
+        if top is None:
+            return rows
+        kept = list(itertools.islice(rows, top))
+        collections.deque(rows, maxlen=0)
+        return kept
+    key: Callable[[tuple[str, float]], Any] = (
+        (lambda r: r[0]) if sort is SortOrder.name else (lambda r: -r[1])
+    )
+    return heapq.nsmallest(top, rows, key=key) if top is not None else sorted(rows, key=key)
 
 
 @cache_app.command("check")

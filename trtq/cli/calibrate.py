@@ -33,7 +33,7 @@ console = Console()
 
 def calibrate_command(
     config: Annotated[Path, typer.Argument(help="model YAML config")],
-    top: Annotated[int, typer.Option(help="tensors to show in the summary table")] = 10,
+    top: Annotated[int, typer.Option(min=0, help="tensors to show in the summary table")] = 10,
 ) -> None:
     """Calibrate on the CPU (ONNX Runtime + NumPy) and write a TensorRT calibration cache."""
     with reported_errors(OPTIONS.verbose):

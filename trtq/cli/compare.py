@@ -10,13 +10,15 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from trtq.cli.errors import reported_errors
+from trtq.calib.pipeline import calibration_entries
+from trtq.cli.errors import reported_errors, warn
 from trtq.cli.state import OPTIONS
 from trtq.compare.models import collect_outputs, compare_models, evaluation_inputs, read_labels, run, session
 from trtq.compare.outputs import Array, OutputMetrics
 from trtq.config import ALGORITHMS, Algorithm, LoadedConfig, load_config
 from trtq.errors import TrtqError
 from trtq.fileio import atomic_write_text
+from trtq.paths import check_outputs, config_inputs, given_inputs, heldout_inputs
 from trtq.qdq.scales import cache_scales, qdq_from_scales, qdq_per_algorithm
 
 console = Console()
@@ -38,6 +40,16 @@ def compare_command(
     """Accuracy of INT8 against FP32, per output, for one cache or for every algorithm."""
     with reported_errors(OPTIONS.verbose):
         loaded = load_config(config)
+        calibrating = calibration_entries(loaded) if algorithms else []  # --algorithms calibrates
+        inputs = [
+            *config_inputs(loaded, calibrating),
+            *heldout_inputs(images),
+            *given_inputs(labels=labels, engine=engine),
+        ]
+        if not algorithms:
+            inputs += given_inputs(cache=cache or loaded.cache_path)
+        check_outputs([(f"--json {json_path}", json_path)], inputs)
+        cache_path, scales = (None, {}) if algorithms else cache_scales(loaded, cache, warn)
         batches, count = evaluation_inputs(loaded, images)
         truth = read_labels(labels, count) if labels else None
         input_name = loaded.image_input.name
@@ -52,7 +64,7 @@ def compare_command(
                     reference, run(session(qdq.model), input_name, batches, count), truth
                 )
         else:
-            cache_path, scales = cache_scales(loaded, cache)
+            assert cache_path is not None
             qdq = qdq_from_scales(loaded, scales)
             results[cache_path.name] = compare_models(
                 reference, run(session(qdq.model), input_name, batches, count), truth
@@ -73,12 +85,8 @@ def compare_command(
 
 
 def _engine_outputs(engine: Path, config: LoadedConfig, batches: list[Array], count: int) -> dict[str, Array]:
-    try:
-        from trtq.trt.runner import tensorrt_backend
-    except (ImportError, AttributeError) as exc:
-        raise TrtqError(
-            f"--engine needs TensorRT and pycuda ({exc}); run inside the docker/ container"
-        ) from None
+    from trtq.trt.runner import tensorrt_backend  # without TensorRT: reported_errors says it is needed
+
     return collect_outputs(tensorrt_backend(engine, config).infer, batches, count)
 
 

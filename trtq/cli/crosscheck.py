@@ -14,12 +14,14 @@ from rich.table import Table
 from trtq.cache.headers import algorithm_for_header
 from trtq.cache.trt_format import read_cache
 from trtq.calib.pipeline import calibration_entries, collect_histograms
-from trtq.cli.errors import reported_errors
+from trtq.cli.errors import reported_errors, warn
 from trtq.cli.state import OPTIONS
 from trtq.compare.scales import cross_check
 from trtq.config import ALGORITHMS, Algorithm, load_config
 from trtq.errors import TrtqError
 from trtq.fileio import atomic_write_text
+from trtq.paths import check_outputs, config_inputs
+from trtq.qdq.scales import check_coverage
 
 console = Console()
 
@@ -32,15 +34,21 @@ def crosscheck_command(
     algorithm: Annotated[
         str | None, typer.Option(help="NumPy algorithm to compare with; default from the cache header")
     ] = None,
-    top: Annotated[int, typer.Option(help="worst tensors to show")] = 15,
+    top: Annotated[int, typer.Option(min=0, help="worst tensors to show")] = 15,
     json_path: Annotated[Path | None, typer.Option("--json", help="default: CACHE.crosscheck.json")] = None,
 ) -> None:
     """Recompute every tensor's scale on the same batches, in the same order, and compare."""
     with reported_errors(OPTIONS.verbose):
         loaded = load_config(config)
-        parsed = read_cache(cache)
-        chosen = _algorithm(algorithm, parsed.algorithm)
         entries = calibration_entries(loaded)
+        out = json_path or cache.with_name(cache.name + ".crosscheck.json")
+        check_outputs(
+            [(f"--json {out}", out)],
+            [*config_inputs(loaded, entries), (f"the cache given with --cache {cache}", cache)],
+        )
+        parsed = read_cache(cache)
+        check_coverage(loaded, cache, parsed.scales, warn)
+        chosen = _algorithm(algorithm, parsed.algorithm)
         with console.status(f"recomputing {chosen} scales on {len(entries)} images"):
             run = collect_histograms(loaded, entries)
         result = cross_check(parsed, run.scales(chosen))
@@ -60,7 +68,6 @@ def crosscheck_command(
             if names:
                 shown = ", ".join(names[:8]) + (" ..." if len(names) > 8 else "")
                 console.print(f"{len(names)} tensors {label}: {shown}")
-        out = json_path or cache.with_name(cache.name + ".crosscheck.json")
         payload = {"cache": str(cache), "config": str(config), "algorithm": chosen, **result.to_json()}
         atomic_write_text(out, json.dumps(payload, indent=1, default=_json_float) + "\n")
         console.print(f"json     {out}")

@@ -9,13 +9,14 @@ from contextlib import contextmanager
 import typer
 from rich.console import Console
 
+from trtq.cli.entry import EXIT_INTERRUPTED
 from trtq.errors import TrtqError
 
 stderr = Console(stderr=True, highlight=False)
 
 EXIT_USER_ERROR = 1
 EXIT_INTERNAL_ERROR = 3
-EXIT_INTERRUPTED = 130
+GPU_PACKAGES = ("tensorrt", "pycuda")
 
 
 @contextmanager
@@ -27,19 +28,39 @@ def reported_errors(verbose: bool) -> Iterator[None]:
         stderr.print(f"[bold red]error:[/] {exc}", markup=True, soft_wrap=True)
         raise typer.Exit(EXIT_USER_ERROR) from None
     except KeyboardInterrupt:
-        stderr.print("[yellow]interrupted[/]: no cache, manifest or report was half-written", markup=True)
+        stderr.print("[yellow]interrupted[/]: no output was half-written", markup=True)
         raise typer.Exit(EXIT_INTERRUPTED) from None
     except (typer.Exit, typer.Abort):
         raise
-    except Exception as exc:
+    except ImportError as exc:
+        if (exc.name or "").partition(".")[0] not in GPU_PACKAGES:
+            raise _internal(exc, verbose) from None
         _show(verbose)
         stderr.print(
-            f"[bold red]internal error:[/] {type(exc).__name__}: {exc}"
-            + ("" if verbose else " (run with --verbose for the traceback)"),
+            f"[bold red]error:[/] TensorRT and pycuda are needed for this ({exc}); run inside NVIDIA's "
+            "TensorRT container (docker/README.md), or time on the CPU with bench --backend onnxruntime",
             markup=True,
             soft_wrap=True,
         )
-        raise typer.Exit(EXIT_INTERNAL_ERROR) from None
+        raise typer.Exit(EXIT_USER_ERROR) from None
+    except Exception as exc:
+        raise _internal(exc, verbose) from None
+
+
+def _internal(exc: Exception, verbose: bool) -> typer.Exit:
+    """Anything but a TrtqError is a bug (an AttributeError inside trtq/trt included): say so."""
+    _show(verbose)
+    stderr.print(
+        f"[bold red]internal error[/] (a bug in trtq, not in your input): {type(exc).__name__}: {exc}"
+        + ("" if verbose else " (run with --verbose for the traceback, and please report it)"),
+        markup=True,
+        soft_wrap=True,
+    )
+    return typer.Exit(EXIT_INTERNAL_ERROR)
+
+
+def warn(message: str) -> None:
+    stderr.print(f"[yellow]warning[/] {message}", markup=True, soft_wrap=True)
 
 
 def _show(verbose: bool) -> None:

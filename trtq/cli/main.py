@@ -51,5 +51,5 @@ def _options(
     OPTIONS.verbose = verbose
 
 
-def main() -> None:
-    app()
+# The console script is trtq.cli.entry:main; installs made before it moved still call this name.
+from trtq.cli.entry import main as main  # noqa: E402

@@ -13,6 +13,7 @@ from trtq.cli.errors import reported_errors
 from trtq.cli.state import OPTIONS
 from trtq.config import load_config
 from trtq.fileio import atomic_write_bytes, atomic_write_text
+from trtq.paths import check_outputs, config_inputs
 from trtq.qdq.scales import cache_scales, qdq_from_scales
 from trtq.qdq.smoke import run_once
 
@@ -27,13 +28,21 @@ def qdq_command(
     """Insert Q/DQ pairs with a cache's scales, following TensorRT's placement rules."""
     with reported_errors(OPTIONS.verbose):
         loaded = load_config(config)
+        summary_path = output.with_name(output.name + ".json")
+        check_outputs(
+            [
+                (f"--output {output}", output),
+                (f"the summary {summary_path} written beside --output", summary_path),
+            ],
+            [*config_inputs(loaded), (f"the cache {cache or loaded.cache_path}", cache or loaded.cache_path)],
+        )
         cache_path, scales = cache_scales(loaded, cache)
         result = qdq_from_scales(loaded, scales)
         run_once(result.model, loaded.image_input.name, loaded.image_input.calibration_shape)
         atomic_write_bytes(output, result.model.SerializeToString())
         summary = result.summary()
         atomic_write_text(
-            output.with_name(output.name + ".json"),
+            summary_path,
             json.dumps({"cache": str(cache_path), **summary}, indent=1),
         )
         console.print(

@@ -8,12 +8,16 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from trtq.cache.trt_format import read_cache
 from trtq.calib.pipeline import calibration_entries, collect_histograms
-from trtq.cli.errors import reported_errors
+from trtq.cli.errors import reported_errors, warn
 from trtq.cli.state import OPTIONS
 from trtq.config import load_config
 from trtq.fileio import atomic_write_text
+from trtq.paths import check_outputs, config_inputs, given_inputs
+from trtq.qdq.scales import check_coverage
 from trtq.report.build import report_html
+from trtq.report.inputs import read_bench, read_sensitivity
 
 console = Console()
 
@@ -24,12 +28,31 @@ def report_command(
     cache: Annotated[Path | None, typer.Option(help="a cache to cross-check (e.g. TensorRT's)")] = None,
     sensitivity: Annotated[Path | None, typer.Option(help="JSON from trtq sensitivity")] = None,
     bench: Annotated[Path | None, typer.Option(help="JSON from trtq bench")] = None,
-    tensors: Annotated[int, typer.Option(help="tensors to plot")] = 12,
+    tensors: Annotated[int, typer.Option(min=0, help="tensors to plot")] = 12,
 ) -> None:
     """Histograms with thresholds, KL curves, cross-check ratios, sensitivity and latency, as HTML."""
     with reported_errors(OPTIONS.verbose):
         loaded = load_config(config)
+        entries = calibration_entries(loaded)
+        check_outputs(
+            [(f"--output {output}", output)],
+            [
+                *config_inputs(loaded, entries),
+                *given_inputs(cache=cache, sensitivity=sensitivity, bench=bench),
+            ],
+        )
+        if sensitivity is not None:
+            read_sensitivity(sensitivity)  # a wrong file is reported now, not after the calibration pass
+        if bench is not None:
+            read_bench(bench)
+        if cache is not None:
+            check_coverage(
+                loaded,
+                cache,
+                read_cache(cache).scales,
+                warn,
+            )
         with console.status("calibration pass for the histograms"):
-            run = collect_histograms(loaded, calibration_entries(loaded))
+            run = collect_histograms(loaded, entries)
         atomic_write_text(output, report_html(loaded, run, tensors, cache, sensitivity, bench))
         console.print(f"report   {output}")

@@ -12,12 +12,13 @@ from rich.progress import Progress
 from rich.table import Table
 
 from trtq.calib.collect import load_onnx
-from trtq.cli.errors import reported_errors
+from trtq.cli.errors import reported_errors, warn
 from trtq.cli.state import OPTIONS
 from trtq.compare.models import evaluation_inputs
 from trtq.compare.sensitivity import analyse_sensitivity
 from trtq.config import load_config
 from trtq.fileio import atomic_write_text
+from trtq.paths import check_outputs, config_inputs, given_inputs, heldout_inputs
 from trtq.qdq.scales import cache_scales
 
 console = Console()
@@ -27,14 +28,22 @@ def sensitivity_command(
     config: Annotated[Path, typer.Argument(help="model YAML config")],
     images: Annotated[Path, typer.Option(help="held-out images: a list file or a directory")],
     cache: Annotated[Path | None, typer.Option(help="scales; default: the config's cache")] = None,
-    worst: Annotated[int, typer.Option(help="tensors whose consumers the proposal keeps in FP16")] = 3,
-    top: Annotated[int, typer.Option(help="rows to show")] = 15,
+    worst: Annotated[int, typer.Option(min=0, help="tensors whose consumers the proposal keeps in FP16")] = 3,
+    top: Annotated[int, typer.Option(min=0, help="rows to show")] = 15,
     json_path: Annotated[Path, typer.Option("--json")] = Path("out/sensitivity.json"),
 ) -> None:
     """Quantize all tensors but one, and one alone; rank; propose what to keep in FP16."""
     with reported_errors(OPTIONS.verbose):
         loaded = load_config(config)
-        _, scales = cache_scales(loaded, cache)
+        check_outputs(
+            [(f"--json {json_path}", json_path)],
+            [
+                *config_inputs(loaded),
+                *heldout_inputs(images),
+                *given_inputs(cache=cache or loaded.cache_path),
+            ],
+        )
+        _, scales = cache_scales(loaded, cache, warn)
         batches, count = evaluation_inputs(loaded, images)
         with Progress(console=console) as progress:
             task = progress.add_task("tensors", total=None)

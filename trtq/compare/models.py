@@ -26,10 +26,21 @@ DISABLED_FOR_QDQ = ["WeightBiasQuantization"]
 def session(model: onnx.ModelProto | Path, threads: int = 0) -> ort.InferenceSession:
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
-    source = model.SerializeToString() if isinstance(model, onnx.ModelProto) else str(model)
-    return ort.InferenceSession(
-        source, options, providers=["CPUExecutionProvider"], disabled_optimizers=DISABLED_FOR_QDQ
-    )
+    if isinstance(model, onnx.ModelProto):
+        return ort.InferenceSession(
+            model.SerializeToString(),
+            options,
+            providers=["CPUExecutionProvider"],
+            disabled_optimizers=DISABLED_FOR_QDQ,
+        )
+    if not model.is_file():
+        raise TrtqError(f"{model}: ONNX model not found")
+    try:
+        return ort.InferenceSession(
+            str(model), options, providers=["CPUExecutionProvider"], disabled_optimizers=DISABLED_FOR_QDQ
+        )
+    except Exception as exc:  # ONNX Runtime raises its own exception types for a file it cannot load
+        raise TrtqError(f"{model}: ONNX Runtime cannot load the model ({type(exc).__name__})") from None
 
 
 def evaluation_inputs(config: LoadedConfig, images: Path) -> tuple[list[Array], int]:

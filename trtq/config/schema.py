@@ -14,7 +14,8 @@ _TRT_VERSION = re.compile(r"^\d+\.\d+(\.\d+)?$")
 
 
 class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # strict: YAML's `true` is not the integer 1 (nor "8" the number 8); no value may be nan or inf.
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
 
 class ModelSection(Section):

@@ -37,7 +37,7 @@ def read_image_list(source: Path, max_images: int | None = None) -> list[ImageEn
     elif source.is_file():
         entries = _read_list_file(source)
     else:
-        raise TrtqError(f"{source}: calibration image list not found")
+        raise TrtqError(f"{source}: image list not found")
     if not entries:
         raise TrtqError(f"{source}: lists no images")
     return entries[:max_images] if max_images is not None else entries

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import onnx
 
+from trtq.cache.coverage import describe_missing, missing_tensors
 from trtq.cache.trt_format import read_cache
-from trtq.calib.collect import load_onnx
+from trtq.calib.collect import activation_tensors, load_onnx
 from trtq.calib.pipeline import calibration_entries, collect_histograms
 from trtq.config.loader import LoadedConfig
 from trtq.config.schema import Algorithm
@@ -15,11 +17,25 @@ from trtq.errors import TrtqError
 from trtq.qdq.export import QdqResult, export_qdq
 
 
-def cache_scales(config: LoadedConfig, cache: Path | None) -> tuple[Path, dict[str, float]]:
+def cache_scales(
+    config: LoadedConfig, cache: Path | None, warn: Callable[[str], None] | None = None
+) -> tuple[Path, dict[str, float]]:
+    """The scales of ``cache`` (default: the config's), refused when they are another model's."""
     path = cache or config.cache_path
     if not path.is_file():
         raise TrtqError(f"{path}: no calibration cache; run `trtq calibrate {config.source}` or pass --cache")
-    return path, read_cache(path).scales
+    scales = read_cache(path).scales
+    check_coverage(config, path, scales, warn)
+    return path, scales
+
+
+def check_coverage(
+    config: LoadedConfig, path: Path, scales: Mapping[str, float], warn: Callable[[str], None] | None = None
+) -> None:
+    """Error when the cache covers few of the model's activations; ``warn`` lists the missing ones."""
+    missing = missing_tensors(path, scales, list(activation_tensors(load_onnx(config.model_path))))
+    if missing and warn is not None:
+        warn(describe_missing(path, missing))
 
 
 def qdq_from_scales(config: LoadedConfig, scales: dict[str, float]) -> QdqResult:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -14,9 +13,9 @@ from trtq.calib.pipeline import CalibrationRun
 from trtq.compare.scales import cross_check
 from trtq.config import ALGORITHMS, Algorithm
 from trtq.config.loader import LoadedConfig
-from trtq.errors import TrtqError
 from trtq.report import plots
 from trtq.report.html import HtmlReport
+from trtq.report.inputs import read_bench, read_sensitivity
 from trtq.text import counted
 
 
@@ -38,9 +37,9 @@ def report_html(
     if cache is not None:
         _crosscheck(page, run, cache)
     if sensitivity is not None:
-        _sensitivity(page, _json(sensitivity))
+        _sensitivity(page, read_sensitivity(sensitivity))
     if bench is not None:
-        _latency(page, _json(bench))
+        _latency(page, read_bench(bench))
     return page.render()
 
 
@@ -117,8 +116,7 @@ def _sensitivity(page: HtmlReport, data: dict[str, Any]) -> None:
     )
 
 
-def _latency(page: HtmlReport, data: Any) -> None:
-    results = data if isinstance(data, list) else [data]
+def _latency(page: HtmlReport, results: list[dict[str, Any]]) -> None:
     samples = {f"{Path(r['target']).name} ({r['backend']})": r.get("latency_samples_ms", []) for r in results}
     page.heading("Latency")
     if any(samples.values()):
@@ -132,10 +130,3 @@ def _latency(page: HtmlReport, data: Any) -> None:
         )
     keys = list(results[0]["metrics_ms"]["latency"]["percentiles"]) if results else []
     page.table(["target", "backend", "qps", "median ms", *[f"p{k} ms" for k in keys]], rows)
-
-
-def _json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise TrtqError(f"{path}: cannot read JSON: {exc}") from None
