@@ -66,12 +66,15 @@ PARSER_MADE = "(Unnamed Layer* 46) [Constant]_output"
 
 
 def oracle_tensors(model_path: Path) -> list[str]:
-    """A spread of the classifier's activations: its input, the first Convs' outputs, the FC MatMul
-    output and the softmax output."""
+    """The classifier's input and its float activations in graph order (found by the independent graph
+    walk in reference_graph.py), all but the last three: a cache of real coverage that still leaves
+    tensors on the NumPy side only."""
+    from reference_graph import float_activations
+
     model = onnx.load(str(model_path))
-    convs = [n.output[0] for n in model.graph.node if n.op_type == "Conv"][:6]
-    matmul = next(n.output[0] for n in model.graph.node if n.op_type == "MatMul")
-    return [model.graph.input[0].name, *convs, matmul, model.graph.output[0].name]
+    activations = float_activations(model)
+    ordered = [name for node in model.graph.node for name in node.output if name in activations]
+    return [model.graph.input[0].name, *ordered[:-3]]
 
 
 def hand_made_minmax_cache(directory: Path, n_images: int, ratios: dict[str, float]) -> Path:
