@@ -17,7 +17,7 @@ from trtq.cache.manifest import Manifest, write_manifest
 from trtq.cache.trt_format import write_cache
 from trtq.calib.algorithms import amax_from, scale_from_amax
 from trtq.calib.collect import ActivationCollector
-from trtq.calib.histogram import TrtHistogram
+from trtq.calib.histogram import NonFiniteError, TrtHistogram, update_batch
 from trtq.config.loader import LoadedConfig
 from trtq.config.schema import ALGORITHMS, Algorithm
 from trtq.data.batches import Batch, BatchSource, BatchStats
@@ -37,6 +37,8 @@ class CalibrationRun:
     stats: BatchStats
     percentile: float
     seconds: float = 0.0
+    timings: dict[str, float] = field(default_factory=dict)
+    """Seconds per stage: decode (waiting for images), model, statistics, then thresholds, writing."""
     _amax: dict[tuple[str, Algorithm], np.float32] = field(default_factory=dict)
 
     def amax(self, tensor: str, algorithm: Algorithm) -> np.float32:
@@ -77,29 +79,42 @@ def collect_histograms(
     collector = ActivationCollector(
         config.model_path, config.image_input.name, config.image_input.calibration_shape
     )
-    histograms = {name: TrtHistogram() for name in collector.tensor_names}
+    names = collector.tensor_names
+    histograms = [TrtHistogram() for _ in names]
     source = batch_source(config, entries)
+    timings = dict.fromkeys(("decode", "model", "statistics"), 0.0)
     started = time.perf_counter()
-    # Each histogram gets one update per batch, batches in order, so spreading a batch's tensors over
-    # threads (NumPy releases the GIL in abs, scaling and casting) leaves the result unchanged.
+    batches = iter(source)
+    # Each histogram gets one update per batch, batches in order; within a batch the values are split
+    # over threads (NumPy releases the GIL) and the counts added, so the result is the same.
     with ThreadPoolExecutor(max_workers=HISTOGRAM_THREADS, thread_name_prefix="trtq-hist") as pool:
-        for batch in source:
-            updates = [
-                (name, pool.submit(histograms[name].update, activation))
-                for name, activation in collector.run(batch.data)
-            ]
-            for name, update in updates:
-                try:
-                    update.result()
-                except FloatingPointError:
-                    raise TrtqError(
-                        f"tensor '{name}' has NaN or infinite values on the batch starting at "
-                        f"{batch.entries[0].where}; check preprocess (scale, mean, std) against the model"
-                    ) from None
+        while True:
+            mark = time.perf_counter()
+            batch = next(batches, None)
+            timings["decode"] += (now := time.perf_counter()) - mark
+            if batch is None:
+                break
+            activations = dict(collector.run(batch.data))
+            timings["model"] += (mark := time.perf_counter()) - now
+            try:
+                update_batch(
+                    histograms, names, [activations[name] for name in names], pool, HISTOGRAM_THREADS
+                )
+            except NonFiniteError as exc:
+                raise TrtqError(
+                    f"tensor '{exc.tensor}' has NaN or infinite values on the batch starting at "
+                    f"{batch.entries[0].where}; check preprocess (scale, mean, std) against the model"
+                ) from None
+            del activations
+            timings["statistics"] += time.perf_counter() - mark
             if on_batch is not None:
                 on_batch(batch)
     return CalibrationRun(
-        histograms, source.stats, config.spec.calibration.percentile, time.perf_counter() - started
+        dict(zip(names, histograms, strict=True)),
+        source.stats,
+        config.spec.calibration.percentile,
+        time.perf_counter() - started,
+        timings=timings,
     )
 
 
@@ -182,4 +197,11 @@ def calibrate(
     entries = calibration_entries(config) if entries is None else entries
     fingerprint = fingerprint_config(config, entries)
     run = collect_histograms(config, entries, on_batch)
-    return run, save_outputs(config, run, fingerprint)
+    started = time.perf_counter()
+    for name in run.histograms:
+        for algorithm in ALGORITHMS:
+            run.amax(name, algorithm)
+    run.timings["thresholds"] = (written := time.perf_counter()) - started
+    outputs = save_outputs(config, run, fingerprint)
+    run.timings["writing"] = time.perf_counter() - written
+    return run, outputs
