@@ -15,7 +15,7 @@ import numpy as np
 from trtq import __version__
 from trtq.cache.manifest import Manifest, write_manifest
 from trtq.cache.trt_format import write_cache
-from trtq.calib.algorithms import amax_from, scale_from_amax
+from trtq.calib.algorithms import amax_from, mse_amaxes, scale_from_amax
 from trtq.calib.collect import ActivationCollector
 from trtq.calib.histogram import NonFiniteError, TrtHistogram, update_batch
 from trtq.config.loader import LoadedConfig
@@ -46,6 +46,17 @@ class CalibrationRun:
         if key not in self._amax:
             self._amax[key] = amax_from(self.histograms[tensor], algorithm, self.percentile)
         return self._amax[key]
+
+    def compute_thresholds(self) -> None:
+        """Every algorithm's amax for every tensor (MSE for all tensors in one matrix product)."""
+        names = list(self.histograms)
+        self._amax.update(
+            ((name, "mse"), amax)
+            for name, amax in zip(names, mse_amaxes([self.histograms[n] for n in names]), strict=True)
+        )
+        for name in names:
+            for algorithm in ALGORITHMS:
+                self.amax(name, algorithm)
 
     def scales(self, algorithm: Algorithm) -> dict[str, float]:
         return {name: float(scale_from_amax(self.amax(name, algorithm))) for name in self.histograms}
@@ -198,9 +209,7 @@ def calibrate(
     fingerprint = fingerprint_config(config, entries)
     run = collect_histograms(config, entries, on_batch)
     started = time.perf_counter()
-    for name in run.histograms:
-        for algorithm in ALGORITHMS:
-            run.amax(name, algorithm)
+    run.compute_thresholds()
     run.timings["thresholds"] = (written := time.perf_counter()) - started
     outputs = save_outputs(config, run, fingerprint)
     run.timings["writing"] = time.perf_counter() - written
