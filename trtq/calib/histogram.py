@@ -40,7 +40,7 @@ class NonFiniteError(FloatingPointError):
 def _scratch_buffers() -> tuple[FloatArray, npt.NDArray[np.intp]]:
     """Per-thread chunk buffers (|x| and bin indices), reused for every chunk of every tensor."""
     buffers: tuple[FloatArray, npt.NDArray[np.intp]] | None = getattr(_scratch, "buffers", None)
-    if buffers is None:
+    if buffers is None or buffers[0].size < CHUNK:
         buffers = (np.empty(CHUNK, dtype=np.float32), np.empty(CHUNK, dtype=np.intp))
         _scratch.buffers = buffers
     return buffers
