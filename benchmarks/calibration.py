@@ -143,7 +143,10 @@ def run_trtq(config_path: Path, clock: StageClock) -> int:
     clock.seconds["statistics"] = (
         time.perf_counter() - start - clock.seconds["decode"] - clock.seconds["model"]
     )
-    clock.stage("thresholds", lambda: [run.amax(n, a) for n in run.histograms for a in ALGORITHMS])
+    if hasattr(run, "compute_thresholds"):
+        clock.stage("thresholds", run.compute_thresholds)
+    else:  # a checkout from before compute_thresholds (--baseline)
+        clock.stage("thresholds", lambda: [run.amax(n, a) for n in run.histograms for a in ALGORITHMS])
     clock.stage("writing", lambda: save_outputs(config, run, fingerprint))
     return len(run.histograms)
 
