@@ -1,119 +1,320 @@
-"""Whole-model calibration on the demo model: trtq vs ONNX Runtime's quantize_static calibrators.
+"""Whole-model calibration, side by side: trtq, its floor, and ONNX Runtime's quantize_static.
 
-Each method runs in its own process on the same preprocessed batches (the demo config's images,
-preprocessing and 640x640 opt shape) and reports wall time and peak resident memory (ru_maxrss).
-ONNX Runtime's calibrators are the ones quantize_static uses (create_calibrator + collect_data +
-compute_data); trtq's figure includes every algorithm's threshold for every tensor.
+Every method runs in its own process on the same images (same list, decoding threads and
+preprocessing: trtq's BatchSource) and reports wall time, peak resident memory (ru_maxrss) and where
+the time went. Methods:
 
-    python benchmarks/calibration.py [--images 4 8 16] [--methods ...] [--json out/bench/calibration.json]
+- ``floor``: decode + preprocess + the FP32 model in ONNX Runtime with every calibrated tensor
+  exposed (trtq's own session: same options) + max|x| of each tensor; the least any calibrator that
+  looks at every activation can cost.
+- ``trtq``: what ``trtq calibrate`` does: histograms, all four algorithms' thresholds for every tensor,
+  cache, manifest and report.
+- ``trtq-base``: the same from another checkout (``--baseline DIR``), for before/after in one run.
+- ``ort-minmax``: ``onnxruntime.quantization.quantize_static`` with MinMax, end to end (writes the
+  QDQ model). ``ort-entropy``/``ort-percentile``: its calibrators' collect + compute steps, which keep
+  every activation in memory (a few images only).
+
+Models: the demo detector (configs/demo.yaml, 640x640, batch 1) and the EfficientNet-Lite0
+classifier (224x224, batch 8) made by ``python benchmarks/classifier.py out/classifier``; its
+calibration list is repeated in order up to ``--classifier-images``. Repeats run interleaved (the
+method order rotates) so machine load hits every side alike; the table shows medians and ranges.
+
+    python benchmarks/calibration.py [--models classifier demo] [--repeats 3] [--baseline DIR]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from common import demo_batches, demo_config, machine
+import yaml
 from rich.console import Console
 from rich.table import Table
 
-METHODS = ("trtq", "ort-minmax", "ort-entropy", "ort-percentile")
+REPO = Path(__file__).resolve().parent.parent
+METHODS = ("floor", "trtq", "trtq-base", "ort-minmax", "ort-entropy", "ort-percentile")
+STAGES = ("decode", "model", "statistics", "thresholds", "writing")
 
 
-def run_one(method: str, images: int) -> dict[str, Any]:
-    """Runs in the child process: calibrate, then report time and peak RSS."""
-    config = demo_config()
+def write_job(model: str, images: int, classifier_dir: Path, work: Path) -> Path:
+    """A config whose outputs go to ``work`` and whose list holds ``images`` entries (list repeated)."""
+    from trtq.calib.pipeline import calibration_entries
+    from trtq.config import load_config
+
+    source = (
+        REPO / "configs" / "demo.yaml" if model == "demo" else classifier_dir / "efficientnet_lite0_b8.yaml"
+    )
+    loaded = load_config(source)
+    listed = [str(entry.path) for entry in calibration_entries(loaded)]
+    listed = (listed * (-(-images // len(listed))))[:images]
+    (work / f"{model}.txt").write_text("\n".join(listed) + "\n")
+    config = yaml.safe_load(source.read_text())
+    config["model"]["path"] = str(loaded.model_path)
+    config["calibration"]["images"] = str(work / f"{model}.txt")
+    config["calibration"]["cache"] = str(work / f"{model}.cache")
+    config.pop("build", None)
+    path = work / f"{model}.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
+
+
+class StageClock:
+    """Seconds spent waiting for decoded batches and inside ONNX Runtime, measured from outside trtq
+    (so a checkout without trtq's own timers is profiled the same way)."""
+
+    def __init__(self) -> None:
+        import onnxruntime as ort
+
+        from trtq.data.batches import BatchSource
+
+        self.seconds = dict.fromkeys(STAGES, 0.0)
+        original_run = ort.InferenceSession.run
+        original_iter = BatchSource.__iter__
+        clock = self
+
+        def timed_run(session: Any, *args: Any, **kwargs: Any) -> Any:
+            start = time.perf_counter()
+            try:
+                return original_run(session, *args, **kwargs)
+            finally:
+                clock.seconds["model"] += time.perf_counter() - start
+
+        def timed_iter(source: Any) -> Iterator[Any]:
+            batches = original_iter(source)
+            while True:
+                start = time.perf_counter()
+                batch = next(batches, None)
+                clock.seconds["decode"] += time.perf_counter() - start
+                if batch is None:
+                    return
+                yield batch
+
+        ort.InferenceSession.run = timed_run  # type: ignore[method-assign]
+        BatchSource.__iter__ = timed_iter  # type: ignore[method-assign]
+
+    def stage(self, name: str, work: Callable[[], Any]) -> Any:
+        start = time.perf_counter()
+        result = work()
+        self.seconds[name] += time.perf_counter() - start
+        return result
+
+
+def run_floor(config_path: Path, clock: StageClock) -> int:
+    from trtq.calib.collect import ActivationCollector
+    from trtq.calib.pipeline import batch_source, calibration_entries
+    from trtq.config import load_config
+
+    config = load_config(config_path)
+    collector = ActivationCollector(
+        config.model_path, config.image_input.name, config.image_input.calibration_shape
+    )
+    maxima: dict[str, float] = {}
+    for batch in batch_source(config, calibration_entries(config)):
+        activations = list(collector.run(batch.data))
+        start = time.perf_counter()
+        for name, values in activations:
+            maxima[name] = max(maxima.get(name, 0.0), float(values.max()), -float(values.min()))
+        del activations  # before the next batch runs, as trtq does
+        clock.seconds["statistics"] += time.perf_counter() - start
+    return len(maxima)
+
+
+def run_trtq(config_path: Path, clock: StageClock) -> int:
+    """``trtq calibrate``'s steps (trtq.calib.pipeline.calibrate), each timed."""
+    from trtq.calib.pipeline import calibration_entries, collect_histograms, save_outputs
+    from trtq.config import ALGORITHMS, load_config
+    from trtq.fingerprint import fingerprint_config
+
+    config = load_config(config_path)
+    entries = calibration_entries(config)
+    fingerprint = fingerprint_config(config, entries)
     start = time.perf_counter()
-    if method == "trtq":
-        from trtq.calib.pipeline import calibration_entries, collect_histograms
-        from trtq.config import ALGORITHMS
+    run = collect_histograms(config, entries)
+    clock.seconds["statistics"] = (
+        time.perf_counter() - start - clock.seconds["decode"] - clock.seconds["model"]
+    )
+    if hasattr(run, "compute_thresholds"):
+        clock.stage("thresholds", run.compute_thresholds)
+    else:  # a checkout from before compute_thresholds (--baseline)
+        clock.stage("thresholds", lambda: [run.amax(n, a) for n in run.histograms for a in ALGORITHMS])
+    clock.stage("writing", lambda: save_outputs(config, run, fingerprint))
+    return len(run.histograms)
 
-        run = collect_histograms(config, calibration_entries(config)[:images])
-        for name in run.histograms:
-            for algorithm in ALGORITHMS:
-                run.amax(name, algorithm)
-        tensors = len(run.histograms)
-    else:
-        from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod
-        from onnxruntime.quantization.calibrate import create_calibrator
 
-        class Reader(CalibrationDataReader):  # type: ignore[misc]
-            def __init__(self) -> None:
-                self.batches = demo_batches(config, images)
+def run_ort(method: str, config_path: Path, work: Path) -> int:
+    from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, quantize_static
+    from onnxruntime.quantization.calibrate import create_calibrator
 
-            def get_next(self) -> dict[str, Any] | None:
-                batch = next(self.batches, None)
-                return None if batch is None else {config.image_input.name: batch}
+    from trtq.calib.pipeline import batch_source, calibration_entries
+    from trtq.config import load_config
 
-        calibration_method = {
-            "ort-minmax": CalibrationMethod.MinMax,
+    config = load_config(config_path)
+
+    class Reader(CalibrationDataReader):  # type: ignore[misc]
+        def __init__(self) -> None:
+            self.batches = iter(batch_source(config, calibration_entries(config)))
+
+        def get_next(self) -> dict[str, Any] | None:
+            batch = next(self.batches, None)
+            return None if batch is None else {config.image_input.name: batch.data}
+
+    if method == "ort-minmax":
+        quantize_static(
+            str(config.model_path),
+            str(work / "quantized.onnx"),
+            Reader(),
+            calibrate_method=CalibrationMethod.MinMax,
+        )
+        import onnx
+
+        model = onnx.load(str(work / "quantized.onnx"))
+        return sum(node.op_type == "QuantizeLinear" for node in model.graph.node)
+    calibrator = create_calibrator(
+        str(config.model_path),
+        None,
+        str(work / "augmented.onnx"),
+        calibrate_method={
             "ort-entropy": CalibrationMethod.Entropy,
             "ort-percentile": CalibrationMethod.Percentile,
-        }[method]
-        with tempfile.TemporaryDirectory() as tmp:
-            calibrator = create_calibrator(
-                str(config.model_path),
-                None,
-                str(Path(tmp) / "augmented.onnx"),
-                calibrate_method=calibration_method,
+        }[method],
+    )
+    calibrator.collect_data(Reader())
+    return len(calibrator.compute_data().data)
+
+
+def run_one(method: str, config_path: Path) -> dict[str, Any]:
+    """Runs in the child process: one method, then its time, peak RSS and stage times."""
+    start = time.perf_counter()
+    profile: dict[str, float] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        if method.startswith("ort-"):
+            tensors = run_ort(method, config_path, Path(tmp))
+        else:
+            clock = StageClock()
+            tensors = (run_floor if method == "floor" else run_trtq)(config_path, clock)
+            profile = {stage: round(seconds, 3) for stage, seconds in clock.seconds.items()}
+    return {
+        "method": method,
+        "seconds": time.perf_counter() - start,
+        "peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "tensors": tensors,
+        "profile": profile,
+    }
+
+
+def child(method: str, config: Path, baseline: Path | None) -> dict[str, Any]:
+    env = dict(os.environ)
+    if method == "trtq-base":
+        if baseline is None:
+            return {"method": method, "error": "needs --baseline DIR"}
+        env["PYTHONPATH"] = f"{baseline}{os.pathsep}{Path(__file__).parent}"
+    else:
+        env["PYTHONPATH"] = f"{REPO}{os.pathsep}{Path(__file__).parent}"
+    done = subprocess.run(
+        [sys.executable, __file__, "--child", method, str(config)],
+        capture_output=True,
+        text=True,
+        check=False,
+        env=env,
+    )
+    if done.returncode != 0:
+        return {"method": method, "error": (done.stderr.strip().splitlines() or ["failed"])[-1]}
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
+def spread(values: list[float], digits: int = 1) -> str:
+    if not values:
+        return "-"
+    median = statistics.median(values)
+    if len(values) == 1:
+        return f"{median:.{digits}f}"
+    return f"{median:.{digits}f} ({min(values):.{digits}f}-{max(values):.{digits}f})"
+
+
+def summarise(results: list[dict[str, Any]], models: list[str], methods: list[str], machine: str) -> None:
+    table = Table(title=f"Calibration, medians (range) over repeats: {machine}")
+    for column in ("model", "method", "images", "seconds", "x floor", "peak MiB", "x floor", "tensors"):
+        table.add_column(column, justify="left" if column in ("model", "method") else "right")
+    profile = Table(title="Where the time goes (median seconds)")
+    for column in ("model", "method", *STAGES):
+        profile.add_column(column, justify="left" if column in ("model", "method") else "right")
+    for model in models:
+        rows = [r for r in results if r["model"] == model]
+        floor = {r["repeat"]: r for r in rows if r["method"] == "floor" and "error" not in r}
+        for method in methods:
+            done = [r for r in rows if r["method"] == method and "error" not in r]
+            if not done:
+                failed = [r for r in rows if r["method"] == method]
+                table.add_row(
+                    model, method, "", "failed", "", "", "", failed[0]["error"][:40] if failed else ""
+                )
+                continue
+            # Ratios pair each run with the floor of the same repeat (same load).
+            time_ratio = [r["seconds"] / floor[r["repeat"]]["seconds"] for r in done if r["repeat"] in floor]
+            rss_ratio = [r["peak_mib"] / floor[r["repeat"]]["peak_mib"] for r in done if r["repeat"] in floor]
+            table.add_row(
+                model,
+                method,
+                str(done[0]["images"]),
+                spread([r["seconds"] for r in done]),
+                spread(time_ratio, 2),
+                spread([r["peak_mib"] for r in done], 0),
+                spread(rss_ratio, 2),
+                str(done[0]["tensors"]),
             )
-            calibrator.collect_data(Reader())
-            tensors = len(calibrator.compute_data().data)
-    seconds = time.perf_counter() - start
-    peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return {"method": method, "images": images, "seconds": seconds, "peak_mib": peak_mib, "tensors": tensors}
+            if done[0]["profile"]:
+                medians = [statistics.median(r["profile"][stage] for r in done) for stage in STAGES]
+                profile.add_row(model, method, *(f"{m:.2f}" for m in medians))
+    console = Console(width=150)
+    console.print(table)
+    console.print(profile)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--images", type=int, nargs="+", default=[4, 8, 16])
-    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    parser.add_argument("--models", nargs="+", default=["classifier", "demo"], choices=["classifier", "demo"])
+    parser.add_argument("--methods", nargs="+", default=["floor", "trtq", "ort-minmax"], choices=METHODS)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument(
+        "--classifier", type=Path, default=REPO / "out" / "classifier", help="classifier.py's OUT"
+    )
+    parser.add_argument("--classifier-images", type=int, default=480)
+    parser.add_argument("--demo-images", type=int, default=26)
+    parser.add_argument("--baseline", type=Path, help="another trtq checkout, run as method trtq-base")
     parser.add_argument("--json", type=Path, default=Path("out/bench/calibration.json"))
-    parser.add_argument("--child", nargs=2, metavar=("METHOD", "IMAGES"), help=argparse.SUPPRESS)
+    parser.add_argument("--child", nargs=2, metavar=("METHOD", "CONFIG"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        print(json.dumps(run_one(args.child[0], int(args.child[1]))))
+        print(json.dumps(run_one(args.child[0], Path(args.child[1]))))
         return
 
+    from common import machine
+
+    methods: list[str] = args.methods
     results = []
-    for images in args.images:
-        for method in args.methods:
-            child = subprocess.run(
-                [sys.executable, __file__, "--child", method, str(images)],
-                capture_output=True,
-                text=True,
-                check=False,
-            )
-            if child.returncode != 0:
-                results.append(
-                    {"method": method, "images": images, "error": child.stderr.strip().splitlines()[-1]}
-                )
-            else:
-                results.append(json.loads(child.stdout.strip().splitlines()[-1]))
-            print(results[-1], file=sys.stderr)
-    table = Table(title=f"Calibration of the demo model (PP-OCRv4 det, 640x640): {machine()}")
-    for column in ("method", "images", "seconds", "s/image", "peak MiB", "tensors"):
-        table.add_column(column, justify="left" if column == "method" else "right")
-    for row in results:
-        if "error" in row:
-            table.add_row(row["method"], str(row["images"]), "failed", "", "", row["error"][:40])
-        else:
-            table.add_row(
-                row["method"],
-                str(row["images"]),
-                f"{row['seconds']:.1f}",
-                f"{row['seconds'] / row['images']:.2f}",
-                f"{row['peak_mib']:.0f}",
-                str(row["tensors"]),
-            )
-    Console(width=130).print(table)
+    with tempfile.TemporaryDirectory() as tmp:
+        images = {"classifier": args.classifier_images, "demo": args.demo_images}
+        jobs = {model: write_job(model, images[model], args.classifier, Path(tmp)) for model in args.models}
+        for repeat in range(args.repeats):
+            order = methods[repeat % len(methods) :] + methods[: repeat % len(methods)]
+            for model in args.models:
+                for method in order:
+                    result = child(method, jobs[model], args.baseline)
+                    result.update(model=model, repeat=repeat, images=images[model], load=os.getloadavg()[0])
+                    results.append(result)
+                    print(json.dumps(result), file=sys.stderr)
+    summarise(results, args.models, methods, machine())
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps({"machine": machine(), "results": results}, indent=1))
 

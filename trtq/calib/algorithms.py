@@ -6,7 +6,7 @@ answer and they can be compared side by side.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from functools import lru_cache
 
 import numpy as np
@@ -52,11 +52,24 @@ def percentile_from(histogram: TrtHistogram, percentile: float = DEFAULT_PERCENT
 def mse_from(histogram: TrtHistogram) -> np.float32:
     """The candidate upper edge (bins 128..2048) whose symmetric INT8 quantization of the
     histogram's bin centres has the least mean squared error."""
-    if histogram.range == 0.0 or histogram.total == 0:
-        return np.float32(0.0)
-    errors = _mse_error_table(histogram.num_bins) @ histogram.counts.astype(np.float64)
-    width = histogram.range / histogram.num_bins
-    return np.float32((FIRST_CANDIDATE + int(np.argmin(errors))) * width)
+    return mse_amaxes([histogram])[0]
+
+
+def mse_amaxes(histograms: Sequence[TrtHistogram]) -> list[np.float32]:
+    """``mse_from`` for many histograms at once: one matrix product reads the error table once
+    instead of once per tensor (the table is 30 MB at 2048 bins)."""
+    amaxes = [np.float32(0.0)] * len(histograms)
+    by_bins: dict[int, list[int]] = {}
+    for index, histogram in enumerate(histograms):
+        if histogram.range != 0.0 and histogram.total != 0:
+            by_bins.setdefault(histogram.num_bins, []).append(index)
+    for num_bins, indices in by_bins.items():
+        counts = np.stack([histograms[i].counts for i in indices]).astype(np.float64)
+        best = np.argmin(counts @ _mse_error_table(num_bins).T, axis=1)
+        for i, bins_kept in zip(indices, best, strict=True):
+            width = histograms[i].range / num_bins
+            amaxes[i] = np.float32((FIRST_CANDIDATE + int(bins_kept)) * width)
+    return amaxes
 
 
 @lru_cache(maxsize=2)

@@ -16,9 +16,9 @@ from trtq import __version__
 from trtq.cache.headers import header_for
 from trtq.cache.manifest import REPORT_SUFFIX, Manifest, manifest_path, manifest_text
 from trtq.cache.trt_format import format_cache, make_cache
-from trtq.calib.algorithms import amax_from, scale_from_amax
+from trtq.calib.algorithms import amax_from, mse_amaxes, scale_from_amax
 from trtq.calib.collect import ActivationCollector
-from trtq.calib.histogram import TrtHistogram
+from trtq.calib.histogram import NonFiniteError, TrtHistogram, update_batch
 from trtq.config.loader import LoadedConfig
 from trtq.config.schema import ALGORITHMS, Algorithm
 from trtq.data.batches import Batch, BatchSource, BatchStats
@@ -42,6 +42,8 @@ class CalibrationRun:
     stats: BatchStats
     percentile: float
     seconds: float = 0.0
+    timings: dict[str, float] = field(default_factory=dict)
+    """Seconds per stage: decode (waiting for images), model, statistics, then thresholds, writing."""
     _amax: dict[tuple[str, Algorithm], np.float32] = field(default_factory=dict)
 
     def amax(self, tensor: str, algorithm: Algorithm) -> np.float32:
@@ -49,6 +51,17 @@ class CalibrationRun:
         if key not in self._amax:
             self._amax[key] = amax_from(self.histograms[tensor], algorithm, self.percentile)
         return self._amax[key]
+
+    def compute_thresholds(self) -> None:
+        """Every algorithm's amax for every tensor (MSE for all tensors in one matrix product)."""
+        names = list(self.histograms)
+        self._amax.update(
+            ((name, "mse"), amax)
+            for name, amax in zip(names, mse_amaxes([self.histograms[n] for n in names]), strict=True)
+        )
+        for name in names:
+            for algorithm in ALGORITHMS:
+                self.amax(name, algorithm)
 
     def scales(self, algorithm: Algorithm) -> dict[str, float]:
         return {name: float(scale_from_amax(self.amax(name, algorithm))) for name in self.histograms}
@@ -95,29 +108,42 @@ def collect_histograms(
     collector = ActivationCollector(
         config.model_path, config.image_input.name, config.image_input.calibration_shape
     )
-    histograms = {name: TrtHistogram() for name in collector.tensor_names}
+    names = collector.tensor_names
+    histograms = [TrtHistogram() for _ in names]
     source = batch_source(config, entries)
+    timings = dict.fromkeys(("decode", "model", "statistics"), 0.0)
     started = time.perf_counter()
-    # Each histogram gets one update per batch, batches in order, so spreading a batch's tensors over
-    # threads (NumPy releases the GIL in abs, scaling and casting) leaves the result unchanged.
+    batches = iter(source)
+    # Each histogram gets one update per batch, batches in order; within a batch the values are split
+    # over threads (NumPy releases the GIL) and the counts added, so the result is the same.
     with ThreadPoolExecutor(max_workers=HISTOGRAM_THREADS, thread_name_prefix="trtq-hist") as pool:
-        for batch in source:
-            updates = [
-                (name, pool.submit(histograms[name].update, activation))
-                for name, activation in collector.run(batch.data)
-            ]
-            for name, update in updates:
-                try:
-                    update.result()
-                except FloatingPointError:
-                    raise TrtqError(
-                        f"tensor '{name}' has NaN or infinite values on the batch starting at "
-                        f"{batch.entries[0].where}; check preprocess (scale, mean, std) against the model"
-                    ) from None
+        while True:
+            mark = time.perf_counter()
+            batch = next(batches, None)
+            timings["decode"] += (now := time.perf_counter()) - mark
+            if batch is None:
+                break
+            activations = dict(collector.run(batch.data))
+            timings["model"] += (mark := time.perf_counter()) - now
+            try:
+                update_batch(
+                    histograms, names, [activations[name] for name in names], pool, HISTOGRAM_THREADS
+                )
+            except NonFiniteError as exc:
+                raise TrtqError(
+                    f"tensor '{exc.tensor}' has NaN or infinite values on the batch starting at "
+                    f"{batch.entries[0].where}; check preprocess (scale, mean, std) against the model"
+                ) from None
+            del activations
+            timings["statistics"] += time.perf_counter() - mark
             if on_batch is not None:
                 on_batch(batch)
     return CalibrationRun(
-        histograms, source.stats, config.spec.calibration.percentile, time.perf_counter() - started
+        dict(zip(names, histograms, strict=True)),
+        source.stats,
+        config.spec.calibration.percentile,
+        time.perf_counter() - started,
+        timings=timings,
     )
 
 
@@ -204,4 +230,9 @@ def calibrate(
     check_outputs(calibration_outputs(config), config_inputs(config, entries))
     fingerprint = fingerprint_config(config, entries)
     run = collect_histograms(config, entries, on_batch)
-    return run, save_outputs(config, run, fingerprint)
+    started = time.perf_counter()
+    run.compute_thresholds()
+    run.timings["thresholds"] = (written := time.perf_counter()) - started
+    outputs = save_outputs(config, run, fingerprint)
+    run.timings["writing"] = time.perf_counter() - written
+    return run, outputs

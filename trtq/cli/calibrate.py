@@ -60,12 +60,20 @@ def calibrate_command(
             f"({stats.used / max(run.seconds, 1e-9):.1f} images/s); "
             f"{len(stats.skipped)} skipped, {stats.dropped} dropped, {stats.wrapped} wrapped"
         )
+        console.print(_time_breakdown(run), soft_wrap=True)
         for skipped in stats.skipped:
             console.print(f"  [yellow]skipped[/] {skipped}")
         warning = run.doubling_warning(loaded.batch_size)
         if warning is not None:
             console.print(f"[yellow]warning[/]: {warning}")
         console.print(f"cache    {outputs.cache}\nmanifest {outputs.manifest}\nreport   {outputs.report}")
+
+
+def _time_breakdown(run: CalibrationRun) -> str:
+    """One line: where the time went, so users see whether decoding, the model or statistics dominate."""
+    stages = ("decode", "model", "statistics", "thresholds", "writing")
+    shown = [f"{stage} {run.timings[stage]:.1f} s" for stage in stages if stage in run.timings]
+    return "time: " + ", ".join(shown) + " (decode: waiting for images)"
 
 
 class _RateColumn(ProgressColumn):

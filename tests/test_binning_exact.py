@@ -1,0 +1,105 @@
+"""The chunked, threaded binning against a plain restatement of TensorRT's histogram rules, on real
+activations of the PP-OCR text classifier (range doublings and values exactly at the range included)."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import numpy.typing as npt
+import pytest
+import yaml
+from conftest import WriteConfig, classifier_config, listed_photos
+
+from trtq.calib import histogram
+from trtq.calib.collect import ActivationCollector
+from trtq.calib.histogram import NUM_BINS, NonFiniteError, TrtHistogram, update_batch
+from trtq.calib.pipeline import batch_source, calibration_entries, collect_histograms
+from trtq.config import load_config
+
+Batches = list[dict[str, npt.NDArray[np.float32]]]
+
+
+def plain_histogram(batches: list[npt.NDArray[np.float32]]) -> tuple[np.ndarray, float, int]:
+    """Counts, range and doublings by the rules written out: floor(|x| * bins / range) in float32,
+    |x| == range in the last bin, the range doubled by merging neighbouring bins pairwise."""
+    counts = np.zeros(NUM_BINS, dtype=np.int64)
+    value_range, doublings = 0.0, 0
+    for batch in batches:
+        magnitudes = np.abs(batch.astype(np.float32)).ravel()
+        batch_max = float(magnitudes.max())
+        if batch_max == 0.0:
+            counts[0] += magnitudes.size
+            continue
+        if value_range == 0.0:
+            value_range = batch_max
+        while batch_max > value_range:
+            counts = np.concatenate([counts[0::2] + counts[1::2], np.zeros(NUM_BINS // 2, dtype=np.int64)])
+            value_range *= 2.0
+            doublings += 1
+        bins = np.floor(magnitudes * np.float32(NUM_BINS / value_range))
+        found, found_counts = np.unique(np.minimum(bins, NUM_BINS - 1).astype(np.int64), return_counts=True)
+        counts[found] += found_counts
+    return counts, value_range, doublings
+
+
+@pytest.fixture(scope="module")
+def real_batches(tmp_path_factory: pytest.TempPathFactory) -> Batches:
+    """Four real batches of every activation, then the first one scaled by 4 (an exact float32
+    product, so its max lands exactly on the doubled range: two doublings, values at the range)."""
+    tmp = tmp_path_factory.mktemp("binning")
+    (tmp / "images.txt").write_text("\n".join(listed_photos(8)) + "\n")
+    (tmp / "model.yaml").write_text(yaml.safe_dump(classifier_config("images.txt", "model.cache")))
+    config = load_config(tmp / "model.yaml")
+    collector = ActivationCollector(config.model_path, "x", (2, 3, 48, 192))
+    batches = [dict(collector.run(batch.data)) for batch in batch_source(config, calibration_entries(config))]
+    batches.append({name: values * np.float32(4.0) for name, values in batches[0].items()})
+    return batches
+
+
+def test_real_activations_bin_as_the_plain_rules_say(
+    real_batches: Batches, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Small chunks and pieces, so tensors are cut across chunks, pieces and threads.
+    monkeypatch.setattr(histogram, "CHUNK", 1000)
+    monkeypatch.setattr(histogram, "PIECE", 3000)
+    names = list(real_batches[0])
+    one_by_one = {name: TrtHistogram() for name in names}
+    threaded = [TrtHistogram() for _ in names]
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        for batch in real_batches:
+            for name in names:
+                one_by_one[name].update(batch[name])
+            update_batch(threaded, names, [batch[name] for name in names], pool, parts=3)
+    doubled = at_range = 0
+    for name, split in zip(names, threaded, strict=True):
+        counts, value_range, doublings = plain_histogram([batch[name] for batch in real_batches])
+        for h in (one_by_one[name], split):
+            assert np.array_equal(h.counts, counts), name
+            assert (h.range, h.doublings) == (value_range, doublings), name
+            assert h.max_abs == max(float(np.abs(batch[name]).max()) for batch in real_batches)
+        doubled += doublings > 0
+        at_range += any(bool((np.abs(batch[name]) == value_range).any()) for batch in real_batches)
+    # The scaled batch forces doublings on every non-zero tensor and puts values exactly at the range.
+    assert doubled >= len(names) - 1 and at_range >= len(names) - 1
+
+
+def test_pipeline_histograms_match_the_plain_rules_at_the_configured_batch(write_config: WriteConfig) -> None:
+    config = load_config(write_config(n_images=8))
+    entries = calibration_entries(config)
+    run = collect_histograms(config, entries)
+    collector = ActivationCollector(config.model_path, "x", (2, 3, 48, 192))
+    batches = [dict(collector.run(batch.data)) for batch in batch_source(config, entries)]
+    assert len(batches) == 4
+    for name, h in run.histograms.items():
+        counts, value_range, doublings = plain_histogram([batch[name] for batch in batches])
+        assert np.array_equal(h.counts, counts) and (h.range, h.doublings) == (value_range, doublings), name
+    assert set(run.timings) == {"decode", "model", "statistics"}
+
+
+def test_a_nan_names_its_tensor() -> None:
+    good = np.ones(10, dtype=np.float32)
+    bad = np.array([1.0, np.nan], dtype=np.float32)
+    with ThreadPoolExecutor(max_workers=2) as pool, pytest.raises(NonFiniteError) as error:
+        update_batch([TrtHistogram(), TrtHistogram()], ["good", "bad"], [good, bad], pool, parts=2)
+    assert error.value.tensor == "bad"
