@@ -38,12 +38,15 @@ def test_one_mean_or_std_value_is_the_same_preprocessing_as_three(write_config: 
     ]
 
 
-def test_header_fields_are_part_of_the_fingerprint(write_config: WriteConfig) -> None:
+def test_header_algorithm_is_part_of_the_fingerprint_and_the_version_is_not(
+    write_config: WriteConfig,
+) -> None:
     base = write_config(n_images=2)
     header = _with(base, "calibration", cache_header="MinMaxCalibration", trt_version="8.6.1")
+    # The version changes the header line only, never the scales: the cache version policy rewrites
+    # the header for the TensorRT that reads it instead of calling the cache stale.
     assert _fingerprint(base).differences(_fingerprint(header)) == [
         "calibration.cache_header changed ('auto' -> 'MinMaxCalibration')",
-        "calibration.trt_version changed ('10.16.1' -> '8.6.1')",
     ]
 
 

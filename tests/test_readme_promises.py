@@ -80,12 +80,12 @@ def test_changing_last_batch_or_on_bad_image_makes_the_cache_stale(
 
 
 def printed_tensor_order(output: str, names: set[str]) -> list[str]:
-    """Tensor names in the order their rows appear (first cell of each table row)."""
+    """Tensor names in the order their rows appear (rows are: scale, amax, then the name to the end)."""
     order = []
     for line in output.splitlines():
-        cells = [cell for cell in re.split(r"[\s│┃|]+", line) if cell]
-        if cells and cells[0] in names:
-            order.append(cells[0])
+        row = re.match(r"^\s*\S+\s+\S+\s{2}(.+)$", line)
+        if row and row[1] in names:
+            order.append(row[1])
     return order
 
 
