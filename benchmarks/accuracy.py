@@ -47,11 +47,13 @@ from onnxruntime.quantization import (
 from rich.console import Console
 from rich.table import Table
 
-from trtq.calib.pipeline import batch_source, calibration_entries, collect_histograms
-from trtq.compare.models import compare_models, evaluation_inputs, read_labels, run, session
+from trtq.calib.run import collect_histograms
+from trtq.compare.models import compare_models, evaluation_inputs, read_labels, run
 from trtq.compare.outputs import OutputMetrics
 from trtq.compare.sensitivity import analyse_sensitivity
 from trtq.config import ALGORITHMS, LoadedConfig, load_config
+from trtq.data.from_config import batch_source, calibration_entries
+from trtq.onnxruntime_session import inference_session
 from trtq.qdq import export_qdq
 from trtq.qdq.export import MIN_OPSET
 
@@ -170,10 +172,10 @@ class Scorer:
         self.batches, self.count = evaluation_inputs(config, images)
         self.truth = read_labels(labels, self.count) if labels else None
         self.input_name = config.image_input.name
-        self.reference = run(session(config.model_path), self.input_name, self.batches, self.count)
+        self.reference = run(inference_session(config.model_path), self.input_name, self.batches, self.count)
 
     def __call__(self, model: onnx.ModelProto) -> OutputMetrics:
-        outputs = run(session(model), self.input_name, self.batches, self.count)
+        outputs = run(inference_session(model), self.input_name, self.batches, self.count)
         return compare_models(self.reference, outputs, self.truth)[0]
 
 

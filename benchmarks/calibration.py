@@ -48,8 +48,8 @@ STAGES = ("decode", "model", "statistics", "thresholds", "writing")
 
 def write_job(model: str, images: int, classifier_dir: Path, work: Path) -> Path:
     """A config whose outputs go to ``work`` and whose list holds ``images`` entries (list repeated)."""
-    from trtq.calib.pipeline import calibration_entries
     from trtq.config import load_config
+    from trtq.data.from_config import calibration_entries
 
     source = (
         REPO / "configs" / "demo.yaml" if model == "demo" else classifier_dir / "efficientnet_lite0_b8.yaml"
@@ -111,8 +111,8 @@ class StageClock:
 
 def run_floor(config_path: Path, clock: StageClock) -> int:
     from trtq.calib.collect import ActivationCollector
-    from trtq.calib.pipeline import batch_source, calibration_entries
     from trtq.config import load_config
+    from trtq.data.from_config import batch_source, calibration_entries
 
     config = load_config(config_path)
     collector = ActivationCollector(
@@ -131,8 +131,10 @@ def run_floor(config_path: Path, clock: StageClock) -> int:
 
 def run_trtq(config_path: Path, clock: StageClock) -> int:
     """``trtq calibrate``'s steps (trtq.calib.pipeline.calibrate), each timed."""
-    from trtq.calib.pipeline import calibration_entries, collect_histograms, save_outputs
+    from trtq.calib.outputs import save_outputs
+    from trtq.calib.run import collect_histograms
     from trtq.config import ALGORITHMS, load_config
+    from trtq.data.from_config import calibration_entries
     from trtq.fingerprint import fingerprint_config
 
     config = load_config(config_path)
@@ -155,8 +157,8 @@ def run_ort(method: str, config_path: Path, work: Path) -> int:
     from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, quantize_static
     from onnxruntime.quantization.calibrate import create_calibrator
 
-    from trtq.calib.pipeline import batch_source, calibration_entries
     from trtq.config import load_config
+    from trtq.data.from_config import batch_source, calibration_entries
 
     config = load_config(config_path)
 

@@ -11,8 +11,8 @@ import numpy as np
 import numpy.typing as npt
 
 from trtq.calib.collect import ActivationCollector
-from trtq.calib.pipeline import batch_source, calibration_entries
 from trtq.config import LoadedConfig, load_config
+from trtq.data.from_config import batch_source, calibration_entries
 
 REPO = Path(__file__).resolve().parent.parent
 DEMO = REPO / "configs" / "demo.yaml"

@@ -33,9 +33,11 @@ from datasets import OPENCV_DOC
 from rich.console import Console
 from rich.table import Table
 
-from trtq.calib.pipeline import calibration_entries, collect_histograms
-from trtq.compare.models import compare_models, evaluation_inputs, run, session
+from trtq.calib.run import collect_histograms
+from trtq.compare.models import compare_models, evaluation_inputs, run
 from trtq.config import ALGORITHMS, LoadedConfig, load_config
+from trtq.data.from_config import calibration_entries
+from trtq.onnxruntime_session import inference_session
 from trtq.qdq import export_qdq
 
 
@@ -73,12 +75,12 @@ def measure(name: str, config: LoadedConfig, heldout: Path) -> list[dict[str, An
     doubled = sum(1 for h in run_.histograms.values() if h.doublings > 0) / len(run_.histograms)
     batches, count = evaluation_inputs(config, heldout)
     input_name = config.image_input.name
-    reference = run(session(config.model_path), input_name, batches, count)
+    reference = run(inference_session(config.model_path), input_name, batches, count)
     model = onnx.load(str(config.model_path))
     rows = []
     for algorithm in ALGORITHMS:
         qdq = export_qdq(model, run_.scales(algorithm)).model
-        metrics = compare_models(reference, run(session(qdq), input_name, batches, count))[0]
+        metrics = compare_models(reference, run(inference_session(qdq), input_name, batches, count))[0]
         rows.append(
             {
                 "model": name,

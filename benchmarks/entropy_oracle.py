@@ -46,8 +46,9 @@ from rich.table import Table
 
 from trtq.calib.entropy import FIRST_CANDIDATE, entropy_threshold, kl_divergences, with_zero_bin_rule
 from trtq.calib.histogram import TrtHistogram
-from trtq.calib.pipeline import calibration_entries, collect_histograms
+from trtq.calib.run import collect_histograms
 from trtq.config import load_config
+from trtq.data.from_config import calibration_entries
 
 RELU_FAMILY = ("Relu", "Clip", "HardSwish", "HardSigmoid")
 TIE = 1e-9

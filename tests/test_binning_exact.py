@@ -14,8 +14,9 @@ from conftest import WriteConfig, classifier_config, listed_photos
 from trtq.calib import histogram
 from trtq.calib.collect import ActivationCollector
 from trtq.calib.histogram import NUM_BINS, NonFiniteError, TrtHistogram, update_batch
-from trtq.calib.pipeline import batch_source, calibration_entries, collect_histograms
+from trtq.calib.run import collect_histograms
 from trtq.config import load_config
+from trtq.data.from_config import batch_source, calibration_entries
 
 Batches = list[dict[str, npt.NDArray[np.float32]]]
 

@@ -9,9 +9,9 @@ from conftest import WriteConfig
 from typer.testing import CliRunner
 
 from trtq.calib.collect import ActivationCollector
-from trtq.calib.pipeline import batch_source, calibration_entries
 from trtq.cli.main import app
 from trtq.config import load_config
+from trtq.data.from_config import batch_source, calibration_entries
 
 
 def doubled_by_hand(config_path: object) -> tuple[int, int]:

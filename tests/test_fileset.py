@@ -13,8 +13,10 @@ import pytest
 from tests.conftest import WriteConfig
 from trtq import fileio, fileset
 from trtq.cache.manifest import manifest_path, read_manifest
-from trtq.calib.pipeline import calibrate, calibration_entries, report_path
+from trtq.calib.outputs import report_path
+from trtq.calib.pipeline import calibrate
 from trtq.config import load_config
+from trtq.data.from_config import calibration_entries
 from trtq.fileset import journal_path, recover_set, replace_set
 from trtq.fingerprint import fingerprint_config
 

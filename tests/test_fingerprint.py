@@ -9,8 +9,9 @@ import pytest
 import yaml
 from conftest import WriteConfig
 
-from trtq.calib.pipeline import calibrate, calibration_entries
+from trtq.calib.pipeline import calibrate
 from trtq.config import load_config
+from trtq.data.from_config import calibration_entries
 from trtq.errors import TrtqError
 from trtq.fingerprint import Fingerprint, fingerprint_config
 

@@ -30,10 +30,11 @@ except Exception as exc:  # pycuda raises its own LogicError/RuntimeError withou
     pytest.skip(f"no usable GPU: {exc}", allow_module_level=True)
 
 from trtq.cache import encode_version, read_cache, read_manifest  # noqa: E402
-from trtq.calib.pipeline import calibration_entries, collect_histograms  # noqa: E402
+from trtq.calib.run import collect_histograms  # noqa: E402
 from trtq.cli.main import app  # noqa: E402
 from trtq.compare.scales import cross_check  # noqa: E402
 from trtq.config import LoadedConfig, load_config  # noqa: E402
+from trtq.data.from_config import calibration_entries  # noqa: E402
 from trtq.runner.timing import TimingSettings, analyse, run_timed  # noqa: E402
 from trtq.trt.builder import build  # noqa: E402
 from trtq.trt.runner import TensorRTBackend, tensorrt_backend  # noqa: E402
@@ -123,12 +124,13 @@ def test_crosscheck_tensorrt_cache_against_numpy(workdir: Path) -> None:
 
 
 def test_fp16_engine_outputs_match_fp32_onnxruntime(workdir: Path) -> None:
-    from trtq.compare.models import compare_models, evaluation_inputs, run, session
+    from trtq.compare.models import compare_models, evaluation_inputs, run
+    from trtq.onnxruntime_session import inference_session
 
     config = demo_variant(workdir, "fp16")
     build(config)
     batches, count = evaluation_inputs(config, REPO / "calibrators" / "skimage_photos.txt")
-    reference = run(session(config.model_path), "x", batches[:4], min(count, 4))
+    reference = run(inference_session(config.model_path), "x", batches[:4], min(count, 4))
     backend = tensorrt_backend(config.resolve(config.spec.build.engine or ""), config)
     engine = backend.infer(batches[0])
     assert set(engine) == set(reference)

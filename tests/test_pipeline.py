@@ -15,8 +15,9 @@ from conftest import WriteConfig
 
 from trtq.cache import read_cache, read_manifest
 from trtq.calib import amax_entropy, amax_minmax, scale_from_amax
-from trtq.calib.pipeline import calibrate, calibration_entries
+from trtq.calib.pipeline import calibrate
 from trtq.config import load_config
+from trtq.data.from_config import calibration_entries
 from trtq.errors import TrtqError
 from trtq.fingerprint import fingerprint_config
 from trtq.resources import resolve_path

@@ -12,7 +12,7 @@ from conftest import DETECTOR, REPO, TEXT_CLASSIFIER, WriteConfig
 from onnx import numpy_helper
 from reference_graph import quantized_activations, residual_adds, weighted_with_constant_weights
 
-from trtq.compare.models import session
+from trtq.onnxruntime_session import inference_session
 from trtq.qdq import QdqResult, export_qdq
 from trtq.qdq.graph import GraphIndex
 from trtq.resources import resolve_path
@@ -102,8 +102,8 @@ def test_every_activation_the_graph_walk_expects_is_quantized(minmax_classifier,
 
 def test_qdq_model_runs_in_onnxruntime_close_to_fp32(minmax_classifier, photos: list[Path]) -> None:
     original, scales = minmax_classifier
-    qdq = session(export_qdq(original, scales).model)
-    fp32 = session(original)
+    qdq = inference_session(export_qdq(original, scales).model)
+    fp32 = inference_session(original)
     batch = np.stack(
         [
             cv2.resize(cv2.imread(str(p)), (192, 48)).transpose(2, 0, 1).astype(np.float32) / 127.5 - 1

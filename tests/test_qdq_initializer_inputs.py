@@ -13,8 +13,8 @@ from onnx import helper
 from typer.testing import CliRunner
 
 from trtq.cli.main import app
-from trtq.compare.models import session
 from trtq.errors import TrtqError
+from trtq.onnxruntime_session import inference_session
 from trtq.qdq.smoke import run_once
 
 
@@ -67,7 +67,7 @@ def test_qdq_prunes_the_graph_inputs_of_replaced_weights(legacy_model: Path, tmp
     assert not weights & initializers  # ... as they are from the initializers
     assert inputs - initializers == {"x"}  # every other input still has its value
     batch = np.zeros((2, 3, 48, 192), dtype=np.float32)
-    (probabilities,) = session(written).run(None, {"x": batch})
+    (probabilities,) = inference_session(written).run(None, {"x": batch})
     np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-5)
 
 

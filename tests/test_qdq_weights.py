@@ -8,7 +8,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from trtq.compare.models import session
+from trtq.onnxruntime_session import inference_session
 from trtq.qdq import export_qdq
 
 # x is [2, 4] (K = 4). Each weight's largest |value| per output channel is written beside it.
@@ -113,7 +113,7 @@ def test_1d_matmul_weight_is_quantized_per_tensor() -> None:
     outputs = dict(
         zip(
             [o.name for o in model.graph.output],
-            session(result.model).run(None, {"x": x}),
+            inference_session(result.model).run(None, {"x": x}),
             strict=True,
         )
     )

@@ -18,8 +18,8 @@ from typer.testing import CliRunner
 
 from trtq.cache import read_cache
 from trtq.cli.main import app
-from trtq.compare.models import session
 from trtq.config import load_config
+from trtq.onnxruntime_session import inference_session
 from trtq.qdq import export_qdq
 
 runner = CliRunner()
@@ -135,7 +135,7 @@ def test_compare_with_labels(write_config: WriteConfig, tmp_path: Path) -> None:
     assert metrics["fp32_accuracy"] == pytest.approx(3 / 5)
     # INT8: the Q/DQ model of the same cache run by hand on the same photos, scored against the labels.
     qdq = export_qdq(onnx.load(str(loaded.model_path)), read_cache(loaded.cache_path).scales).model
-    int8 = session(qdq).run(None, {"x": inputs})[0].argmax(axis=1)
+    int8 = inference_session(qdq).run(None, {"x": inputs})[0].argmax(axis=1)
     assert metrics["int8_accuracy"] == pytest.approx(float(np.mean(int8 == np.array(labels))))
     assert metrics["top1_agreement"] == pytest.approx(float(np.mean(int8 == predicted)))
 

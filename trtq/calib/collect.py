@@ -13,10 +13,10 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 import onnx
-import onnxruntime as ort
 
 from trtq.errors import TrtqError
 from trtq.onnx_constants import constant_tensors
+from trtq.onnxruntime_session import inference_session
 
 _FLOAT_TYPES = {
     onnx.TensorProto.FLOAT,
@@ -91,16 +91,7 @@ class ActivationCollector:
         for name, elem_type in tensors.items():
             if name not in existing and name != input_name:
                 model.graph.output.append(onnx.helper.make_tensor_value_info(name, elem_type, None))
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        # Keep the graph as written: ORT fusions would hide tensors that TensorRT calibrates.
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-        try:
-            self._session = ort.InferenceSession(
-                model.SerializeToString(), options, providers=["CPUExecutionProvider"]
-            )
-        except Exception as exc:
-            raise TrtqError(f"{model_path}: ONNX Runtime cannot load the model: {exc}") from None
+        self._session = inference_session(model, keep_every_tensor=True, threads=threads, source=model_path)
         self._outputs = [out.name for out in self._session.get_outputs()]
 
     def run(self, batch: npt.NDArray[np.float32]) -> Iterator[tuple[str, npt.NDArray[np.float32]]]:

@@ -14,11 +14,11 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from trtq.calib.pipeline import batch_source, calibration_entries
 from trtq.cli.errors import reported_errors
 from trtq.cli.options import finite, positive_finite
 from trtq.cli.state import OPTIONS
 from trtq.config import LoadedConfig, load_config
+from trtq.data.from_config import batch_source, calibration_entries
 from trtq.errors import TrtqError
 from trtq.fileio import atomic_write_text
 from trtq.paths import check_outputs, config_inputs

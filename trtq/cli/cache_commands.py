@@ -19,10 +19,10 @@ from trtq.cache.manifest import manifest_path, read_manifest
 from trtq.cache.retarget import retarget_file
 from trtq.cache.trt_format import decode_version, encode_version, open_cache, read_cache
 from trtq.calib.algorithms import INT8_MAX
-from trtq.calib.pipeline import calibration_entries
 from trtq.cli.errors import EXIT_USER_ERROR, reported_errors
 from trtq.cli.state import OPTIONS
 from trtq.config import load_config
+from trtq.data.from_config import calibration_entries
 from trtq.fingerprint import fingerprint_config
 
 console = Console()

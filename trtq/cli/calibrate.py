@@ -21,11 +21,13 @@ from rich.table import Table
 from rich.text import Text
 
 from trtq.calib.algorithms import scale_from_amax
-from trtq.calib.pipeline import CalibrationRun, batch_source, calibrate, calibration_entries
+from trtq.calib.pipeline import calibrate
+from trtq.calib.run import CalibrationRun
 from trtq.cli.errors import reported_errors
 from trtq.cli.state import OPTIONS
 from trtq.config import ALGORITHMS, Algorithm, load_config
 from trtq.data.batches import Batch
+from trtq.data.from_config import batch_source, calibration_entries
 from trtq.text import counted
 
 console = Console()

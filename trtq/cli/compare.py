@@ -10,14 +10,15 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from trtq.calib.pipeline import calibration_entries
 from trtq.cli.errors import reported_errors, warn
 from trtq.cli.state import OPTIONS
-from trtq.compare.models import collect_outputs, compare_models, evaluation_inputs, read_labels, run, session
+from trtq.compare.models import collect_outputs, compare_models, evaluation_inputs, read_labels, run
 from trtq.compare.outputs import Array, OutputMetrics
 from trtq.config import ALGORITHMS, Algorithm, LoadedConfig, load_config
+from trtq.data.from_config import calibration_entries
 from trtq.errors import TrtqError
 from trtq.fileio import atomic_write_text
+from trtq.onnxruntime_session import inference_session
 from trtq.paths import check_outputs, config_inputs, given_inputs, heldout_inputs
 from trtq.qdq.scales import cache_scales, qdq_from_scales, qdq_per_algorithm
 
@@ -53,7 +54,7 @@ def compare_command(
         batches, count = evaluation_inputs(loaded, images)
         truth = read_labels(labels, count) if labels else None
         input_name = loaded.image_input.name
-        reference = run(session(loaded.model_path), input_name, batches, count)
+        reference = run(inference_session(loaded.model_path), input_name, batches, count)
         results: dict[str, list[OutputMetrics]] = {}
         if algorithms:
             chosen = _algorithms(algorithms)
@@ -61,13 +62,13 @@ def compare_command(
                 models = qdq_per_algorithm(loaded, chosen)
             for algorithm, qdq in models.items():
                 results[algorithm] = compare_models(
-                    reference, run(session(qdq.model), input_name, batches, count), truth
+                    reference, run(inference_session(qdq.model), input_name, batches, count), truth
                 )
         else:
             assert cache_path is not None
             qdq = qdq_from_scales(loaded, scales)
             results[cache_path.name] = compare_models(
-                reference, run(session(qdq.model), input_name, batches, count), truth
+                reference, run(inference_session(qdq.model), input_name, batches, count), truth
             )
         if engine is not None:
             results[f"engine {engine.name}"] = compare_models(

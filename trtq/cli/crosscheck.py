@@ -13,11 +13,12 @@ from rich.table import Table
 
 from trtq.cache.headers import algorithm_for_header
 from trtq.cache.trt_format import read_cache
-from trtq.calib.pipeline import calibration_entries, collect_histograms
+from trtq.calib.run import collect_histograms
 from trtq.cli.errors import reported_errors, warn
 from trtq.cli.state import OPTIONS
 from trtq.compare.scales import cross_check
 from trtq.config import ALGORITHMS, Algorithm, load_config
+from trtq.data.from_config import calibration_entries
 from trtq.errors import TrtqError
 from trtq.fileio import atomic_write_text
 from trtq.paths import check_outputs, config_inputs

@@ -9,10 +9,11 @@ import typer
 from rich.console import Console
 
 from trtq.cache.trt_format import read_cache
-from trtq.calib.pipeline import calibration_entries, collect_histograms
+from trtq.calib.run import collect_histograms
 from trtq.cli.errors import reported_errors, warn
 from trtq.cli.state import OPTIONS
 from trtq.config import load_config
+from trtq.data.from_config import calibration_entries
 from trtq.fileio import atomic_write_text
 from trtq.paths import check_outputs, config_inputs, given_inputs
 from trtq.qdq.scales import check_coverage

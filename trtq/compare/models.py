@@ -1,9 +1,5 @@
-"""Run FP32 and quantized ONNX models in ONNX Runtime on the same held-out images.
-
-ONNX Runtime's WeightBiasQuantization optimizer rewrites Q/DQ graphs in ways TensorRT does not and
-changes their numerics, so it is disabled when ONNX Runtime stands in for TensorRT INT8
-(../shared/docs/tensorrt-notes.md section 8).
-"""
+"""Run FP32 and quantized ONNX models in ONNX Runtime on the same held-out images (sessions from
+trtq/onnxruntime_session.py, which states the graph-optimisation choices)."""
 
 from __future__ import annotations
 
@@ -11,36 +7,13 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
-import onnx
 import onnxruntime as ort
 
-from trtq.calib.pipeline import batch_source
 from trtq.compare.outputs import Array, OutputMetrics, compare_output
 from trtq.config.loader import LoadedConfig
+from trtq.data.from_config import batch_source
 from trtq.data.image_list import read_image_list
 from trtq.errors import TrtqError
-
-DISABLED_FOR_QDQ = ["WeightBiasQuantization"]
-
-
-def session(model: onnx.ModelProto | Path, threads: int = 0) -> ort.InferenceSession:
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    if isinstance(model, onnx.ModelProto):
-        return ort.InferenceSession(
-            model.SerializeToString(),
-            options,
-            providers=["CPUExecutionProvider"],
-            disabled_optimizers=DISABLED_FOR_QDQ,
-        )
-    if not model.is_file():
-        raise TrtqError(f"{model}: ONNX model not found")
-    try:
-        return ort.InferenceSession(
-            str(model), options, providers=["CPUExecutionProvider"], disabled_optimizers=DISABLED_FOR_QDQ
-        )
-    except Exception as exc:  # ONNX Runtime raises its own exception types for a file it cannot load
-        raise TrtqError(f"{model}: ONNX Runtime cannot load the model ({type(exc).__name__})") from None
 
 
 def evaluation_inputs(config: LoadedConfig, images: Path) -> tuple[list[Array], int]:

@@ -15,8 +15,9 @@ from typing import Any
 import numpy as np
 import onnx
 
-from trtq.compare.models import run, session
+from trtq.compare.models import run
 from trtq.compare.outputs import Array
+from trtq.onnxruntime_session import inference_session
 from trtq.qdq.export import export_qdq
 from trtq.qdq.graph import GraphIndex
 
@@ -83,11 +84,11 @@ def analyse_sensitivity(
     worst: int = 3,
     progress: Progress | None = None,
 ) -> SensitivityResult:
-    reference = run(session(model), input_name, batches, count)
+    reference = run(inference_session(model), input_name, batches, count)
 
     def score(kept: Mapping[str, float], extra_exclude: Sequence[str] = ()) -> float:
         qdq = export_qdq(model, kept, [*exclude, *extra_exclude]).model
-        return output_cosine(reference, run(session(qdq), input_name, batches, count))
+        return output_cosine(reference, run(inference_session(qdq), input_name, batches, count))
 
     points = list(export_qdq(model, scales, exclude).activation_scales)
     index = GraphIndex.of(model)

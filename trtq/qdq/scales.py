@@ -10,9 +10,10 @@ import onnx
 from trtq.cache.coverage import describe_missing, missing_tensors
 from trtq.cache.trt_format import read_cache
 from trtq.calib.collect import activation_tensors, load_onnx
-from trtq.calib.pipeline import calibration_entries, collect_histograms
+from trtq.calib.run import collect_histograms
 from trtq.config.loader import LoadedConfig
 from trtq.config.schema import Algorithm
+from trtq.data.from_config import calibration_entries
 from trtq.errors import TrtqError
 from trtq.qdq.export import QdqResult, export_qdq
 

@@ -8,13 +8,13 @@ from collections.abc import Sequence
 import numpy as np
 import onnx
 
-from trtq.compare.models import session
 from trtq.errors import TrtqError
+from trtq.onnxruntime_session import inference_session
 
 
 def run_once(model: onnx.ModelProto, input_name: str, shape: Sequence[int]) -> None:
     try:
-        session(model).run(None, {input_name: np.zeros(shape, dtype=np.float32)})
+        inference_session(model).run(None, {input_name: np.zeros(shape, dtype=np.float32)})
     except Exception as exc:
         raise TrtqError(
             f"the Q/DQ model does not run in ONNX Runtime on a zero input '{input_name}' {list(shape)}: {exc}"

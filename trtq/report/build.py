@@ -9,7 +9,7 @@ from trtq import __version__
 from trtq.cache.headers import algorithm_for_header
 from trtq.cache.trt_format import read_cache
 from trtq.calib.entropy import entropy_threshold
-from trtq.calib.pipeline import CalibrationRun
+from trtq.calib.run import CalibrationRun
 from trtq.compare.scales import cross_check
 from trtq.config import ALGORITHMS, Algorithm
 from trtq.config.loader import LoadedConfig

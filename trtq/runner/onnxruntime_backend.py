@@ -7,9 +7,9 @@ from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
-import onnxruntime as ort
 
 from trtq.errors import TrtqError
+from trtq.onnxruntime_session import inference_session
 from trtq.runner.timing import QueryTimes
 
 
@@ -19,12 +19,7 @@ class OnnxRuntimeBackend:
     def __init__(
         self, model_path: Path, inputs: dict[str, npt.NDArray[np.float32]], threads: int = 0
     ) -> None:
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        try:
-            self._session = ort.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
-        except Exception as exc:
-            raise TrtqError(f"{model_path}: ONNX Runtime cannot load the model: {exc}") from None
+        self._session = inference_session(model_path, threads=threads)
         expected = {i.name for i in self._session.get_inputs()}
         if set(inputs) != expected:
             raise TrtqError(f"{model_path}: inputs {sorted(expected)} needed, got {sorted(inputs)}")

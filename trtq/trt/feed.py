@@ -21,10 +21,10 @@ from trtq.cache.headers import header_for
 from trtq.cache.manifest import Manifest, read_manifest, write_manifest
 from trtq.cache.retarget import retarget_text
 from trtq.cache.trt_format import encode_version, parse_cache
-from trtq.calib.pipeline import batch_source, calibration_entries
 from trtq.config.loader import LoadedConfig
 from trtq.config.schema import Algorithm
 from trtq.data.batches import Batch
+from trtq.data.from_config import batch_source, calibration_entries
 from trtq.errors import TrtqError
 from trtq.fileio import atomic_write_bytes, sha256_file
 from trtq.fingerprint import fingerprint_config

@@ -1,0 +1,95 @@
+"""What ``trtq calibrate`` writes: the cache, its JSON report, and the manifest recording both."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from trtq import __version__
+from trtq.cache.headers import header_for
+from trtq.cache.manifest import REPORT_SUFFIX, Manifest, manifest_path, manifest_text
+from trtq.cache.trt_format import format_cache, make_cache
+from trtq.calib.algorithms import scale_from_amax
+from trtq.calib.run import CalibrationRun
+from trtq.config.loader import LoadedConfig
+from trtq.config.schema import ALGORITHMS
+from trtq.fileio import sha256_bytes
+from trtq.fileset import replace_set
+from trtq.fingerprint import Fingerprint
+
+
+def header_algorithm(config: LoadedConfig) -> str:
+    calibration = config.spec.calibration
+    if calibration.cache_header != "auto":
+        return calibration.cache_header
+    return header_for(calibration.algorithm)
+
+
+@dataclass(frozen=True)
+class CalibrationOutputs:
+    cache: Path
+    manifest: Path
+    report: Path
+
+
+def report_path(cache_path: Path) -> Path:
+    return cache_path.with_name(cache_path.name + REPORT_SUFFIX)
+
+
+def save_outputs(config: LoadedConfig, run: CalibrationRun, fingerprint: Fingerprint) -> CalibrationOutputs:
+    """Cache, report and manifest (which records both hashes) replaced as one set (trtq/fileset.py)."""
+    calibration = config.spec.calibration
+    cache_path = config.cache_path
+    cache = make_cache(run.scales(calibration.algorithm), header_algorithm(config), calibration.trt_version)
+    cache_bytes = format_cache(cache).encode("utf-8")
+    report = report_path(cache_path)
+    report_bytes = (json.dumps(build_report(config, run, fingerprint), indent=1) + "\n").encode("utf-8")
+    manifest = Manifest(
+        fingerprint=fingerprint,
+        cache_sha256=sha256_bytes(cache_bytes),
+        algorithm=calibration.algorithm,
+        batch_size=config.batch_size,
+        trt_version=calibration.trt_version,
+        report_sha256=sha256_bytes(report_bytes),
+    )
+    manifest_file = manifest_path(cache_path)
+    # The manifest goes last: a reader that sees new files beside an old manifest finds the hashes differ.
+    manifest_bytes = manifest_text(manifest).encode("utf-8")
+    replace_set({cache_path: cache_bytes, report: report_bytes, manifest_file: manifest_bytes})
+    return CalibrationOutputs(cache_path, manifest_file, report)
+
+
+def build_report(config: LoadedConfig, run: CalibrationRun, fingerprint: Fingerprint) -> dict[str, Any]:
+    tensors = {}
+    for name, histogram in run.histograms.items():
+        tensors[name] = {
+            "max_abs": histogram.max_abs,
+            "histogram_range": histogram.range,
+            "range_doublings": histogram.doublings,
+            "values": histogram.total,
+            "amax": {algorithm: float(run.amax(name, algorithm)) for algorithm in ALGORITHMS},
+            "scale": {
+                algorithm: float(scale_from_amax(run.amax(name, algorithm))) for algorithm in ALGORITHMS
+            },
+        }
+    stats = run.stats
+    return {
+        "config": str(config.source),
+        "config_fingerprint": fingerprint.digest,
+        "trtq_version": __version__,
+        "algorithm": config.spec.calibration.algorithm,
+        "percentile": run.percentile,
+        "images": {
+            "used": stats.used,
+            "batches": stats.batches,
+            "dropped": stats.dropped,
+            "wrapped": stats.wrapped,
+            "skipped": [
+                {"image": str(e.entry.path), "line": e.entry.line, "reason": e.reason} for e in stats.skipped
+            ],
+        },
+        "seconds": round(run.seconds, 3),
+        "tensors": tensors,
+    }

@@ -1,0 +1,116 @@
+"""One streamed calibration pass: every batch through the FP32 model, each activation into its
+TensorRT-rule histogram and dropped; every algorithm's threshold read from those histograms."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from trtq.calib.algorithms import amax_from, mse_amaxes, scale_from_amax
+from trtq.calib.collect import ActivationCollector
+from trtq.calib.histogram import NonFiniteError, TrtHistogram, update_batch
+from trtq.config.loader import LoadedConfig
+from trtq.config.schema import ALGORITHMS, Algorithm
+from trtq.data.batches import Batch, BatchStats
+from trtq.data.from_config import batch_source
+from trtq.data.image_list import ImageEntry
+from trtq.errors import TrtqError
+
+ProgressCallback = Callable[[Batch], None]
+HISTOGRAM_THREADS = 2
+WIDESPREAD_DOUBLINGS = 0.25
+"""Share of tensors whose histogram range doubled above which calibrate warns."""
+
+
+@dataclass
+class CalibrationRun:
+    histograms: dict[str, TrtHistogram]
+    stats: BatchStats
+    percentile: float
+    seconds: float = 0.0
+    timings: dict[str, float] = field(default_factory=dict)
+    """Seconds per stage: decode (waiting for images), model, statistics, then thresholds, writing."""
+    _amax: dict[tuple[str, Algorithm], np.float32] = field(default_factory=dict)
+
+    def amax(self, tensor: str, algorithm: Algorithm) -> np.float32:
+        key = (tensor, algorithm)
+        if key not in self._amax:
+            self._amax[key] = amax_from(self.histograms[tensor], algorithm, self.percentile)
+        return self._amax[key]
+
+    def compute_thresholds(self) -> None:
+        """Every algorithm's amax for every tensor (MSE for all tensors in one matrix product)."""
+        names = list(self.histograms)
+        self._amax.update(
+            ((name, "mse"), amax)
+            for name, amax in zip(names, mse_amaxes([self.histograms[n] for n in names]), strict=True)
+        )
+        for name in names:
+            for algorithm in ALGORITHMS:
+                self.amax(name, algorithm)
+
+    def scales(self, algorithm: Algorithm) -> dict[str, float]:
+        return {name: float(scale_from_amax(self.amax(name, algorithm))) for name in self.histograms}
+
+    def doubling_warning(self, batch_size: int) -> str | None:
+        """A warning when many histograms grew after the first batch: each doubling halves the
+        resolution entropy searches, and the result depends on the order of the images."""
+        doubled = sum(1 for h in self.histograms.values() if h.doublings > 0)
+        if not self.histograms or doubled <= WIDESPREAD_DOUBLINGS * len(self.histograms):
+            return None
+        return (
+            f"the histogram range doubled after the first batch on {doubled} of {len(self.histograms)} "
+            f"tensors (batch size {batch_size}): later images exceeded the first batch's max |x|, so "
+            "entropy thresholds depend on image order and lose resolution; calibrate with a larger "
+            "batch (the input's batch dim) and a shuffled image list"
+        )
+
+
+def collect_histograms(
+    config: LoadedConfig, entries: list[ImageEntry], on_batch: ProgressCallback | None = None
+) -> CalibrationRun:
+    """Stream every batch through ONNX Runtime; each activation updates its histogram and is dropped."""
+    collector = ActivationCollector(
+        config.model_path, config.image_input.name, config.image_input.calibration_shape
+    )
+    names = collector.tensor_names
+    histograms = [TrtHistogram() for _ in names]
+    source = batch_source(config, entries)
+    timings = dict.fromkeys(("decode", "model", "statistics"), 0.0)
+    started = time.perf_counter()
+    batches = iter(source)
+    # Each histogram gets one update per batch, batches in order; within a batch the values are split
+    # over threads (NumPy releases the GIL) and the counts added, so the result is the same.
+    with ThreadPoolExecutor(max_workers=HISTOGRAM_THREADS, thread_name_prefix="trtq-hist") as pool:
+        while True:
+            mark = time.perf_counter()
+            batch = next(batches, None)
+            timings["decode"] += (now := time.perf_counter()) - mark
+            if batch is None:
+                break
+            activations = dict(collector.run(batch.data))
+            timings["model"] += (mark := time.perf_counter()) - now
+            try:
+                update_batch(
+                    histograms, names, [activations[name] for name in names], pool, HISTOGRAM_THREADS
+                )
+            except NonFiniteError as exc:
+                raise TrtqError(
+                    f"tensor '{exc.tensor}' has NaN or infinite values on the batch starting at "
+                    f"{batch.entries[0].where}; check preprocess (scale, mean, std) against the model"
+                ) from None
+            del activations
+            timings["statistics"] += time.perf_counter() - mark
+            if on_batch is not None:
+                on_batch(batch)
+    return CalibrationRun(
+        dict(zip(names, histograms, strict=True)),
+        source.stats,
+        config.spec.calibration.percentile,
+        time.perf_counter() - started,
+        timings=timings,
+    )

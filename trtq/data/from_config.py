@@ -1,0 +1,30 @@
+"""A config's calibration image list, and batches of any image list as the config's input takes them."""
+
+from __future__ import annotations
+
+from trtq.config.loader import LoadedConfig
+from trtq.data.batches import BatchSource
+from trtq.data.image_list import ImageEntry, read_image_list
+from trtq.data.preprocess import Preprocessor
+from trtq.errors import TrtqError
+
+
+def calibration_entries(config: LoadedConfig) -> list[ImageEntry]:
+    """The config's image list, with the config key named when the list itself is at fault."""
+    try:
+        return read_image_list(config.images_path, config.spec.calibration.max_images)
+    except TrtqError as exc:
+        raise TrtqError(f"{exc} (calibration.images in {config.source})") from None
+
+
+def batch_source(config: LoadedConfig, entries: list[ImageEntry]) -> BatchSource:
+    height, width = config.image_size
+    calibration = config.spec.calibration
+    return BatchSource(
+        entries=entries,
+        preprocessor=Preprocessor(config.spec.preprocess, height, width),
+        batch_size=config.batch_size,
+        last_batch=calibration.last_batch,
+        on_bad_image=calibration.on_bad_image,
+        workers=calibration.workers,
+    )
