@@ -166,9 +166,9 @@ def _parse_shapes(specs: list[str]) -> dict[str, list[int]]:
 
 def _print(results: list[BenchResult]) -> None:
     table = Table(title="trtexec-style timing (ms unless stated)")
-    table.add_column("")
+    table.add_column("", overflow="fold")
     for result in results:
-        table.add_column(f"{Path(result.target).name}\n{result.backend}", justify="right")
+        table.add_column(f"{Path(result.target).name}\n{result.backend}", justify="right", no_wrap=True)
     table.add_row(
         "queries (warm-up)", *[f"{len(r.trace.queries)} ({r.trace.warmup_queries})" for r in results]
     )

@@ -25,6 +25,7 @@ from trtq.calib.pipeline import calibrate
 from trtq.calib.run import CalibrationRun
 from trtq.cli.errors import reported_errors
 from trtq.cli.state import OPTIONS
+from trtq.cli.tables import add_columns
 from trtq.config import ALGORITHMS, Algorithm, load_config
 from trtq.data.batches import Batch
 from trtq.data.from_config import batch_source, calibration_entries
@@ -103,10 +104,12 @@ def _progress() -> Progress:
 
 def _summary(run: CalibrationRun, chosen: Algorithm, top: int) -> None:
     table = Table(title=f"amax of the {top} largest of {len(run.histograms)} tensors (* = cache)")
-    table.add_column("tensor", overflow="fold")
-    for algorithm in ALGORITHMS:
-        table.add_column(algorithm + ("*" if algorithm == chosen else ""), justify="right")
-    table.add_column("scale", justify="right")
+    columns = [
+        "tensor",
+        *[algorithm + ("*" if algorithm == chosen else "") for algorithm in ALGORITHMS],
+        "scale",
+    ]
+    add_columns(table, columns, ("tensor",))
     names = sorted(run.histograms, key=lambda n: -float(run.amax(n, chosen)))
     for name in names[:top]:
         amaxes = [f"{float(run.amax(name, algorithm)):.5g}" for algorithm in ALGORITHMS]

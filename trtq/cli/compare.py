@@ -12,6 +12,7 @@ from rich.table import Table
 
 from trtq.cli.errors import reported_errors, warn
 from trtq.cli.state import OPTIONS
+from trtq.cli.tables import add_columns
 from trtq.compare.models import collect_outputs, compare_models, evaluation_inputs, read_labels, run
 from trtq.compare.outputs import Array, OutputMetrics
 from trtq.config import ALGORITHMS, Algorithm, LoadedConfig, load_config
@@ -105,7 +106,7 @@ def _algorithms(text: str) -> list[Algorithm]:
 
 def _print(results: dict[str, list[OutputMetrics]], count: int) -> None:
     table = Table(title=f"INT8 (Q/DQ, ONNX Runtime) vs FP32 on {count} held-out images")
-    for column in (
+    columns = (
         "scales",
         "output",
         "cosine",
@@ -115,10 +116,8 @@ def _print(results: dict[str, list[OutputMetrics]], count: int) -> None:
         "top-1",
         "top-5",
         "acc fp32/int8",
-    ):
-        table.add_column(
-            column, justify="left" if column in ("scales", "output") else "right", overflow="fold"
-        )
+    )
+    add_columns(table, columns, ("scales", "output"))
     for label, metrics in results.items():
         for m in metrics:
             accuracy = "-" if m.fp32_accuracy is None else f"{m.fp32_accuracy:.3f}/{m.int8_accuracy:.3f}"

@@ -16,6 +16,7 @@ from trtq.cache.trt_format import read_cache
 from trtq.calib.run import collect_histograms
 from trtq.cli.errors import reported_errors, warn
 from trtq.cli.state import OPTIONS
+from trtq.cli.tables import add_columns
 from trtq.compare.scales import cross_check
 from trtq.config import ALGORITHMS, Algorithm, load_config
 from trtq.data.from_config import calibration_entries
@@ -54,8 +55,7 @@ def crosscheck_command(
             run = collect_histograms(loaded, entries)
         result = cross_check(parsed, run.scales(chosen))
         table = Table(title=f"{cache} vs NumPy {chosen}: worst {min(top, len(result.compared))} tensors")
-        for column in ("tensor", "cache scale", "numpy scale", "ratio"):
-            table.add_column(column, justify="left" if column == "tensor" else "right", overflow="fold")
+        add_columns(table, ("tensor", "cache scale", "numpy scale", "ratio"), ("tensor",))
         for item in result.compared[:top]:
             table.add_row(
                 item.tensor, f"{item.cache_scale:.6g}", f"{item.numpy_scale:.6g}", f"{item.ratio:.4f}"

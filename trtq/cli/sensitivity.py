@@ -14,6 +14,7 @@ from rich.table import Table
 from trtq.calib.collect import load_onnx
 from trtq.cli.errors import reported_errors, warn
 from trtq.cli.state import OPTIONS
+from trtq.cli.tables import add_columns
 from trtq.compare.models import evaluation_inputs
 from trtq.compare.sensitivity import analyse_sensitivity
 from trtq.config import load_config
@@ -60,10 +61,7 @@ def sensitivity_command(
         table = Table(
             title=f"Sensitivity on {count} images (output cosine vs FP32; lower 'alone' = more damage)"
         )
-        for column in ("tensor", "alone", "all but this", "consumers"):
-            table.add_column(
-                column, justify="left" if column in ("tensor", "consumers") else "right", overflow="fold"
-            )
+        add_columns(table, ("tensor", "alone", "all but this", "consumers"), ("tensor", "consumers"))
         for item in result.ranking[:top]:
             table.add_row(item.tensor, f"{item.alone:.4f}", f"{item.all_but:.4f}", ", ".join(item.consumers))
         console.print(table)

@@ -1,0 +1,17 @@
+"""Rich tables that stay readable in a pipe (80 columns): names fold, numbers never split."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable
+
+from rich.table import Table
+
+
+def add_columns(table: Table, names: Iterable[str], text: Collection[str]) -> None:
+    """Columns in ``text`` hold names and fold when the table is too wide; every other column holds
+    numbers, right-aligned and never wrapped (a number split over two lines reads as two numbers)."""
+    for name in names:
+        if name in text:
+            table.add_column(name, overflow="fold")
+        else:
+            table.add_column(name, justify="right", no_wrap=True)
