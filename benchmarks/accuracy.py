@@ -251,7 +251,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", nargs="+", default=list(TASKS), choices=list(TASKS))
     parser.add_argument(
-        "--sensitivity", action="store_true", help="classifiers: add the sensitivity proposal"
+        "--sensitivity",
+        nargs="*",
+        default=[],
+        choices=list(TASKS),
+        help="models to add the sensitivity proposal for",
     )
     parser.add_argument("--json", type=Path, default=Path("out/bench/accuracy.json"))
     args = parser.parse_args()
