@@ -48,13 +48,21 @@ def bench_command(
         int | None, typer.Option(min=1, help="minimum queries measured (trtexec: 10)")
     ] = None,
     shape: Annotated[list[str] | None, typer.Option(help="NAME:1x3x224x224 for a bare model's input")] = None,
-    json_path: Annotated[Path, typer.Option("--json", help="results of every target")] = Path(
-        "out/bench.json"
-    ),
+    json_path: Annotated[
+        Path | None,
+        typer.Option(
+            "--json",
+            help="results of every target; default: out/CONFIG_NAME.bench.json beside the first config, "
+            "else out/bench.json",
+        ),
+    ] = None,
 ) -> None:
     """Measure throughput and latency percentiles with trtexec's loop and statistics."""
     with reported_errors(OPTIONS.verbose):
         configs = {t: load_config(t) if t.suffix in _CONFIG_SUFFIXES else None for t in targets}
+        if json_path is None:
+            first = next((c for c in configs.values() if c is not None), None)
+            json_path = first.default_output("bench.json") if first is not None else Path("out/bench.json")
         inputs = []
         for target, config in configs.items():
             if config is None:

@@ -37,11 +37,14 @@ def compare_command(
     engine: Annotated[
         Path | None, typer.Option(help="also compare a TensorRT engine (needs TensorRT and a GPU)")
     ] = None,
-    json_path: Annotated[Path, typer.Option("--json")] = Path("out/compare.json"),
+    json_path: Annotated[
+        Path | None, typer.Option("--json", help="default: out/CONFIG_NAME.compare.json beside the config")
+    ] = None,
 ) -> None:
     """Accuracy of INT8 against FP32, per output, for one cache or for every algorithm."""
     with reported_errors(OPTIONS.verbose):
         loaded = load_config(config)
+        json_path = json_path if json_path is not None else loaded.default_output("compare.json")
         calibrating = calibration_entries(loaded) if algorithms else []  # --algorithms calibrates
         inputs = [
             *config_inputs(loaded, calibrating),

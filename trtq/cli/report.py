@@ -25,7 +25,10 @@ console = Console()
 
 def report_command(
     config: Annotated[Path, typer.Argument(help="model YAML config")],
-    output: Annotated[Path, typer.Option("--output", "-o")] = Path("out/report.html"),
+    output: Annotated[
+        Path | None,
+        typer.Option("--output", "-o", help="default: out/CONFIG_NAME.report.html beside the config"),
+    ] = None,
     cache: Annotated[Path | None, typer.Option(help="a cache to cross-check (e.g. TensorRT's)")] = None,
     sensitivity: Annotated[Path | None, typer.Option(help="JSON from trtq sensitivity")] = None,
     bench: Annotated[Path | None, typer.Option(help="JSON from trtq bench")] = None,
@@ -34,6 +37,7 @@ def report_command(
     """Histograms with thresholds, KL curves, cross-check ratios, sensitivity and latency, as HTML."""
     with reported_errors(OPTIONS.verbose):
         loaded = load_config(config)
+        output = output if output is not None else loaded.default_output("report.html")
         entries = calibration_entries(loaded)
         check_outputs(
             [(f"--output {output}", output)],

@@ -31,11 +31,15 @@ def sensitivity_command(
     cache: Annotated[Path | None, typer.Option(help="scales; default: the config's cache")] = None,
     worst: Annotated[int, typer.Option(min=0, help="tensors whose consumers the proposal keeps in FP16")] = 3,
     top: Annotated[int, typer.Option(min=0, help="rows to show")] = 15,
-    json_path: Annotated[Path, typer.Option("--json")] = Path("out/sensitivity.json"),
+    json_path: Annotated[
+        Path | None,
+        typer.Option("--json", help="default: out/CONFIG_NAME.sensitivity.json beside the config"),
+    ] = None,
 ) -> None:
     """Quantize all tensors but one, and one alone; rank; propose what to keep in FP16."""
     with reported_errors(OPTIONS.verbose):
         loaded = load_config(config)
+        json_path = json_path if json_path is not None else loaded.default_output("sensitivity.json")
         check_outputs(
             [(f"--json {json_path}", json_path)],
             [

@@ -32,6 +32,10 @@ class LoadedConfig:
     def resolve(self, entry: str) -> Path:
         return resolve_path(entry, self.base_dir)
 
+    def default_output(self, suffix: str) -> Path:
+        """Where a command writes when no path is given: out/ beside the config, named after it."""
+        return self.base_dir / "out" / f"{self.source.stem}.{suffix}"
+
     @property
     def model_path(self) -> Path:
         return self.resolve(self.spec.model.path)
