@@ -78,6 +78,10 @@ class CalibrationFeed:
                 raise TrtqError(
                     f"TensorRT asked for inputs {unknown}; the config feeds only '{self.input_name}'"
                 )
+            if self.cache_reused:
+                # TensorRT asks for batches only when it did not use the cache it was handed.
+                self.log("trtq: TensorRT discarded the cache (header or version not accepted): calibrating")
+                self.cache_reused = False
             if self._batches is None:
                 self._batches = iter(batch_source(self.config, self.entries))
             batch = next(self._batches, None)
@@ -145,10 +149,11 @@ class CalibrationFeed:
     def write_cache(self, cache: bytes) -> None:
         """Validate TensorRT's cache, write it atomically, then a fresh manifest for it.
 
-        A cache TensorRT only read back is not written over: the file keeps its own header and the
-        manifest keeps who made the scales."""
+        A cache TensorRT only read back (no batch was asked for) is not written over: the file keeps
+        its own header and the manifest keeps who made the scales. A cache TensorRT discarded and
+        recalibrated is replaced like any other new cache."""
         path = self.config.cache_path
-        if self.cache_reused:
+        if self.cache_reused:  # next_batch clears it: TensorRT asks for batches only to recalibrate
             self.log(f"trtq: TensorRT handed back the cache it read; {path} is kept as it was")
             return
         try:
