@@ -95,21 +95,23 @@ class FakeTimingCache:
 
 
 class FakeBuilderConfig:
-    """IBuilderConfig's timing-cache calls as the binding reports them: set_timing_cache returns
-    False for a cache it rejects (ignore_mismatch=False and another device); get_timing_cache may
+    """IBuilderConfig's timing-cache calls as the binding reports them: create_timing_cache returns
+    None for bytes it cannot read (NVIDIA's samples check for nullptr), set_timing_cache returns
+    False for a cache it rejects (ignore_mismatch=False and another device), get_timing_cache may
     return None."""
 
-    def __init__(self, rejects: bytes, reports_none: bool = False) -> None:
+    def __init__(self, rejects: bytes = b"", corrupt: bytes = b"", reports_none: bool = False) -> None:
         self.rejects = rejects
+        self.corrupt = corrupt
         self.reports_none = reports_none
         self.attached: FakeTimingCache | None = None
 
-    def create_timing_cache(self, data: bytes) -> FakeTimingCache:
-        return FakeTimingCache(bytes(data))
+    def create_timing_cache(self, data: bytes) -> FakeTimingCache | None:
+        return None if data and bytes(data) == self.corrupt else FakeTimingCache(bytes(data))
 
     def set_timing_cache(self, cache: FakeTimingCache, ignore_mismatch: bool) -> bool:
-        assert ignore_mismatch is False
-        if cache.data == self.rejects:
+        assert isinstance(cache, FakeTimingCache) and ignore_mismatch is False
+        if cache.data and cache.data == self.rejects:
             return False
         self.attached = cache
         return True
@@ -118,7 +120,7 @@ class FakeBuilderConfig:
         return None if self.reports_none else self.attached
 
 
-def test_rejected_timing_cache_is_replaced_by_a_fresh_one_with_a_warning(
+def test_timing_cache_from_another_device_is_kept_and_this_gpus_timings_go_beside_it(
     stand_in: Callable[[str], types.ModuleType], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     stand_in("10.16.1.11")
@@ -126,25 +128,50 @@ def test_rejected_timing_cache_is_replaced_by_a_fresh_one_with_a_warning(
     path = tmp_path / "timing.cache"
     path.write_bytes(b"from another GPU")
     config = FakeBuilderConfig(rejects=b"from another GPU", reports_none=True)
-    attached = builder.attach_timing_cache(config, path)
-    assert config.attached is attached and attached.data == b""
-    assert f"rejected the timing cache {path}" in capsys.readouterr().err
-    builder.save_timing_cache(config, attached, path)  # get_timing_cache() gave None
+    attached = builder.attach_timing_cache(config, path, "NVIDIA A100-SXM4-40GB")
+    beside = tmp_path / "timing.NVIDIA-A100-SXM4-40GB.cache"
+    assert config.attached is attached.cache and attached.cache.data == b"" and attached.save_to == beside
+    err = capsys.readouterr().err
+    assert f"rejected the timing cache {path}" in err and f"timings go to {beside}" in err
+    builder.save_timing_cache(config, attached)  # get_timing_cache() gave None: the attached one
+    assert path.read_bytes() == b"from another GPU"  # the shared cache is not lost
+    assert beside.read_bytes() == b"+timings"
+    # The next build on this GPU: the shared file is still rejected, this GPU's file is used.
+    again = builder.attach_timing_cache(
+        FakeBuilderConfig(rejects=b"from another GPU"), path, "NVIDIA A100-SXM4-40GB"
+    )
+    assert again.cache.data == b"+timings" and again.save_to == beside
+
+
+def test_corrupt_timing_cache_is_replaced_by_a_fresh_one(
+    stand_in: Callable[[str], types.ModuleType], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    stand_in("10.16.1.11")
+    builder = importlib.import_module("trtq.trt.builder")
+    path = tmp_path / "timing.cache"
+    path.write_bytes(b"trunc")
+    config = FakeBuilderConfig(corrupt=b"trunc")
+    attached = builder.attach_timing_cache(config, path, "GPU")
+    assert config.attached is attached.cache and attached.cache.data == b"" and attached.save_to == path
+    assert f"could not read the timing cache {path}" in capsys.readouterr().err
+    builder.save_timing_cache(config, attached)
     assert path.read_bytes() == b"+timings"
 
 
-def test_accepted_timing_cache_is_saved_from_get_timing_cache(
+def test_accepted_or_absent_timing_cache_is_saved_in_place(
     stand_in: Callable[[str], types.ModuleType], tmp_path: Path
 ) -> None:
     stand_in("10.16.1.11")
     builder = importlib.import_module("trtq.trt.builder")
     path = tmp_path / "timing.cache"
-    path.write_bytes(b"mine")
     config = FakeBuilderConfig(rejects=b"other")
-    attached = builder.attach_timing_cache(config, path)
-    assert attached.data == b"mine"
-    builder.save_timing_cache(config, FakeTimingCache(b"unused"), path)
-    assert path.read_bytes() == b"mine+timings"
+    attached = builder.attach_timing_cache(config, path, "GPU")  # no file yet
+    assert attached.cache.data == b"" and attached.save_to == path
+    path.write_bytes(b"mine")
+    attached = builder.attach_timing_cache(config, path, "GPU")
+    assert attached.cache.data == b"mine" and attached.save_to == path
+    builder.save_timing_cache(config, builder.AttachedTimingCache(FakeTimingCache(b"unused"), path))
+    assert path.read_bytes() == b"mine+timings"  # from get_timing_cache()
 
 
 def test_shape_outside_the_profile_names_input_shape_and_profile(
