@@ -9,6 +9,7 @@ import struct
 import sys
 import types
 from collections.abc import Callable, Iterator
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -207,6 +208,167 @@ def test_bf16_outputs_are_reinterpreted_not_converted(stand_in: Callable[[str], 
     assert result.dtype == np.float32 and result.shape == (2, 4)
     np.testing.assert_array_equal(result.ravel(), np.array(values, dtype=np.float32))
     assert np.signbit(result.ravel()[4])  # -0.0 keeps its sign bit
+
+
+def bf16_oracle(value: float) -> int:
+    """float32 -> bfloat16 bits by exact arithmetic: the nearer of the two bf16 neighbours of the
+    float32 (read with struct), the even one on a tie."""
+    bits = struct.unpack(">I", struct.pack(">f", value))[0]
+    low = bits >> 16
+    if low & 0x7F80 == 0x7F80:  # inf stays inf (NaN is not given to the oracle)
+        return low
+
+    def as_fraction(word: int) -> Fraction:
+        if word & 0x7FFF == 0x7F80:  # overflow: IEEE rounds as if the next power 2**128 existed
+            return Fraction(-(2**128) if word & 0x8000 else 2**128)
+        return Fraction(struct.unpack(">f", struct.pack(">I", word << 16))[0])
+
+    exact = Fraction(struct.unpack(">f", struct.pack(">I", bits))[0])
+    below, above = abs(exact - as_fraction(low)), abs(as_fraction(low + 1) - exact)
+    return low + 1 if above < below or (above == below and low % 2) else low
+
+
+def test_float32_to_bf16_rounds_to_nearest_even(stand_in: Callable[[str], types.ModuleType]) -> None:
+    stand_in("10.16.1.11")
+    runner = importlib.import_module("trtq.trt.runner")
+    ties = [1 + 2**-8, 1 + 3 * 2**-8, -(1 + 2**-8), 2**-126 * (1 + 2**-8)]  # halfway: to the even word
+    rng = np.random.default_rng(7)
+    values = [*ties, 1.0, -2.5, 0.0, -0.0, 0.1, 255.0, 3.3e38, float("inf"), -float("inf")]
+    values += [float(v) for v in rng.uniform(-300, 300, size=200).astype(np.float32)]
+    values += [float(v) for v in rng.standard_normal(50).astype(np.float32) * 1e-30]
+    words = runner.float32_to_bf16(np.array(values, dtype=np.float32))
+    assert words.dtype == np.uint16
+    assert [int(w) for w in words] == [bf16_oracle(v) for v in values]
+    assert [int(w) for w in words[:4]] == [0x3F80, 0x3F82, 0xBF80, 0x0080]
+    assert int(runner.float32_to_bf16(np.float32(3.4028235e38))) == 0x7F80  # rounds up to inf
+    nan = runner.float32_to_bf16(np.array([np.nan], dtype=np.float32))
+    assert np.isnan(runner.bf16_to_float32(nan))[0]
+    np.testing.assert_array_equal(runner.bf16_to_float32(words[4:8]), np.float32([1.0, -2.5, 0.0, -0.0]))
+
+
+class FakeCuda:
+    """pycuda.driver as the runner uses it, with host arrays for device memory."""
+
+    BLOCKING_SYNC = 1
+    event_flags = types.SimpleNamespace(BLOCKING_SYNC=1)
+
+    def __init__(self) -> None:
+        self.device: dict[int, np.ndarray] = {}
+
+    def pagelocked_empty(self, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
+        return np.empty(shape, dtype=dtype)
+
+    def mem_alloc(self, nbytes: int) -> int:
+        address = 0x1000 * (len(self.device) + 1)
+        self.device[address] = np.zeros(nbytes, dtype=np.uint8)
+        return address
+
+    def memcpy_htod_async(self, device: int, host: np.ndarray, stream: object) -> None:
+        self.device[device][: host.nbytes] = np.frombuffer(host.tobytes(), dtype=np.uint8)
+
+    def memcpy_dtoh_async(self, host: np.ndarray, device: int, stream: object) -> None:
+        host.view(np.uint8).reshape(-1)[:] = self.device[device][: host.nbytes]
+
+    class Stream:
+        handle = 0x77
+
+        def synchronize(self) -> None:
+            pass
+
+    class Event:
+        def __init__(self, flags: int = 0) -> None:
+            pass
+
+
+class IdentityEngine:
+    """One BF16 input 'x' and one BF16 output 'y'; executing copies x's device bytes to y's."""
+
+    def __init__(self, cuda: FakeCuda, trt: types.ModuleType, shape: list[int], fail: bool = False) -> None:
+        self.cuda, self.trt, self.shape, self.fail = cuda, trt, shape, fail
+        self.num_io_tensors = 2
+        self.addresses: dict[str, int] = {}
+
+    def get_tensor_name(self, index: int) -> str:
+        return ["x", "y"][index]
+
+    def get_tensor_mode(self, name: str) -> int:
+        return self.trt.TensorIOMode.INPUT if name == "x" else self.trt.TensorIOMode.OUTPUT
+
+    def get_tensor_dtype(self, name: str) -> int:
+        return self.trt.DataType.BF16
+
+    def get_tensor_profile_shape(self, name: str, profile: int) -> list[list[int]]:
+        return [self.shape] * 3
+
+    def create_execution_context(self) -> IdentityEngine:
+        return self
+
+    def set_input_shape(self, name: str, shape: list[int]) -> bool:
+        return list(shape) == self.shape
+
+    def get_tensor_shape(self, name: str) -> list[int]:
+        return self.shape
+
+    def set_tensor_address(self, name: str, address: int) -> None:
+        self.addresses[name] = address
+
+    def execute_async_v3(self, stream: int) -> bool:
+        if self.fail:
+            return False
+        self.cuda.device[self.addresses["y"]][:] = self.cuda.device[self.addresses["x"]]
+        return True
+
+
+def backend_with(
+    stand_in: Callable[[str], types.ModuleType],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    cuda_graph: bool = False,
+    graph: Any = None,
+) -> tuple[Any, FakeCuda, IdentityEngine]:
+    """A TensorRTBackend over the identity engine, with fake pycuda (and CudaGraph, if given)."""
+    trt = stand_in("10.16.1.11")
+    trt.TensorIOMode = types.SimpleNamespace(INPUT=0, OUTPUT=1)  # type: ignore[attr-defined]
+    cuda = FakeCuda()
+    engine = IdentityEngine(cuda, trt, [2, 3])
+
+    class Runtime:
+        def __init__(self, logger: object) -> None:
+            pass
+
+        def deserialize_cuda_engine(self, data: bytes) -> IdentityEngine:
+            return engine
+
+    trt.Runtime = Runtime  # type: ignore[attr-defined]
+    pycuda = types.ModuleType("pycuda")
+    pycuda.driver = cuda  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "pycuda", pycuda)
+    monkeypatch.setitem(sys.modules, "pycuda.driver", cuda)  # type: ignore[arg-type]
+    monkeypatch.setitem(sys.modules, "pycuda.autoprimaryctx", types.ModuleType("pycuda.autoprimaryctx"))
+    runner = importlib.import_module("trtq.trt.runner")
+    if graph is not None:
+        monkeypatch.setattr(runner, "CudaGraph", graph)
+    engine_file = tmp_path / "identity.engine"
+    engine_file.write_bytes(b"engine")
+    return runner.TensorRTBackend(engine_file, None, cuda_graph, spin_wait=False), cuda, engine
+
+
+def test_bf16_inputs_hold_bf16_bits_in_bench_and_infer(
+    stand_in: Callable[[str], types.ModuleType], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    backend, _, _ = backend_with(stand_in, monkeypatch, tmp_path)
+    runner = sys.modules["trtq.trt.runner"]
+    host, _ = backend._inputs[0]
+    # bench's inputs: trtexec's uniform [-1, 1] data from the seeded generator, as bf16 words
+    expected = np.random.default_rng(0).uniform(-1, 1, size=(2, 3))
+    assert host.dtype == np.uint16
+    assert [int(w) for w in host.ravel()] == [bf16_oracle(float(np.float32(v))) for v in expected.ravel()]
+    # compare's pixels go in as bf16 and come back (through the identity engine) as float32
+    batch = np.array([[0.5, -117.3, 254.9], [1e-3, 3.0, -0.0]], dtype=np.float32)
+    result = backend.infer(batch)["y"]
+    oracle = np.array([bf16_oracle(float(v)) for v in batch.ravel()], dtype=np.uint16)
+    np.testing.assert_array_equal(result, runner.bf16_to_float32(oracle).reshape(2, 3))
+    np.testing.assert_allclose(result, batch, rtol=2**-8)
 
 
 def test_libcudart_is_also_looked_for_in_pip_wheels() -> None:
