@@ -279,6 +279,15 @@ class FakeCuda:
         def __init__(self, flags: int = 0) -> None:
             pass
 
+        def record(self, stream: object) -> None:
+            pass
+
+        def synchronize(self) -> None:
+            pass
+
+        def time_since(self, other: object) -> float:
+            return 0.5
+
 
 class IdentityEngine:
     """One BF16 input 'x' and one BF16 output 'y'; executing copies x's device bytes to y's."""
@@ -287,6 +296,8 @@ class IdentityEngine:
         self.cuda, self.trt, self.shape, self.fail = cuda, trt, shape, fail
         self.num_io_tensors = 2
         self.addresses: dict[str, int] = {}
+        self.executions = 0
+        self.capture_fails_with: Any = None
 
     def get_tensor_name(self, index: int) -> str:
         return ["x", "y"][index]
@@ -313,8 +324,9 @@ class IdentityEngine:
         self.addresses[name] = address
 
     def execute_async_v3(self, stream: int) -> bool:
-        if self.fail:
-            return False
+        if self.fail or (self.capture_fails_with is not None and self.capture_fails_with.capturing):
+            return False  # what TensorRT reports for an enqueue it cannot run (or capture)
+        self.executions += 1
         self.cuda.device[self.addresses["y"]][:] = self.cuda.device[self.addresses["x"]]
         return True
 
@@ -324,13 +336,15 @@ def backend_with(
     monkeypatch: pytest.MonkeyPatch,
     tmp_path: Path,
     cuda_graph: bool = False,
-    graph: Any = None,
+    capture_fails_with: Any = None,
 ) -> tuple[Any, FakeCuda, IdentityEngine]:
-    """A TensorRTBackend over the identity engine, with fake pycuda (and CudaGraph, if given)."""
+    """A TensorRTBackend over the identity engine, with fake pycuda; the engine's enqueue fails
+    while ``capture_fails_with`` (a fake libcudart) is capturing."""
     trt = stand_in("10.16.1.11")
     trt.TensorIOMode = types.SimpleNamespace(INPUT=0, OUTPUT=1)  # type: ignore[attr-defined]
     cuda = FakeCuda()
     engine = IdentityEngine(cuda, trt, [2, 3])
+    engine.capture_fails_with = capture_fails_with
 
     class Runtime:
         def __init__(self, logger: object) -> None:
@@ -346,8 +360,6 @@ def backend_with(
     monkeypatch.setitem(sys.modules, "pycuda.driver", cuda)  # type: ignore[arg-type]
     monkeypatch.setitem(sys.modules, "pycuda.autoprimaryctx", types.ModuleType("pycuda.autoprimaryctx"))
     runner = importlib.import_module("trtq.trt.runner")
-    if graph is not None:
-        monkeypatch.setattr(runner, "CudaGraph", graph)
     engine_file = tmp_path / "identity.engine"
     engine_file.write_bytes(b"engine")
     return runner.TensorRTBackend(engine_file, None, cuda_graph, spin_wait=False), cuda, engine
@@ -371,18 +383,83 @@ def test_bf16_inputs_hold_bf16_bits_in_bench_and_infer(
     np.testing.assert_allclose(result, batch, rtol=2**-8)
 
 
-def test_libcudart_is_also_looked_for_in_pip_wheels() -> None:
-    from trtq.trt.cuda_graph import cudart_candidates
-
-    candidates = cudart_candidates(["/opt/venv/lib/python3.12/site-packages"])
-    assert candidates[:3] == ["libcudart.so", "libcudart.so.13", "libcudart.so.12"]
-    # Paths inside nvidia-cuda-runtime-cu12 12.9.79 and nvidia-cuda-runtime 13.5.37 (their wheel listings).
-    assert "/opt/venv/lib/python3.12/site-packages/nvidia/cuda_runtime/lib/libcudart.so.12" in candidates
-    assert "/opt/venv/lib/python3.12/site-packages/nvidia/cu13/lib/libcudart.so.13" in candidates
+def test_libcudart_is_looked_for_in_pip_wheels_under_site_packages_only(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     import site
 
+    from trtq.trt.cuda_graph import cudart_candidates
+
+    venv = "/opt/venv/lib/python3.12/site-packages"
+    # Paths inside nvidia-cuda-runtime-cu12 12.9.79 and nvidia-cuda-runtime 13.5.37 (their wheel listings).
+    wheel12 = f"{venv}/nvidia/cuda_runtime/lib/libcudart.so.12"
+    wheel13 = f"{venv}/nvidia/cu13/lib/libcudart.so.13"
+    unknown = cudart_candidates([venv])
+    assert unknown[0] == "libcudart.so" and {wheel12, wheel13} <= set(unknown)
+    assert unknown.index("libcudart.so.13") < unknown.index("libcudart.so.12")
+    # tensorrt-cu12: CUDA 12's runtime first, the toolkit's unversioned name (maybe 11 or 13) after.
+    cu12 = cudart_candidates([venv], prefer=12)
+    assert cu12[:2] == ["libcudart.so.12", wheel12]
+    assert cu12.index("libcudart.so") < cu12.index("libcudart.so.13")
+    assert cudart_candidates([venv], prefer=13)[:2] == ["libcudart.so.13", wheel13]
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", ["", str(tmp_path), *sys.path])  # the current directory
     defaults = cudart_candidates()
     assert f"{site.getsitepackages()[0]}/nvidia/cuda_runtime/lib/libcudart.so.12" in defaults
+    assert not [name for name in defaults if name.startswith((str(tmp_path), "nvidia/"))]
+
+
+def test_tensorrt_cuda_major_comes_from_the_installed_wheel(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.metadata
+
+    from trtq.trt import cuda_graph
+
+    def installed(*names: str) -> Callable[[str], str]:
+        def version(name: str) -> str:
+            if name in names:
+                return "10.16.1.11"
+            raise importlib.metadata.PackageNotFoundError(name)
+
+        return version
+
+    monkeypatch.setattr(importlib.metadata, "version", installed("tensorrt-cu12", "tensorrt-cu12-libs"))
+    assert cuda_graph.tensorrt_cuda_major() == 12
+    monkeypatch.setattr(importlib.metadata, "version", installed("tensorrt-cu13-libs"))
+    assert cuda_graph.tensorrt_cuda_major() == 13
+    monkeypatch.setattr(importlib.metadata, "version", installed())  # NVIDIA's container: no wheel
+    assert cuda_graph.tensorrt_cuda_major() is None
+
+
+class VersionedCudart:
+    """A loaded libcudart that only answers cudaRuntimeGetVersion (1000 * major + 10 * minor)."""
+
+    def __init__(self, version: int) -> None:
+        self.version = version
+
+    def cudaRuntimeGetVersion(self, out: Any) -> int:
+        out._obj.value = self.version
+        return 0
+
+
+def test_a_cuda_11_runtime_is_passed_over_and_named_when_nothing_else_is_found() -> None:
+    """CUDA 11's cudaGraphInstantiate takes five arguments: calling it with three would be wrong."""
+    from trtq.trt.cuda_graph import load_cudart
+
+    runtimes = {"libcudart.so": VersionedCudart(11080), "libcudart.so.12": VersionedCudart(12040)}
+
+    def loader(name: str) -> VersionedCudart:
+        if name not in runtimes:
+            raise OSError(f"{name}: cannot open shared object file")
+        return runtimes[name]
+
+    chosen = load_cudart(["libcudart.so", "libcudart.so.13", "libcudart.so.12"], loader)
+    assert chosen is runtimes["libcudart.so.12"]
+    with pytest.raises(TrtqError, match=r"CUDA 12 or 13 runtime .*\(libcudart\.so is CUDA 11\.8\)"):
+        load_cudart(["libcudart.so", "libcudart.so.13"], loader)
+
+
+CUDA_ERRORS = {901: b"operation failed due to a previous error during capture"}  # cudaGetErrorString's text
 
 
 class FakeCudart:
@@ -391,15 +468,25 @@ class FakeCudart:
     def __init__(self, end_capture: int = 0) -> None:
         self.end_capture = end_capture
         self.calls: list[tuple[str, Any]] = []
+        self.capturing = False
 
     def cudaStreamBeginCapture(self, stream: Any, mode: int) -> int:
         self.calls.append(("begin", mode))
+        self.capturing = True
         return 0
 
     def cudaStreamEndCapture(self, stream: Any, graph: Any) -> int:
         self.calls.append(("end", None))
-        graph._obj.value = 0x1000
+        self.capturing = False
+        graph._obj.value = 0 if self.end_capture else 0x1000
         return self.end_capture
+
+    def cudaGetLastError(self) -> int:
+        self.calls.append(("clear error", None))
+        return 0
+
+    def cudaGetErrorString(self, status: int) -> bytes:
+        return CUDA_ERRORS.get(status, b"unrecognized error code")
 
     def cudaGraphInstantiate(self, executable: Any, graph: Any, flags: Any) -> int:
         executable._obj.value = 0x2000
@@ -420,15 +507,47 @@ class FakeCudart:
 
 
 def test_enqueue_error_is_not_hidden_by_the_capture_ending() -> None:
-    from trtq.trt.cuda_graph import CudaGraph
+    from trtq.trt.cuda_graph import CudaGraph, GraphCaptureError
 
     def failing_enqueue() -> None:
         raise TrtqError("TensorRT execute_async_v3 failed")
 
     lib = FakeCudart(end_capture=901)  # cudaErrorStreamCaptureInvalidated, what a failed capture ends with
-    with pytest.raises(TrtqError, match="execute_async_v3 failed"):
+    with pytest.raises(GraphCaptureError) as error:
         CudaGraph(0x10, failing_enqueue, lib=lib)
-    assert [name for name, _ in lib.calls] == ["begin", "end"]  # the capture was still ended
+    assert str(error.value) == (
+        "TensorRT execute_async_v3 failed while capturing a CUDA graph (the capture ended with "
+        "operation failed due to a previous error during capture (cudaError 901))"
+    )
+    assert [name for name, _ in lib.calls] == ["begin", "end", "clear error"]  # ended, error state cleared
+
+
+def test_failed_capture_falls_back_to_plain_enqueues_with_a_warning_in_the_bench_result(
+    stand_in: Callable[[str], types.ModuleType],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """As trtexec: an engine whose enqueue cannot be captured is timed without a graph, and says so."""
+    from trtq.runner.timing import TimingSettings, analyse, run_timed
+    from trtq.trt import cuda_graph
+
+    lib = FakeCudart(end_capture=901)
+    monkeypatch.setattr(cuda_graph, "load_cudart", lambda candidates: lib)
+    backend, _, engine = backend_with(
+        stand_in, monkeypatch, tmp_path, cuda_graph=True, capture_fails_with=lib
+    )
+    assert backend._graph is None and engine.executions == 2  # warm-up, then the one after the fallback
+    warning = (
+        "CUDA graph capture failed (TensorRT execute_async_v3 failed while capturing a CUDA graph (the "
+        "capture ended with operation failed due to a previous error during capture (cudaError 901))); "
+        "timing plain enqueues instead (cuda_graph off)"
+    )
+    assert backend.warnings == [warning] and warning in capsys.readouterr().err
+    trace = run_timed(backend, TimingSettings(warmup_ms=0.0, duration_s=0.0, iterations=3))
+    assert engine.executions == 2 + len(trace.queries)  # queries enqueue directly, no graph launch
+    result = analyse("identity.engine", backend, trace, (99.0,)).to_json()
+    assert result["warnings"][0] == warning
 
 
 def test_graph_exec_is_destroyed_once() -> None:

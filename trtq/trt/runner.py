@@ -8,6 +8,7 @@ Enqueue time is host wall time around the enqueue call. Queries run one at a tim
 
 from __future__ import annotations
 
+import sys
 import time
 from math import prod
 from pathlib import Path
@@ -20,7 +21,7 @@ import tensorrt as trt
 from trtq.config.loader import LoadedConfig
 from trtq.errors import TrtqError
 from trtq.runner.timing import QueryTimes
-from trtq.trt.cuda_graph import CudaGraph
+from trtq.trt.cuda_graph import CudaGraph, GraphCaptureError
 from trtq.trt.logger import TrtLogger
 from trtq.trt.version import require_supported
 
@@ -81,7 +82,21 @@ class TensorRTBackend:
                 self._output_bf16.append(bf16)
         self._enqueue()  # first run: lazy initialisation outside the timings
         self._stream.synchronize()
-        self._graph = CudaGraph(self._stream.handle, self._enqueue) if cuda_graph else None
+        self.warnings: list[str] = []
+        self._graph = self._capture() if cuda_graph else None
+
+    def _capture(self) -> CudaGraph | None:
+        """A CUDA graph of one enqueue; when capturing fails, plain enqueues with a warning, as trtexec
+        does (some engines cannot be captured)."""
+        try:
+            return CudaGraph(self._stream.handle, self._enqueue)
+        except GraphCaptureError as exc:
+            message = f"CUDA graph capture failed ({exc}); timing plain enqueues instead (cuda_graph off)"
+            print(f"trtq: warning: {message}", file=sys.stderr, flush=True)
+            self.warnings.append(message)
+            self._enqueue()  # the stream and context still work without the graph
+            self._stream.synchronize()
+            return None
 
     def _enqueue(self) -> None:
         if not self._context.execute_async_v3(self._stream.handle):
