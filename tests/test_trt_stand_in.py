@@ -87,6 +87,54 @@ def test_strongly_typed_build_refuses_layer_precisions_on_tensorrt_10(
         builder.build(config)
 
 
+def test_layer_types_are_read_from_tensorrt_10_and_11_inspector_json(
+    stand_in: Callable[[str], types.ModuleType],
+) -> None:
+    """TensorRT 10's "Format/Datatype" (as in NVIDIA's developer guide, "Engine Inspector") and
+    TensorRT 11's separate "DataType" and "Format" (its 10.x -> 11.x inspector migration page)."""
+    stand_in("11.0.0.114")
+    builder = importlib.import_module("trtq.trt.builder")
+    v10 = {
+        "Layers": [
+            {
+                "Name": "conv + relu",
+                "LayerType": "CaskConvolution",
+                "Outputs": [
+                    {
+                        "Name": "y",
+                        "Format/Datatype": "Thirty-two wide channel vectorized row major Int8 format.",
+                    }
+                ],
+            },
+            "a layer name only",
+        ]
+    }
+    v11 = {
+        "Layers": [
+            {
+                "Name": "conv + relu",
+                "LayerType": "CaskConvolution",
+                "Outputs": [
+                    {"Name": "y", "DataType": "Half", "Format": "Row major linear FP16 format (kLINEAR)"},
+                    {"Name": "z", "DataType": "Int8"},
+                ],
+            }
+        ]
+    }
+    assert builder.summarize_layers(v10) == [
+        {
+            "name": "conv + relu",
+            "type": "CaskConvolution",
+            "outputs": ["Thirty-two wide channel vectorized row major Int8 format."],
+        },
+        {"name": "a layer name only", "type": "", "outputs": []},
+    ]
+    assert builder.summarize_layers(v11)[0]["outputs"] == [
+        "Half, Row major linear FP16 format (kLINEAR)",
+        "Int8",
+    ]
+
+
 class FakeTimingCache:
     def __init__(self, data: bytes) -> None:
         self.data = data

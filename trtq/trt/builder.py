@@ -302,14 +302,29 @@ def layer_precisions(engine_bytes: bytes, logger: TrtLogger) -> list[dict[str, A
     info = json.loads(
         engine.create_engine_inspector().get_engine_information(trt.LayerInformationFormat.JSON)
     )
+    return summarize_layers(info)
+
+
+def summarize_layers(info: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Name, type and output types of each layer in the inspector's JSON (TensorRT 10 or 11)."""
     layers = []
     for layer in info.get("Layers", []):
         if isinstance(layer, dict):
             outputs = layer.get("Outputs", [])
-            types = sorted({str(o.get("Format/Datatype", "")) for o in outputs if isinstance(o, dict)})
+            types = sorted({tensor_type(o) for o in outputs if isinstance(o, dict)})
             layers.append(
                 {"name": layer.get("Name", ""), "type": layer.get("LayerType", ""), "outputs": types}
             )
         else:
             layers.append({"name": str(layer), "type": "", "outputs": []})
     return layers
+
+
+def tensor_type(tensor: Mapping[str, Any]) -> str:
+    """TensorRT 10 writes one "Format/Datatype" string per tensor; TensorRT 11 splits it into
+    "DataType" and "Format" (NVIDIA's 10.x -> 11.x IEngineInspector migration page)."""
+    combined = tensor.get("Format/Datatype", tensor.get("Format/DataType"))
+    if combined is not None:
+        return str(combined)
+    parts = [str(tensor[key]) for key in ("DataType", "Format") if tensor.get(key) is not None]
+    return ", ".join(parts)
