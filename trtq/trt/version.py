@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import tensorrt as trt
 
+from trtq.cache.trt_format import version_name
 from trtq.errors import TrtqError
 
 
 def trt_version() -> str:
     """major.minor.patch of the imported TensorRT (``__version__`` also carries a build number)."""
-    return ".".join(trt.__version__.split(".")[:3])
+    return version_name(trt.__version__)
 
 
 def trt_major() -> int:
