@@ -75,6 +75,21 @@ def test_tensorrt_11_refuses_layer_precisions_with_the_way_out(
     assert "int8-qdq" in str(error.value) and "qdq.exclude" in str(error.value)
 
 
+@pytest.mark.parametrize("precision", ["fp16", "int8"])
+def test_tensorrt_11_refuses_weakly_typed_builds_with_one_message(
+    stand_in: Callable[[str], types.ModuleType], write_config: WriteConfig, precision: str
+) -> None:
+    stand_in("11.0.0.114")
+    builder = importlib.import_module("trtq.trt.builder")
+    config = load_config(config_with_build(write_config, precision=precision))
+    with pytest.raises(TrtqError) as error:
+        builder.build(config)  # refused before any TensorRT object is made (the stand-in has none)
+    assert str(error.value) == (
+        f"build.precision {precision}: TensorRT 11.0.0.114 removed weak typing (no FP16/INT8 builder "
+        "flags, no INT8 calibrators); make a Q/DQ model with `trtq qdq` and use build.precision: int8-qdq"
+    )
+
+
 def test_strongly_typed_build_refuses_layer_precisions_on_tensorrt_10(
     stand_in: Callable[[str], types.ModuleType], write_config: WriteConfig
 ) -> None:

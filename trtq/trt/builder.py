@@ -22,7 +22,7 @@ from trtq.fileio import atomic_write_bytes, atomic_write_text, sha256_file
 from trtq.trt.device import PycudaMemory, gpu_name
 from trtq.trt.feed import CalibrationFeed
 from trtq.trt.logger import TrtLogger
-from trtq.trt.version import require_implicit_int8, require_supported, trt_major, trt_version
+from trtq.trt.version import require_supported, trt_major, trt_version
 
 _PRECISION_TYPES = {"fp32": trt.DataType.FLOAT, "fp16": trt.DataType.HALF, "int8": trt.DataType.INT8}
 
@@ -103,8 +103,8 @@ def build(config: LoadedConfig, force: bool = False, verbose: bool = False) -> B
     if precision in ("fp16", "int8"):
         builder_config.set_flag(trt.BuilderFlag.FP16)
     if precision == "int8":
-        require_implicit_int8()
-        from trtq.trt.calibrators import make_calibrator  # the base classes exist only in TensorRT <= 10
+        # Imported here: the calibrator base classes exist only in TensorRT <= 10 (refused above on 11).
+        from trtq.trt.calibrators import make_calibrator
 
         builder_config.set_flag(trt.BuilderFlag.INT8)
         feed = CalibrationFeed(config, PycudaMemory(), config.spec.calibration.algorithm, trt_version())
@@ -155,21 +155,21 @@ def build(config: LoadedConfig, force: bool = False, verbose: bool = False) -> B
 def refuse_unsupported(config: LoadedConfig) -> None:
     """What the running TensorRT cannot build, refused with a way out before any GPU work."""
     build = config.spec.build
-    if trt_major() >= 11 and build.precision in ("fp16", "int8"):
+    weakly_typed_removed = trt_major() >= 11
+    if weakly_typed_removed and build.precision in ("fp16", "int8"):
         raise TrtqError(
-            f"TensorRT {trt.__version__} has no FP16/INT8 builder flags (weak typing was removed): "
-            "export the model with the precisions it should run in and use build.precision: int8-qdq"
+            f"build.precision {build.precision}: TensorRT {trt.__version__} removed weak typing "
+            "(no FP16/INT8 builder flags, no INT8 calibrators); make a Q/DQ model with `trtq qdq` "
+            "and use build.precision: int8-qdq"
         )
-    if not build.layer_precisions:
-        return
-    if trt_major() >= 11:
+    if build.layer_precisions and weakly_typed_removed:
         raise TrtqError(
             f"build.layer_precisions: TensorRT {trt.__version__} removed per-layer precision "
             "constraints (ILayer.precision, set_output_type, PREFER_PRECISION_CONSTRAINTS); use "
             "build.precision: int8-qdq with a model from `trtq qdq`, and keep layers in float "
             "with qdq.exclude patterns"
         )
-    if build.precision == "int8-qdq":
+    if build.layer_precisions and build.precision == "int8-qdq":
         raise TrtqError(
             "build.layer_precisions: a strongly typed (int8-qdq) network takes types from the model; "
             "keep layers in float with qdq.exclude patterns when making it with `trtq qdq`"

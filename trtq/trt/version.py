@@ -17,15 +17,6 @@ def trt_major() -> int:
     return int(trt.__version__.split(".")[0])
 
 
-def require_implicit_int8() -> None:
-    """Implicit INT8 (calibrators, the INT8 builder flag) exists only in TensorRT 8-10."""
-    if trt_major() >= 11:
-        raise TrtqError(
-            f"TensorRT {trt.__version__} removed implicit INT8 calibration; set build.precision: int8-qdq "
-            "and build from a Q/DQ model (trtq qdq) instead"
-        )
-
-
 def require_supported() -> None:
     """trtq drives the TensorRT 10/11 API (named I/O tensors, execute_async_v3, strongly typed networks)."""
     if trt_major() < 10:
