@@ -47,12 +47,13 @@ def cudart_candidates(search_dirs: Iterable[str] | None = None, prefer: int | No
     """Library names and wheel paths to try, in order: TensorRT's own CUDA major first when it is
     known (``prefer``), else the toolkit's unversioned name, then 13, then 12."""
     dirs = list(dict.fromkeys(d for d in (site_packages() if search_dirs is None else search_dirs) if d))
-    majors = [prefer, *(m for m in (13, 12) if m != prefer)] if prefer in _WHEEL_LIBRARIES else [13, 12]
+    first = prefer if prefer in _WHEEL_LIBRARIES else None
+    majors = [13, 12] if first is None else [first, *(m for m in (13, 12) if m != first)]
 
     def of(major: int) -> list[str]:
         return [f"libcudart.so.{major}", *(str(Path(d) / _WHEEL_LIBRARIES[major]) for d in dirs)]
 
-    names = of(majors[0]) if prefer is not None else []
+    names = [] if first is None else of(first)
     names.append("libcudart.so")
     found = ctypes.util.find_library("cudart")
     if found:
@@ -84,10 +85,11 @@ def load_cudart(candidates: Iterable[str], loader: Callable[[str], Any] = ctypes
             with contextlib.suppress(AttributeError):  # a ctypes function: say it returns a C string
                 lib.cudaGetErrorString.restype = ctypes.c_char_p
             return lib
-        passed_over.append(f"{name} is CUDA {version // 1000}.{version % 1000 // 10}")
+        what = f"CUDA {version // 1000}.{version % 1000 // 10}" if version else "of unknown version"
+        passed_over.append(f"{name} is {what}")
     found = f" ({'; '.join(passed_over)})" if passed_over else ""
     raise TrtqError(
-        "CUDA graphs need the CUDA 12 or 13 runtime (libcudart.so.12 or .13), found none in the "
+        "CUDA graphs need the CUDA 12 or 13 runtime (libcudart.so.12 or .13), found neither in the "
         f"toolkit's library path nor in a nvidia-cuda-runtime pip wheel{found}; "
         "set benchmark.cuda_graph: false"
     )
