@@ -106,3 +106,38 @@ def test_check_accepts_a_tensorrt_written_cache_for_another_version(write_config
     code, output = invoke("cache", "check", str(cache), "--config", str(config))
     assert code == 0, output
     assert "header targets TensorRT 10.13.3, the config TensorRT 10.16.1" in output
+
+
+def test_cli_retarget_of_a_cache_without_manifest_removes_a_stale_one_at_the_output(
+    write_config: WriteConfig, tmp_path: Path
+) -> None:
+    """-o OUT's old manifest vouched for the file being replaced: it must not survive beside the new one."""
+    config = write_config(n_images=4)
+    assert invoke("calibrate", str(config))[0] == 0
+    cache = load_config(config).cache_path
+    out = tmp_path / "for-10.13.cache"
+    assert invoke("cache", "retarget", str(cache), "--trt-version", "10.13.3", "-o", str(out))[0] == 0
+    stale = out.with_name(out.name + ".manifest.json")
+    assert stale.is_file()
+
+    bare = tmp_path / "bare.cache"
+    bare.write_text(REAL)  # TensorRT's cache, no manifest: provenance unknown
+    code, output = invoke("cache", "retarget", str(bare), "--trt-version", "10.13.3", "-o", str(out))
+    assert code == 0, output
+    assert out.read_text() == REAL.replace("TRT-100900-", "TRT-101303-")
+    assert not stale.exists()
+    assert "no manifest (provenance unknown)" in output
+    assert "; removed " in output and "which described the file replaced" in output  # (rich wraps the path)
+    code, output = invoke("cache", "check", str(out), "--config", str(config))
+    assert code == 1 and "manifest" in output  # not "up to date" on the strength of a stale manifest
+
+
+@pytest.mark.parametrize("version", ["ten", "10", "10.-1", "10.16.1.11.2", ""])
+def test_versions_that_are_not_tensorrt_versions_are_refused(version: str) -> None:
+    with pytest.raises(TrtqError, match=r"is not a TensorRT version like 10\.16\.1"):
+        retarget_text(REAL, version)
+
+
+def test_tensorrt_build_numbers_are_accepted_and_dropped() -> None:
+    """trt.__version__ carries a fourth, build number (10.16.1.11): the header has no room for it."""
+    assert retarget_text(REAL, "10.16.1.11").startswith("TRT-101601-EntropyCalibration2\n")

@@ -189,6 +189,7 @@ def test_timing_cache_is_reused_across_two_builds(workdir: Path, capfd: pytest.C
     build(second, force=True)
     assert "rejected the timing cache" not in capfd.readouterr().err  # set_timing_cache accepted it
     assert timing.stat().st_size > 0
+    assert not list(workdir.glob("timing.*.cache"))  # accepted: saved in place, not beside it
 
 
 def test_bench_with_cuda_graph(workdir: Path) -> None:
@@ -204,9 +205,11 @@ def test_bench_with_cuda_graph(workdir: Path) -> None:
     (result,) = json.loads(out.read_text())
     assert result["backend"] == "tensorrt" and result["queries"] >= 10
     assert result["metrics_ms"]["compute"]["median"] > 0
+    assert not [w for w in result["warnings"] if "CUDA graph capture failed" in w]  # no fallback
 
     # The replayed graph computes what a plain enqueue computes on the same input.
     backend = TensorRTBackend(config.resolve(config.spec.build.engine or ""), config, True, False)
+    assert backend._graph is not None and backend.warnings == []
     backend.query()
     replayed = [np.asarray(host, dtype=np.float32).copy() for host, _ in backend._outputs]
     enqueued = backend.infer(np.asarray(backend._inputs[0][0], dtype=np.float32).copy())

@@ -61,6 +61,7 @@ class FakeBackend:
 
     def __init__(self, clock: FakeClock, compute: list[float] | None = None) -> None:
         self.input_shapes = {"x": [4, 3, 8, 8]}
+        self.warnings: list[str] = []
         self.clock = clock
         self.calls = 0
         self.compute = compute

@@ -5,6 +5,7 @@ TensorRT base classes and host memory in place of device memory."""
 from __future__ import annotations
 
 import ctypes
+import hashlib
 import importlib
 import json
 import sys
@@ -32,8 +33,10 @@ class _Base:
     and turns their results into what TensorRT sees. The ``trt_*`` methods apply its rules:
 
     - ``readCalibrationCache``: ``None`` becomes the null pointer (TensorRT calibrates); anything
-      else is taken as a buffer (``py::buffer``; a non-buffer fails) and handed to TensorRT as
-      the cache, with length = size * itemsize, whatever that length is (``b""`` is a cache of 0 bytes).
+      else is taken as a buffer (``py::buffer``) and handed to TensorRT as the cache, with
+      length = size * itemsize, whatever that length is (``b""`` is a cache of 0 bytes). For a
+      non-buffer the stand-in is stricter than the v10.16 trampoline: it raises TypeError, where
+      the binding catches the cast's exception, prints it and lets TensorRT calibrate.
     - ``getBatch``: ``None`` or an empty list means "no more batches"; anything else is cast to
       a vector of integers (device addresses) and ``nbBindings`` of them are copied, one per name.
     - ``writeCalibrationCache``: the Python method receives a ``memoryview`` of the bytes.
@@ -266,3 +269,31 @@ def test_minmax_and_cpu_only_algorithms(trt_modules, write_config: WriteConfig) 
     feed, _ = feed_for(config, "percentile", trt_version="10.13.3")
     handed, batches = drive(trt_modules.make_calibrator(feed), ["x"])
     assert handed is not None and handed.startswith(b"TRT-101303-EntropyCalibration2\n") and not batches
+
+
+def test_cache_tensorrt_discards_is_replaced_by_the_recalibrated_one(
+    trt_modules, write_config: WriteConfig
+) -> None:
+    """TensorRT may reject a cache it was handed (header or version) and calibrate after all: the
+    cache it then writes is new and must replace the file, with a manifest for it."""
+    config = write_config(n_images=4)
+    writer, _ = feed_for(config)
+    writer.write_cache(TRT_CACHE)
+    cache_path = load_config(config).cache_path
+    manifest_path = cache_path.parent / "model.cache.manifest.json"
+
+    feed, messages = feed_for(config, trt_version="10.13.3")
+    calibrator = trt_modules.make_calibrator(feed)
+    assert calibrator.trt_read_calibration_cache() is not None and feed.cache_reused
+    served = 0
+    while calibrator.trt_get_batch(["x"]) is not None:  # TensorRT discarded it: it calibrates
+        served += 1
+    assert served == 2 and not feed.cache_reused
+    assert any("TensorRT discarded the cache" in m for m in messages)
+    recalibrated = b"TRT-101303-EntropyCalibration2\nx: 3c000000\nconv2d_0.tmp_0: 3d000000\n"
+    calibrator.trt_write_calibration_cache(recalibrated)
+    assert cache_path.read_bytes() == recalibrated
+    manifest = json.loads(manifest_path.read_text())
+    assert manifest["cache_sha256"] == hashlib.sha256(recalibrated).hexdigest()
+    assert manifest["scales_by"] == "TensorRT 10.13.3 (EntropyCalibration2)"
+    feed.check()

@@ -6,21 +6,24 @@ float32 amax/127 values that no TensorRT version changes (docs/design.md, "Cache
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from trtq.cache.manifest import manifest_path, read_manifest, write_manifest
-from trtq.cache.trt_format import decode_version, encode_version, parse_cache, read_cache
+from trtq.cache.manifest import manifest_path, manifest_text, read_manifest
+from trtq.cache.trt_format import encode_version, parse_cache, read_cache, version_name
 from trtq.errors import TrtqError
-from trtq.fileio import atomic_write_text, sha256_file
+from trtq.fileio import sha256_file
+from trtq.fileset import replace_set
+from trtq.paths import check_outputs
 
 
-def version_name(version: str | int) -> str:
-    """'10.16' or 101600 -> '10.16.0'; a TrtqError for anything that is not a TensorRT version."""
+def target_version(version: str | int) -> str:
+    """major.minor.patch of ``version``; a TrtqError for anything that is not a TensorRT version."""
     try:
-        return ".".join(map(str, decode_version(encode_version(version))))
-    except ValueError:
-        raise TrtqError(f"'{version}' is not a TensorRT version like 10.16.1") from None
+        return version_name(version)
+    except ValueError as exc:
+        raise TrtqError(str(exc)) from None
 
 
 def retarget_text(text: str, version: str | int, source: str = "<cache>") -> str:
@@ -28,7 +31,7 @@ def retarget_text(text: str, version: str | int, source: str = "<cache>") -> str
     algorithm = parse_cache(text, source).algorithm
     first, newline, rest = text.partition("\n")
     ending = "\r" if first.endswith("\r") else ""
-    return f"TRT-{encode_version(version_name(version))}-{algorithm}{ending}{newline}{rest}"
+    return f"TRT-{encode_version(target_version(version))}-{algorithm}{ending}{newline}{rest}"
 
 
 @dataclass(frozen=True)
@@ -38,28 +41,42 @@ class Retargeted:
     new_version: str
     manifest: Path | None
     """The manifest written beside ``output`` (None when the cache had none)."""
+    removed_manifest: Path | None = None
+    """A manifest beside ``output`` that vouched for the file it replaced, deleted."""
 
 
 def retarget_file(cache: Path, version: str, output: Path | None = None) -> Retargeted:
-    """Rewrite the header into ``output`` (default: ``cache`` itself), atomically; the manifest
-    follows with the new hash and target version, and keeps who made the scales."""
-    target = version_name(version)
+    """Rewrite the header into ``output`` (default: ``cache`` itself); the cache and its manifest
+    (new hash and target version, same provenance) are replaced as one set. A cache without a
+    manifest gives an output without one: a manifest left beside ``output`` is deleted first."""
+    target = target_version(version)
     out = output if output is not None else cache
-    in_place = out.resolve() == cache.resolve()
-    source_manifest = manifest_path(cache)
-    if not in_place and out.resolve() == source_manifest.resolve():
-        raise TrtqError(f"-o {out} is the manifest of {cache}, an input: choose another output path")
-    if not in_place and manifest_path(out).resolve() == cache.resolve():
-        raise TrtqError(f"-o {out} would put its manifest over {cache}, an input: choose another path")
+    out_manifest = manifest_path(out)
+    if out.resolve() != cache.resolve():
+        check_outputs(
+            [(f"-o {out}", out), (f"the manifest {out_manifest} written beside -o", out_manifest)],
+            [
+                (f"CACHE {cache}", cache),
+                (f"the manifest of CACHE {manifest_path(cache)}", manifest_path(cache)),
+            ],
+        )
     old = read_cache(cache).trt_version
-    manifest = read_manifest(cache) if source_manifest.is_file() else None
+    manifest = read_manifest(cache) if manifest_path(cache).is_file() else None
     if manifest is not None and manifest.cache_sha256 != sha256_file(cache):
         raise TrtqError(
             f"{cache} was modified after its manifest was written (sha256 differs); retargeting "
             "would vouch for an unknown cache: recalibrate, or delete the manifest first"
         )
-    atomic_write_text(out, retarget_text(cache.read_text(encoding="utf-8"), target, str(cache)))
-    written = None
+    data = retarget_text(cache.read_text(encoding="utf-8"), target, str(cache)).encode("utf-8")
+    files = {out: data}
+    removed = None
     if manifest is not None:
-        written = write_manifest(out, replace(manifest, cache_sha256=sha256_file(out), trt_version=target))
-    return Retargeted(out, old, target, written)
+        updated = replace(manifest, cache_sha256=hashlib.sha256(data).hexdigest(), trt_version=target)
+        files[out_manifest] = manifest_text(updated).encode("utf-8")
+    elif out_manifest.is_file():
+        # Deleted before the cache changes: an interruption leaves the old cache without a manifest
+        # (provenance unknown), never a manifest vouching for a cache it did not describe.
+        out_manifest.unlink()
+        removed = out_manifest
+    replace_set(files)
+    return Retargeted(out, old, target, out_manifest if manifest is not None else None, removed)

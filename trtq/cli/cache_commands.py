@@ -17,7 +17,7 @@ from rich.console import Console
 
 from trtq.cache.manifest import manifest_path, read_manifest
 from trtq.cache.retarget import retarget_file
-from trtq.cache.trt_format import decode_version, encode_version, open_cache, read_cache
+from trtq.cache.trt_format import encode_version, open_cache, read_cache, version_name
 from trtq.calib.algorithms import INT8_MAX
 from trtq.cli.errors import EXIT_USER_ERROR, reported_errors
 from trtq.cli.state import OPTIONS
@@ -48,7 +48,7 @@ def inspect_command(
     The cache is streamed: in file order rows are printed as they are read; sorted with --top, only the
     top rows are kept (a heap), so a cache of millions of tensors is shown in seconds."""
     with reported_errors(OPTIONS.verbose), open_cache(cache) as (version, algorithm, scales):
-        trt_version = ".".join(map(str, decode_version(version)))
+        trt_version = version_name(version)
         typer.echo(f"{cache}: TensorRT {trt_version} ({version}), {algorithm}")
         counts = _Counts()
         rows = _ordered(counts.of(scales), sort, top)
@@ -145,5 +145,10 @@ def retarget_command(
                 f"; manifest {done.manifest} updated"
                 if done.manifest
                 else "; no manifest (provenance unknown)"
+            )
+            + (
+                f"; removed {done.removed_manifest}, which described the file replaced"
+                if done.removed_manifest
+                else ""
             )
         )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, field_validator, model_validator
@@ -10,7 +9,6 @@ from pydantic import BaseModel, ConfigDict, Field, PositiveInt, field_validator,
 Shape = list[PositiveInt]
 Algorithm = Literal["entropy", "minmax", "percentile", "mse"]
 ALGORITHMS: tuple[Algorithm, ...] = ("entropy", "minmax", "percentile", "mse")
-_TRT_VERSION = re.compile(r"^\d+\.\d+(\.\d+)?$")
 
 
 class Section(BaseModel):
@@ -102,8 +100,10 @@ class CalibrationSection(Section):
     @field_validator("trt_version")
     @classmethod
     def _version_format(cls, version: str) -> str:
-        if not _TRT_VERSION.match(version):
-            raise ValueError(f"'{version}' is not a TensorRT version like 10.16.1")
+        # Imported here: trtq.cache imports the config package (a cycle at module level).
+        from trtq.cache.trt_format import encode_version
+
+        encode_version(version)  # ValueError: "'ten' is not a TensorRT version like 10.16.1"
         return version
 
 

@@ -26,6 +26,7 @@ class OnnxRuntimeBackend:
         self._inputs = inputs
         self.batch_size = int(next(iter(inputs.values())).shape[0])
         self.input_shapes = {name: list(value.shape) for name, value in inputs.items()}
+        self.warnings: list[str] = []
 
     def query(self) -> QueryTimes:
         start = time.perf_counter()

@@ -38,6 +38,8 @@ class Backend(Protocol):
     batch_size: int
     input_shapes: dict[str, list[int]]
     """The shape of every input as timed, by name."""
+    warnings: list[str]
+    """What the backend changed from the settings asked for (e.g. no CUDA graph), for the report."""
 
     def query(self) -> QueryTimes:
         """Run one inference and time its phases."""
@@ -133,7 +135,7 @@ def analyse(target: str, backend: Backend, trace: Trace, percentiles: Sequence[f
         for name, values in columns.items()
         if values and all(v is not None for v in values)
     }
-    warnings = []
+    warnings = list(backend.warnings)
     compute = metrics["compute"]
     if "enqueue" in metrics and metrics["enqueue"].median > ENQUEUE_BOUND * compute.median:
         warnings.append(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import fnmatch
 import hashlib
 import json
+import re
 import sys
 import time
 from collections.abc import Mapping
@@ -21,7 +22,7 @@ from trtq.fileio import atomic_write_bytes, atomic_write_text, sha256_file
 from trtq.trt.device import PycudaMemory, gpu_name
 from trtq.trt.feed import CalibrationFeed
 from trtq.trt.logger import TrtLogger
-from trtq.trt.version import require_implicit_int8, require_supported, trt_major, trt_version
+from trtq.trt.version import require_supported, trt_major, trt_version
 
 _PRECISION_TYPES = {"fp32": trt.DataType.FLOAT, "fp16": trt.DataType.HALF, "int8": trt.DataType.INT8}
 
@@ -102,8 +103,8 @@ def build(config: LoadedConfig, force: bool = False, verbose: bool = False) -> B
     if precision in ("fp16", "int8"):
         builder_config.set_flag(trt.BuilderFlag.FP16)
     if precision == "int8":
-        require_implicit_int8()
-        from trtq.trt.calibrators import make_calibrator  # the base classes exist only in TensorRT <= 10
+        # Imported here: the calibrator base classes exist only in TensorRT <= 10 (refused above on 11).
+        from trtq.trt.calibrators import make_calibrator
 
         builder_config.set_flag(trt.BuilderFlag.INT8)
         feed = CalibrationFeed(config, PycudaMemory(), config.spec.calibration.algorithm, trt_version())
@@ -113,10 +114,9 @@ def build(config: LoadedConfig, force: bool = False, verbose: bool = False) -> B
     if build.layer_precisions:
         _apply_layer_precisions(network, build.layer_precisions)
         builder_config.set_flag(trt.BuilderFlag.PREFER_PRECISION_CONSTRAINTS)
-    timing_cache_file = config.resolve(build.timing_cache) if build.timing_cache else None
     timing_cache = None
-    if timing_cache_file is not None:
-        timing_cache = attach_timing_cache(builder_config, timing_cache_file)
+    if build.timing_cache:
+        timing_cache = attach_timing_cache(builder_config, config.resolve(build.timing_cache), gpu)
 
     serialized = builder.build_serialized_network(network, builder_config)
     if feed is not None:
@@ -126,8 +126,8 @@ def build(config: LoadedConfig, force: bool = False, verbose: bool = False) -> B
         raise TrtqError(f"TensorRT could not build {config.model_path.name} ({precision}){detail}")
     engine_bytes = bytes(memoryview(serialized))
     atomic_write_bytes(engine_file, engine_bytes)
-    if timing_cache_file is not None and timing_cache is not None:
-        save_timing_cache(builder_config, timing_cache, timing_cache_file)
+    if timing_cache is not None:
+        save_timing_cache(builder_config, timing_cache)
     seconds = time.perf_counter() - started
     report = {
         "config": str(config.source),
@@ -155,53 +155,93 @@ def build(config: LoadedConfig, force: bool = False, verbose: bool = False) -> B
 def refuse_unsupported(config: LoadedConfig) -> None:
     """What the running TensorRT cannot build, refused with a way out before any GPU work."""
     build = config.spec.build
-    if trt_major() >= 11 and build.precision in ("fp16", "int8"):
+    weakly_typed_removed = trt_major() >= 11
+    if weakly_typed_removed and build.precision in ("fp16", "int8"):
         raise TrtqError(
-            f"TensorRT {trt.__version__} has no FP16/INT8 builder flags (weak typing was removed): "
-            "export the model with the precisions it should run in and use build.precision: int8-qdq"
+            f"build.precision {build.precision}: TensorRT {trt.__version__} removed weak typing "
+            "(no FP16/INT8 builder flags, no INT8 calibrators); make a Q/DQ model with `trtq qdq` "
+            "and use build.precision: int8-qdq"
         )
-    if not build.layer_precisions:
-        return
-    if trt_major() >= 11:
+    if build.layer_precisions and weakly_typed_removed:
         raise TrtqError(
             f"build.layer_precisions: TensorRT {trt.__version__} removed per-layer precision "
             "constraints (ILayer.precision, set_output_type, PREFER_PRECISION_CONSTRAINTS); use "
             "build.precision: int8-qdq with a model from `trtq qdq`, and keep layers in float "
             "with qdq.exclude patterns"
         )
-    if build.precision == "int8-qdq":
+    if build.layer_precisions and build.precision == "int8-qdq":
         raise TrtqError(
             "build.layer_precisions: a strongly typed (int8-qdq) network takes types from the model; "
             "keep layers in float with qdq.exclude patterns when making it with `trtq qdq`"
         )
 
 
-def attach_timing_cache(builder_config: trt.IBuilderConfig, path: Path) -> trt.ITimingCache:
-    """Load ``path`` into the build; a cache TensorRT rejects (made on another device or TensorRT)
-    is replaced by a fresh one with a warning instead of silently timing nothing from it."""
-    existing = path.read_bytes() if path.is_file() else b""
-    cache = builder_config.create_timing_cache(existing)
-    if builder_config.set_timing_cache(cache, False):
-        return cache
-    print(
-        f"trtq: warning: TensorRT rejected the timing cache {path} (made on another device or "
-        "TensorRT version?); starting a fresh one, which will replace it",
-        file=sys.stderr,
-        flush=True,
-    )
-    cache = builder_config.create_timing_cache(b"")
-    if not builder_config.set_timing_cache(cache, False):
+@dataclass(frozen=True)
+class AttachedTimingCache:
+    cache: trt.ITimingCache
+    save_to: Path
+    """Where the build's timings go: the configured file, unless TensorRT rejected it (then a file
+    beside it named for this GPU, so a cache shared by other machines is not overwritten)."""
+
+
+def per_gpu_path(path: Path, gpu: str) -> Path:
+    """``timing.cache`` -> ``timing.NVIDIA-A100-SXM4-40GB.cache``: one file per device beside it."""
+    slug = re.sub(r"[^A-Za-z0-9.]+", "-", gpu).strip("-") or "gpu"
+    return path.with_name(f"{path.stem}.{slug}{path.suffix}")
+
+
+def attach_timing_cache(builder_config: trt.IBuilderConfig, path: Path, gpu: str) -> AttachedTimingCache:
+    """Load ``path`` into the build (or, when TensorRT rejects it, this GPU's file beside it).
+
+    ``create_timing_cache`` returns None for bytes it cannot read (a truncated or corrupt file;
+    NVIDIA's samples check for nullptr) and ``set_timing_cache`` returns False for a cache made on
+    another device or TensorRT: either way the build warns and starts a fresh cache instead of
+    timing nothing from it. A corrupt file is replaced; a rejected one is kept for the machines
+    it was made on, and this GPU's timings are saved beside it."""
+    candidates = [path, per_gpu_path(path, gpu)]
+    for index, candidate in enumerate(candidates):
+        if not candidate.is_file():
+            if index == 0:
+                return AttachedTimingCache(_fresh_timing_cache(builder_config, candidate), candidate)
+            continue
+        cache: trt.ITimingCache | None = builder_config.create_timing_cache(candidate.read_bytes())
+        if cache is None:
+            _warn(
+                f"TensorRT could not read the timing cache {candidate} (truncated or corrupt?); "
+                "starting a fresh one, which will replace it"
+            )
+            return AttachedTimingCache(_fresh_timing_cache(builder_config, candidate), candidate)
+        if builder_config.set_timing_cache(cache, False):
+            return AttachedTimingCache(cache, candidate)
+        if index == 0:
+            _warn(
+                f"TensorRT rejected the timing cache {candidate} (made on another device or TensorRT "
+                f"version?); it is kept as it is, and this GPU's timings go to {candidates[1]}"
+            )
+    target = candidates[1]
+    if target.is_file():
+        _warn(f"TensorRT rejected the timing cache {target} too; starting a fresh one, which will replace it")
+    return AttachedTimingCache(_fresh_timing_cache(builder_config, target), target)
+
+
+def _fresh_timing_cache(builder_config: trt.IBuilderConfig, path: Path) -> trt.ITimingCache:
+    cache: trt.ITimingCache | None = builder_config.create_timing_cache(b"")
+    if cache is None or not builder_config.set_timing_cache(cache, False):
         raise TrtqError(f"TensorRT rejected even an empty timing cache for {path}")
     return cache
 
 
-def save_timing_cache(builder_config: trt.IBuilderConfig, attached: trt.ITimingCache, path: Path) -> None:
+def _warn(message: str) -> None:
+    print(f"trtq: warning: {message}", file=sys.stderr, flush=True)
+
+
+def save_timing_cache(builder_config: trt.IBuilderConfig, attached: AttachedTimingCache) -> None:
     """Write the build's timing cache; ``get_timing_cache`` may return None, then the attached
     cache object (which the builder updated in place) is the one to save."""
     cache: trt.ITimingCache | None = builder_config.get_timing_cache()  # None-able in the binding
     if cache is None:
-        cache = attached
-    atomic_write_bytes(path, bytes(memoryview(cache.serialize())))
+        cache = attached.cache
+    atomic_write_bytes(attached.save_to, bytes(memoryview(cache.serialize())))
 
 
 def has_qdq_nodes(model: Path) -> bool:
@@ -262,14 +302,29 @@ def layer_precisions(engine_bytes: bytes, logger: TrtLogger) -> list[dict[str, A
     info = json.loads(
         engine.create_engine_inspector().get_engine_information(trt.LayerInformationFormat.JSON)
     )
+    return summarize_layers(info)
+
+
+def summarize_layers(info: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Name, type and output types of each layer in the inspector's JSON (TensorRT 10 or 11)."""
     layers = []
     for layer in info.get("Layers", []):
         if isinstance(layer, dict):
             outputs = layer.get("Outputs", [])
-            types = sorted({str(o.get("Format/Datatype", "")) for o in outputs if isinstance(o, dict)})
+            types = sorted({tensor_type(o) for o in outputs if isinstance(o, dict)})
             layers.append(
                 {"name": layer.get("Name", ""), "type": layer.get("LayerType", ""), "outputs": types}
             )
         else:
             layers.append({"name": str(layer), "type": "", "outputs": []})
     return layers
+
+
+def tensor_type(tensor: Mapping[str, Any]) -> str:
+    """TensorRT 10 writes one "Format/Datatype" string per tensor; TensorRT 11 splits it into
+    "DataType" and "Format" (NVIDIA's 10.x -> 11.x IEngineInspector migration page)."""
+    combined = tensor.get("Format/Datatype", tensor.get("Format/DataType"))
+    if combined is not None:
+        return str(combined)
+    parts = [str(tensor[key]) for key in ("DataType", "Format") if tensor.get(key) is not None]
+    return ", ".join(parts)

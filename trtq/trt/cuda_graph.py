@@ -1,8 +1,8 @@
 """CUDA graph capture of one enqueue, through the CUDA runtime API (pycuda has no stream capture).
 
 Uses libcudart's documented C entry points, the same way Polygraphy talks to CUDA through ctypes.
-``cudaGraphInstantiate`` is called with CUDA 12's three-argument signature, so only CUDA 12 and
-13 runtimes are looked for.
+``cudaGraphInstantiate`` is called with the three-argument signature it has since CUDA 12 (CUDA 11's
+takes five), so a runtime whose ``cudaRuntimeGetVersion`` is below 12000 is passed over.
 """
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import ctypes.util
+import importlib.metadata
 import site
-import sys
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -19,44 +19,91 @@ from typing import Any
 from trtq.errors import TrtqError
 
 _CAPTURE_MODE_THREAD_LOCAL = 1
+MIN_RUNTIME = 12000
+"""cudaRuntimeGetVersion's 1000 * major + 10 * minor: CUDA 12.0, the first with the 3-argument call."""
 
 # Where pip's CUDA runtime wheels put libcudart: nvidia-cuda-runtime-cu12 and nvidia-cuda-runtime (13).
-_WHEEL_LIBRARIES = ("nvidia/cuda_runtime/lib/libcudart.so.12", "nvidia/cu13/lib/libcudart.so.13")
+_WHEEL_LIBRARIES = {12: "nvidia/cuda_runtime/lib/libcudart.so.12", 13: "nvidia/cu13/lib/libcudart.so.13"}
 
 
-def cudart_candidates(search_dirs: Iterable[str] | None = None) -> list[str]:
-    """Toolkit and system names first, then the pip wheels' files under each site-packages dir."""
-    names = ["libcudart.so", "libcudart.so.13", "libcudart.so.12"]
+def tensorrt_cuda_major() -> int | None:
+    """The CUDA major the installed pip TensorRT was built for (tensorrt-cu12 / tensorrt-cu13 and
+    their -libs), or None when that cannot be told (NVIDIA's containers, or both installed)."""
+    majors = set()
+    for major in _WHEEL_LIBRARIES:
+        for suffix in ("", "-libs", "-bindings"):
+            with contextlib.suppress(importlib.metadata.PackageNotFoundError):
+                importlib.metadata.version(f"tensorrt-cu{major}{suffix}")
+                majors.add(major)
+    return majors.pop() if len(majors) == 1 else None
+
+
+def site_packages() -> list[str]:
+    """Only the installation's site-packages directories: never the current directory or sys.path."""
+    return [*site.getsitepackages(), site.getusersitepackages()]
+
+
+def cudart_candidates(search_dirs: Iterable[str] | None = None, prefer: int | None = None) -> list[str]:
+    """Library names and wheel paths to try, in order: TensorRT's own CUDA major first when it is
+    known (``prefer``), else the toolkit's unversioned name, then 13, then 12."""
+    dirs = list(dict.fromkeys(d for d in (site_packages() if search_dirs is None else search_dirs) if d))
+    first = prefer if prefer in _WHEEL_LIBRARIES else None
+    majors = [13, 12] if first is None else [first, *(m for m in (13, 12) if m != first)]
+
+    def of(major: int) -> list[str]:
+        return [f"libcudart.so.{major}", *(str(Path(d) / _WHEEL_LIBRARIES[major]) for d in dirs)]
+
+    names = [] if first is None else of(first)
+    names.append("libcudart.so")
     found = ctypes.util.find_library("cudart")
     if found:
         names.append(found)
-    if search_dirs is None:
-        search_dirs = [*site.getsitepackages(), site.getusersitepackages(), *sys.path]
-    for directory in dict.fromkeys(d for d in search_dirs if d):
-        names.extend(str(Path(directory) / relative) for relative in _WHEEL_LIBRARIES)
+    for major in majors:
+        names += of(major)
     return list(dict.fromkeys(names))
 
 
-def _cudart() -> ctypes.CDLL:
-    candidates = cudart_candidates()
+def runtime_version(lib: Any) -> int:
+    version = ctypes.c_int(0)
+    if lib.cudaRuntimeGetVersion(ctypes.byref(version)) != 0:
+        return 0
+    return version.value
+
+
+def load_cudart(candidates: Iterable[str], loader: Callable[[str], Any] = ctypes.CDLL) -> Any:
+    """The first candidate that loads and is a CUDA 12+ runtime; a TrtqError naming what was found."""
+    passed_over = []
     for name in candidates:
         if "/" in name and not Path(name).is_file():
             continue
         try:
-            return ctypes.CDLL(name)
+            lib = loader(name)
         except OSError:
             continue
+        version = runtime_version(lib)
+        if version >= MIN_RUNTIME:
+            with contextlib.suppress(AttributeError):  # a ctypes function: say it returns a C string
+                lib.cudaGetErrorString.restype = ctypes.c_char_p
+            return lib
+        what = f"CUDA {version // 1000}.{version % 1000 // 10}" if version else "of unknown version"
+        passed_over.append(f"{name} is {what}")
+    found = f" ({'; '.join(passed_over)})" if passed_over else ""
     raise TrtqError(
-        "CUDA graphs need the CUDA runtime (libcudart.so.12 or .13), found neither in the toolkit's "
-        "library path nor in a nvidia-cuda-runtime pip wheel; set benchmark.cuda_graph: false"
+        "CUDA graphs need the CUDA 12 or 13 runtime (libcudart.so.12 or .13), found neither in the "
+        f"toolkit's library path nor in a nvidia-cuda-runtime pip wheel{found}; "
+        "set benchmark.cuda_graph: false"
     )
+
+
+class GraphCaptureError(TrtqError):
+    """Capturing the enqueue into a CUDA graph failed; the stream is usable for plain enqueues."""
 
 
 class CudaGraph:
     """Capture ``enqueue`` on ``stream`` once; ``launch`` replays it; ``close`` frees the graph."""
 
     def __init__(self, stream_handle: int, enqueue: Callable[[], object], lib: Any = None) -> None:
-        self._lib = lib if lib is not None else _cudart()
+        self._lib = lib if lib is not None else load_cudart(cudart_candidates(prefer=tensorrt_cuda_major()))
         self._stream = ctypes.c_void_p(stream_handle)
         self._exec: ctypes.c_void_p | None = None
         graph = ctypes.c_void_p()
@@ -65,9 +112,16 @@ class CudaGraph:
         )
         try:
             enqueue()
+        except TrtqError as exc:
+            # As trtexec's endCaptureOnError: end the capture so the stream is usable again, free a
+            # graph if one came back, clear the error state; report the enqueue's own error first.
+            status = self._lib.cudaStreamEndCapture(self._stream, ctypes.byref(graph))
+            if status == 0 and graph.value:
+                self._lib.cudaGraphDestroy(graph)
+            self._lib.cudaGetLastError()
+            ended = "ended" if status == 0 else f"ended with {error_name(self._lib, status)}"
+            raise GraphCaptureError(f"{exc} while capturing a CUDA graph (the capture {ended})") from exc
         except BaseException:
-            # End the capture so the stream is usable again, but report the enqueue's own error:
-            # the capture's status (usually "invalidated") would only hide it.
             if self._lib.cudaStreamEndCapture(self._stream, ctypes.byref(graph)) == 0 and graph.value:
                 self._lib.cudaGraphDestroy(graph)
             raise
@@ -97,7 +151,16 @@ class CudaGraph:
         with contextlib.suppress(Exception):  # at interpreter shutdown there is no one to tell
             self.close()
 
-    @staticmethod
-    def _check(status: int, what: str) -> None:
+    def _check(self, status: int, what: str) -> None:
         if status != 0:
-            raise TrtqError(f"CUDA graph {what} failed with cudaError {status}")
+            kind = GraphCaptureError if what in ("begin capture", "end capture", "instantiate") else TrtqError
+            raise kind(f"CUDA graph {what} failed: {error_name(self._lib, status)}")
+
+
+def error_name(lib: Any, status: int) -> str:
+    """``cudaGetErrorString``'s text with the code, e.g. 'operation not permitted when stream is
+    capturing (cudaError 900)'."""
+    text = lib.cudaGetErrorString(status)
+    if isinstance(text, bytes):
+        return f"{text.decode(errors='replace')} (cudaError {status})"
+    return f"cudaError {status}"

@@ -9,6 +9,7 @@ logged loudly and counted, and ``check`` turns a bad calibration into an error a
 
 from __future__ import annotations
 
+import hashlib
 import sys
 import traceback
 from collections.abc import Callable, Iterator
@@ -18,7 +19,7 @@ from math import prod
 import numpy as np
 
 from trtq.cache.headers import header_for
-from trtq.cache.manifest import Manifest, read_manifest, write_manifest
+from trtq.cache.manifest import Manifest, manifest_path, manifest_text, read_manifest
 from trtq.cache.retarget import retarget_text
 from trtq.cache.trt_format import encode_version, parse_cache
 from trtq.config.loader import LoadedConfig
@@ -26,7 +27,7 @@ from trtq.config.schema import Algorithm
 from trtq.data.batches import Batch
 from trtq.data.from_config import batch_source, calibration_entries
 from trtq.errors import TrtqError
-from trtq.fileio import atomic_write_bytes, sha256_file
+from trtq.fileset import replace_set
 from trtq.fingerprint import fingerprint_config
 from trtq.trt.device import DeviceMemory
 
@@ -78,6 +79,10 @@ class CalibrationFeed:
                 raise TrtqError(
                     f"TensorRT asked for inputs {unknown}; the config feeds only '{self.input_name}'"
                 )
+            if self.cache_reused:
+                # TensorRT asks for batches only when it did not use the cache it was handed.
+                self.log("trtq: TensorRT discarded the cache (header or version not accepted): calibrating")
+                self.cache_reused = False
             if self._batches is None:
                 self._batches = iter(batch_source(self.config, self.entries))
             batch = next(self._batches, None)
@@ -145,24 +150,25 @@ class CalibrationFeed:
     def write_cache(self, cache: bytes) -> None:
         """Validate TensorRT's cache, write it atomically, then a fresh manifest for it.
 
-        A cache TensorRT only read back is not written over: the file keeps its own header and the
-        manifest keeps who made the scales."""
+        A cache TensorRT only read back (no batch was asked for) is not written over: the file keeps
+        its own header and the manifest keeps who made the scales. A cache TensorRT discarded and
+        recalibrated is replaced like any other new cache."""
         path = self.config.cache_path
-        if self.cache_reused:
+        if self.cache_reused:  # next_batch clears it: TensorRT asks for batches only to recalibrate
             self.log(f"trtq: TensorRT handed back the cache it read; {path} is kept as it was")
             return
         try:
             parse_cache(cache.decode("utf-8"), "TensorRT's calibration cache")
-            atomic_write_bytes(path, cache)
             manifest = Manifest(
                 fingerprint=fingerprint_config(self.config, self.entries),
-                cache_sha256=sha256_file(path),
+                cache_sha256=hashlib.sha256(cache).hexdigest(),
                 algorithm=self.algorithm,
                 batch_size=self.batch_size,
                 trt_version=self.trt_version,
                 scales_by=f"TensorRT {self.trt_version} ({header_for(self.algorithm)})",
             )
-            write_manifest(path, manifest)
+            # One set: an interruption leaves the old cache and manifest or the new ones, never a mix.
+            replace_set({path: cache, manifest_path(path): manifest_text(manifest).encode("utf-8")})
             self.log(f"trtq: wrote calibration cache {path} and its manifest")
         except Exception as exc:
             self.errors.append(f"write_calibration_cache: {type(exc).__name__}: {exc}")

@@ -8,6 +8,7 @@ Enqueue time is host wall time around the enqueue call. Queries run one at a tim
 
 from __future__ import annotations
 
+import sys
 import time
 from math import prod
 from pathlib import Path
@@ -20,7 +21,7 @@ import tensorrt as trt
 from trtq.config.loader import LoadedConfig
 from trtq.errors import TrtqError
 from trtq.runner.timing import QueryTimes
-from trtq.trt.cuda_graph import CudaGraph
+from trtq.trt.cuda_graph import CudaGraph, GraphCaptureError
 from trtq.trt.logger import TrtLogger
 from trtq.trt.version import require_supported
 
@@ -51,6 +52,7 @@ class TensorRTBackend:
         self._outputs: list[tuple[Any, Any]] = []
         self._output_names: list[str] = []
         self._output_bf16: list[bool] = []
+        self._input_bf16: list[bool] = []
         self.batch_size = 1
         self.input_shapes: dict[str, list[int]] = {}
         shapes = {spec.name: list(spec.calibration_shape) for spec in config.spec.inputs} if config else {}
@@ -68,16 +70,33 @@ class TensorRTBackend:
             host = cuda.pagelocked_empty(dims, dtype=dtype)
             device = cuda.mem_alloc(max(1, prod(dims) * dtype.itemsize))
             self._context.set_tensor_address(name, int(device))
+            bf16 = self._engine.get_tensor_dtype(name) == trt.DataType.BF16
             if self._engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT:
-                host[...] = rng.uniform(-1, 1, size=dims).astype(dtype)  # trtexec's default input data
+                # trtexec's default input data: uniform in [-1, 1]
+                host[...] = to_host_dtype(rng.uniform(-1, 1, size=dims), dtype, bf16)
                 self._inputs.append((host, device))
+                self._input_bf16.append(bf16)
             else:
                 self._outputs.append((host, device))
                 self._output_names.append(name)
-                self._output_bf16.append(self._engine.get_tensor_dtype(name) == trt.DataType.BF16)
+                self._output_bf16.append(bf16)
         self._enqueue()  # first run: lazy initialisation outside the timings
         self._stream.synchronize()
-        self._graph = CudaGraph(self._stream.handle, self._enqueue) if cuda_graph else None
+        self.warnings: list[str] = []
+        self._graph = self._capture() if cuda_graph else None
+
+    def _capture(self) -> CudaGraph | None:
+        """A CUDA graph of one enqueue; when capturing fails, plain enqueues with a warning, as trtexec
+        does (some engines cannot be captured)."""
+        try:
+            return CudaGraph(self._stream.handle, self._enqueue)
+        except GraphCaptureError as exc:
+            message = f"CUDA graph capture failed ({exc}); timing plain enqueues instead (cuda_graph off)"
+            print(f"trtq: warning: {message}", file=sys.stderr, flush=True)
+            self.warnings.append(message)
+            self._enqueue()  # the stream and context still work without the graph
+            self._stream.synchronize()
+            return None
 
     def _enqueue(self) -> None:
         if not self._context.execute_async_v3(self._stream.handle):
@@ -116,7 +135,7 @@ class TensorRTBackend:
             raise TrtqError(
                 f"batch shape {list(batch.shape)} differs from the engine input {list(host.shape)}"
             )
-        np.copyto(host, batch.astype(host.dtype, copy=False))
+        np.copyto(host, to_host_dtype(batch, host.dtype, self._input_bf16[0]))
         self._cuda.memcpy_htod_async(device, host, self._stream)
         self._enqueue()
         for out_host, out_device in self._outputs:
@@ -147,6 +166,22 @@ def bf16_to_float32(words: npt.NDArray[Any]) -> npt.NDArray[np.float32]:
     bits (converting the integers numerically would turn 0x3f80, i.e. 1.0, into 16256.0)."""
     widened = np.asarray(words, dtype=np.uint16).astype(np.uint32) << np.uint32(16)
     return widened.view(np.float32)
+
+
+def float32_to_bf16(values: npt.ArrayLike) -> npt.NDArray[np.uint16]:
+    """The raw bfloat16 words of ``values``: the upper 16 bits of each float32, rounded to nearest
+    even on the 16 bits dropped (what a float->bf16 cast does); NaN stays a quiet NaN."""
+    bits = np.asarray(values, dtype=np.float32).view(np.uint32)
+    lsb = (bits >> np.uint32(16)) & np.uint32(1)
+    rounded = (bits + np.uint32(0x7FFF) + lsb) >> np.uint32(16)  # wraps only past NaN, handled below
+    nan = np.isnan(bits.view(np.float32))
+    words = np.where(nan, (bits >> np.uint32(16)) | np.uint32(0x0040), rounded)
+    return words.astype(np.uint16)
+
+
+def to_host_dtype(values: npt.ArrayLike, dtype: np.dtype[Any], bf16: bool) -> npt.NDArray[Any]:
+    """``values`` as an input buffer holds them: bfloat16 as its bit pattern, not a numeric uint16."""
+    return float32_to_bf16(values) if bf16 else np.asarray(values).astype(dtype, copy=False)
 
 
 def _dims(dims: trt.Dims) -> list[int]:

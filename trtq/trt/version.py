@@ -4,25 +4,17 @@ from __future__ import annotations
 
 import tensorrt as trt
 
+from trtq.cache.trt_format import version_name
 from trtq.errors import TrtqError
 
 
 def trt_version() -> str:
     """major.minor.patch of the imported TensorRT (``__version__`` also carries a build number)."""
-    return ".".join(trt.__version__.split(".")[:3])
+    return version_name(trt.__version__)
 
 
 def trt_major() -> int:
     return int(trt.__version__.split(".")[0])
-
-
-def require_implicit_int8() -> None:
-    """Implicit INT8 (calibrators, the INT8 builder flag) exists only in TensorRT 8-10."""
-    if trt_major() >= 11:
-        raise TrtqError(
-            f"TensorRT {trt.__version__} removed implicit INT8 calibration; set build.precision: int8-qdq "
-            "and build from a Q/DQ model (trtq qdq) instead"
-        )
 
 
 def require_supported() -> None:
