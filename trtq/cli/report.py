@@ -25,11 +25,12 @@ def report_command(
     sensitivity: Annotated[Path | None, typer.Option(help="JSON from trtq sensitivity")] = None,
     bench: Annotated[Path | None, typer.Option(help="JSON from trtq bench")] = None,
     tensors: Annotated[int, typer.Option(help="tensors to plot")] = 12,
+    tune: Annotated[Path | None, typer.Option(help="tune.json from trtq tune")] = None,
 ) -> None:
     """Histograms with thresholds, KL curves, cross-check ratios, sensitivity and latency, as HTML."""
     with reported_errors(OPTIONS.verbose):
         loaded = load_config(config)
         with console.status("calibration pass for the histograms"):
             run = collect_histograms(loaded, calibration_entries(loaded))
-        atomic_write_text(output, report_html(loaded, run, tensors, cache, sensitivity, bench))
+        atomic_write_text(output, report_html(loaded, run, tensors, cache, sensitivity, bench, tune))
         console.print(f"report   {output}")
