@@ -260,3 +260,17 @@ def test_rounding_choice_against_brute_force() -> None:
         deltas = weights[0, channel] - candidates
         errors = np.einsum("ck,kl,cl->c", deltas, moment[0], deltas)
         assert chosen_error[channel] <= 1.5 * errors.min() + 1e-12
+
+
+def test_report_shows_the_tuning_steps(tuned: dict[str, Path]) -> None:
+    page = tuned["dir"] / "report.html"
+    result = runner.invoke(
+        app, ["report", str(tuned["config"]), "--tune", str(tuned["json"]), "-o", str(page), "--tensors", "1"]
+    )
+    assert result.exit_code == 0, result.output
+    html = page.read_text()
+    report = json.loads(tuned["json"].read_text())
+    assert "trtq tune: what each step gained" in html
+    for step in report["steps"]:
+        assert step["step"] in html
+        assert f"{step['relative_error']:.5f}" in html
