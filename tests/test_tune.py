@@ -20,8 +20,10 @@ from trtq.cache import read_cache
 from trtq.calib.pipeline import batch_source, calibration_entries, collect_histograms
 from trtq.cli.main import app
 from trtq.config import ALGORITHMS, load_config
+from trtq.data.image_list import ImageEntry
 from trtq.qdq.export import export_qdq
 from trtq.qdq.graph import GraphIndex
+from trtq.tune.heldout import overlap
 from trtq.tune.layers import WeightedLayer, collect_layer_inputs, weighted_layers
 from trtq.tune.weights import bias_shift, max_scales, output_error, quantize_weights, round_nearest
 
@@ -274,3 +276,19 @@ def test_report_shows_the_tuning_steps(tuned: dict[str, Path]) -> None:
     for step in report["steps"]:
         assert step["step"] in html
         assert f"{step['relative_error']:.5f}" in html
+
+
+def test_overlap_finds_shared_files_and_copies(tmp_path: Path, photos: list[Path]) -> None:
+    copy = tmp_path / "renamed.png"
+    copy.write_bytes(photos[1].read_bytes())
+    tuning = [
+        ImageEntry(photos[0], tmp_path / "tune.txt", 1),
+        ImageEntry(photos[1], tmp_path / "tune.txt", 2),
+    ]
+    evaluation = [
+        ImageEntry(p, tmp_path / "eval.txt", n) for n, p in enumerate([photos[0], copy, photos[2]], 1)
+    ]
+    found = overlap(tuning, evaluation)
+    assert len(found) == 2
+    assert "same file" in found[0]
+    assert "same content" in found[1] and "renamed.png" in found[1]
