@@ -52,6 +52,7 @@ from trtq.config import ALGORITHMS, LoadedConfig, load_config
 from trtq.qdq.export import MIN_OPSET, export_qdq
 
 SENSITIVITY_BATCHES = 2
+GROUPS = ("tune", "single", "sensitivity", "ort", "modelopt")
 
 
 def classifier_config(
@@ -97,18 +98,29 @@ def ort_model(
         model = onnx.version_converter.convert_version(model, MIN_OPSET)
     source, target = work / "fp32.onnx", work / "ort_qdq.onnx"
     onnx.save(model, str(source))
-    batches = iter(batch_source(config, calibration_entries(config)))
+    data = [batch.data for batch in batch_source(config, calibration_entries(config))]
 
     class Reader(CalibrationDataReader):  # type: ignore[misc]
+        """Batches in order; CalibStridedMinMax asks for its length and reads it range by range."""
+
+        def __init__(self) -> None:
+            self.items = iter(data)
+
         def get_next(self) -> dict[str, Any] | None:
-            batch = next(batches, None)
-            return None if batch is None else {config.image_input.name: batch.data}
+            batch = next(self.items, None)
+            return None if batch is None else {config.image_input.name: batch}
+
+        def __len__(self) -> int:
+            return len(data)
+
+        def set_range(self, start_index: int, end_index: int) -> None:
+            self.items = iter(data[start_index:end_index])
 
     quantize_static(
         str(source), str(target), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
         activation_type=QuantType.QInt8, weight_type=QuantType.QInt8, calibrate_method=method,
         extra_options={"ActivationSymmetric": symmetric, "WeightSymmetric": True,
-                       "CalibStridedMinMax": 8},
+                       "CalibStridedMinMax": 2 if len(data) % 2 == 0 else 1},
     )  # fmt: skip
     return onnx.load(str(target))
 
@@ -126,10 +138,14 @@ def modelopt_model(config: LoadedConfig, method: str, work: Path) -> onnx.ModelP
 
 
 def benchmark(
-    name: str, config: LoadedConfig, eval_list: Path, work: Path, tune_args: list[str]
+    name: str, config: LoadedConfig, eval_list: Path, work: Path, tune_args: list[str], groups: set[str]
 ) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
-    tuned = run_tune(config, eval_list, work, tune_args)
+    tuned = (
+        run_tune(config, eval_list, work, tune_args)
+        if "tune" in groups
+        else json.loads((work / "tuned.tune.json").read_text())
+    )
     batches, count = evaluation_inputs(config, eval_list)
     input_name = config.image_input.name
     fp32 = onnx.load(str(config.model_path))
@@ -140,33 +156,38 @@ def benchmark(
         rows.append({"model": name, "variant": variant, "note": note, **metrics.to_json()})
         print(json.dumps(rows[-1]), flush=True)
 
-    record(
-        "trtq tune",
-        onnx.load(str(work / "tuned.qdq.onnx")),
-        f"{len(tuned['float_layers'])} of {tuned['settings']['conv_gemm_layers']} Conv/Gemm in FP16; "
-        f"{tuned['benchmark']['wall_s']} s wall, {tuned['benchmark']['cpu_s']} s CPU",
-    )
+    if "tune" in groups:
+        record(
+            "trtq tune",
+            onnx.load(str(work / "tuned.qdq.onnx")),
+            f"{len(tuned['float_layers'])} of {tuned['settings']['conv_gemm_layers']} Conv/Gemm in FP16; "
+            f"{tuned['benchmark']['wall_s']} s wall, {tuned['benchmark']['cpu_s']} s CPU",
+        )
     calibration = collect_histograms(config, calibration_entries(config))
-    for algorithm in ALGORITHMS:
-        record(f"trtq {algorithm}", export_qdq(fp32, calibration.scales(algorithm)).model)
-    best = tuned["best_single_algorithm"]
-    tuning_batches = [b.data for b in batch_source(config, calibration_entries(config))][:SENSITIVITY_BATCHES]
-    sensitivity = analyse_sensitivity(
-        fp32, calibration.scales(best), input_name, tuning_batches, len(tuning_batches) * config.batch_size
-    )
-    record(
-        f"trtq sensitivity proposal ({best})",
-        export_qdq(fp32, calibration.scales(best), sensitivity.proposal).model,
-        f"{len(sensitivity.proposal)} layers in float: {', '.join(sensitivity.proposal)}",
-    )
+    if "single" in groups:
+        for algorithm in ALGORITHMS:
+            record(f"trtq {algorithm}", export_qdq(fp32, calibration.scales(algorithm)).model)
+    if "sensitivity" in groups:
+        best = tuned["best_single_algorithm"]
+        tuning = [b.data for b in batch_source(config, calibration_entries(config))][:SENSITIVITY_BATCHES]
+        sensitivity = analyse_sensitivity(
+            fp32, calibration.scales(best), input_name, tuning, len(tuning) * config.batch_size
+        )
+        record(
+            f"trtq sensitivity proposal ({best})",
+            export_qdq(fp32, calibration.scales(best), sensitivity.proposal).model,
+            f"{len(sensitivity.proposal)} layers in float: {', '.join(sensitivity.proposal)}",
+        )
     for method in (CalibrationMethod.MinMax, CalibrationMethod.Percentile):
         for symmetric in (True, False):
+            if "ort" not in groups:
+                continue
             label = (
                 f"ORT quantize_static {method.name}, {'symmetric' if symmetric else 'asymmetric'} activations"
             )
             note = "" if symmetric else "zero points: TensorRT cannot run it"
             record(label, ort_model(config, method, symmetric, work), note)
-    for method in ("entropy", "max"):
+    for method in ("entropy", "max") if "modelopt" in groups else ():
         try:
             model = modelopt_model(config, method, work)
         except Exception as exc:  # report why ModelOpt could not run, keep the other rows
@@ -180,7 +201,8 @@ def benchmark(
             )
             continue
         record(f"ModelOpt {method}", model)
-    (work / "tune_benchmark.json").write_text(json.dumps({"tune": tuned, "rows": rows}, indent=1) + "\n")
+    output = work / f"tune_benchmark_{'_'.join(sorted(groups))}.json"
+    output.write_text(json.dumps({"tune": tuned, "rows": rows}, indent=1) + "\n")
     return rows
 
 
@@ -193,6 +215,11 @@ def main() -> None:
     parser.add_argument("--tune-images", type=int)
     parser.add_argument("--eval-images", type=int)
     parser.add_argument("--out", type=Path, default=REPO / "out" / "tune_benchmark")
+    parser.add_argument(
+        "--rows",
+        default=",".join(GROUPS),
+        help=f"which rows, comma-separated from {','.join(GROUPS)} (without tune: the last tune.json)",
+    )
     args, tune_args = parser.parse_known_args()  # the rest goes to trtq tune
     work = args.out / args.model
     work.mkdir(parents=True, exist_ok=True)
@@ -204,7 +231,8 @@ def main() -> None:
         )
     else:
         config, eval_list, _ = det_config(work, args.tune_images or 12, args.eval_images or 40)
-    for row in benchmark(args.model, config, eval_list, work, tune_args):
+    groups = set(args.rows.split(","))
+    for row in benchmark(args.model, config, eval_list, work, tune_args, groups):
         print(row)
 
 

@@ -16,11 +16,12 @@ from conftest import WriteConfig, listed_photos
 from onnx import helper, numpy_helper
 from typer.testing import CliRunner
 
-from trtq.cache import read_cache
+from trtq.cache import read_cache, read_manifest
 from trtq.calib.pipeline import batch_source, calibration_entries, collect_histograms
 from trtq.cli.main import app
 from trtq.config import ALGORITHMS, load_config
 from trtq.data.image_list import ImageEntry
+from trtq.fingerprint import fingerprint_config
 from trtq.qdq.export import export_qdq
 from trtq.qdq.graph import GraphIndex
 from trtq.tune.heldout import overlap
@@ -135,6 +136,15 @@ def test_budget_overlay_cache_and_qdq_agree(tuned: dict[str, Path]) -> None:
     assert set(overlay.spec.build.layer_precisions.values()) <= {"fp16"}
     assert overlay.model_path == tuned["fp32"].resolve()
     assert overlay.cache_path == tuned["cache"].resolve()
+    # trtq build (TensorRT 10 implicit) reuses the cache only when its manifest matches the config.
+    entries = calibration_entries(overlay)
+    mismatches = read_manifest(overlay.cache_path).mismatches(
+        overlay.cache_path,
+        fingerprint_config(overlay, entries),
+        overlay.spec.calibration.trt_version,
+        entries,
+    )
+    assert mismatches == []
     # Every activation Q/DQ scale in the model is the cache's scale for that tensor (float32 bits).
     cache = read_cache(tuned["cache"]).scales
     initializers = {i.name: numpy_helper.to_array(i) for i in qdq.graph.initializer}

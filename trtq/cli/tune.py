@@ -124,7 +124,7 @@ def tune_command(
                 "results": {label: [m.to_json() for m in values] for label, values in metrics.items()},
             }
         summary["seconds"] = round(time.perf_counter() - started, 1)
-        write_outputs(loaded, result, paths, images, summary)
+        write_outputs(loaded, result, paths, images, entries, summary)
         console.print(
             f"{len(result.float_nodes)} of {result.conv_layers} Conv/Gemm layers in FP16; "
             f"{summary['seconds']:.0f} s\n"

@@ -6,16 +6,21 @@ and ``qdq.exclude`` replaced)."""
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from trtq.cache.manifest import Manifest, write_manifest
 from trtq.cache.trt_format import write_cache
 from trtq.calib.pipeline import header_algorithm
+from trtq.config import load_config
 from trtq.config.loader import LoadedConfig
-from trtq.fileio import atomic_write_bytes, atomic_write_text
+from trtq.data.image_list import ImageEntry
+from trtq.fileio import atomic_write_bytes, atomic_write_text, sha256_file
+from trtq.fingerprint import fingerprint_config
 from trtq.tune.pipeline import TuneResult
 
 
@@ -47,13 +52,14 @@ def tune_paths(output: Path) -> TunePaths:
 
 
 def overlay_config(
-    config: LoadedConfig, result: TuneResult, paths: TunePaths, images: Path
+    config: LoadedConfig, result: TuneResult, paths: TunePaths, images: Path, count: int
 ) -> dict[str, Any]:
     """The input config, paths made absolute, pointing at the corrected model, the tuned cache and the
     tuning images it was made from."""
     spec = config.spec.model_dump(mode="json", exclude_none=True)
     spec["model"]["path"] = str(paths.corrected.resolve())
     spec["calibration"]["images"] = str(images.resolve())
+    spec["calibration"]["max_images"] = count
     spec["calibration"]["cache"] = str(paths.cache.resolve())
     build = spec.setdefault("build", {})
     for key in ("engine", "timing_cache"):
@@ -69,8 +75,15 @@ def overlay_config(
 
 
 def write_outputs(
-    config: LoadedConfig, result: TuneResult, paths: TunePaths, images: Path, summary: dict[str, Any]
+    config: LoadedConfig,
+    result: TuneResult,
+    paths: TunePaths,
+    images: Path,
+    entries: Sequence[ImageEntry],
+    summary: dict[str, Any],
 ) -> None:
+    """All files; the cache gets a manifest for the written config, so ``trtq build`` reuses it
+    instead of recalibrating (the manifest fingerprints the corrected model and the tuning images)."""
     paths.qdq.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(paths.qdq, result.qdq.SerializeToString())
     atomic_write_bytes(paths.corrected, result.corrected.SerializeToString())
@@ -79,7 +92,15 @@ def write_outputs(
         f"# trtq tune of {config.source}: TensorRT 10 implicit INT8 with the tuned scales and FP16 layers.\n"
         f"# Explicit builds (int8-qdq, TensorRT 11) use {paths.qdq.name} instead.\n"
     )
-    atomic_write_text(
-        paths.config, header + yaml.safe_dump(overlay_config(config, result, paths, images), sort_keys=False)
+    overlay = overlay_config(config, result, paths, images, len(entries))
+    atomic_write_text(paths.config, header + yaml.safe_dump(overlay, sort_keys=False))
+    tuned_config = load_config(paths.config)
+    manifest = Manifest(
+        fingerprint=fingerprint_config(tuned_config, entries),
+        cache_sha256=sha256_file(paths.cache),
+        algorithm=tuned_config.spec.calibration.algorithm,
+        batch_size=tuned_config.batch_size,
+        trt_version=tuned_config.spec.calibration.trt_version,
     )
+    write_manifest(paths.cache, manifest)
     atomic_write_text(paths.json, json.dumps(summary, indent=1) + "\n")
