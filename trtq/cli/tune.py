@@ -28,7 +28,7 @@ from trtq.data.image_list import read_image_list
 from trtq.errors import TrtqError
 from trtq.tune.heldout import evaluate, overlap
 from trtq.tune.outputs import tune_paths, write_outputs
-from trtq.tune.pipeline import ProgressHooks, Step, TuneSettings, conv_layer_count, tune
+from trtq.tune.pipeline import SEARCH_BATCHES, ProgressHooks, Step, TuneSettings, conv_layer_count, tune
 
 console = Console()
 _BUDGET = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(%?)\s*$")
@@ -51,7 +51,7 @@ def tune_command(
     max_eval_images: Annotated[int | None, typer.Option(help="use the first N held-out images")] = None,
     search_batches: Annotated[
         int, typer.Option(min=1, help="batches each threshold / float-layer candidate is measured on")
-    ] = 2,
+    ] = SEARCH_BATCHES,
 ) -> None:
     """Tune weights (rounding, clipping, bias correction), thresholds and float layers; write the Q/DQ
     model, a corrected FP32 model with its cache and config for implicit builds, and tune.json."""

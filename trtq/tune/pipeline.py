@@ -107,8 +107,6 @@ def tune(
         dict(zip([o.name for o in fp32.get_outputs()], fp32.run(None, {input_name: b}), strict=True))
         for b in search
     ]
-    seconds = time.perf_counter() - started
-
     algorithm_scales = {a: run.scales(a) for a in ALGORITHMS}
     plain = export_qdq(model, algorithm_scales["entropy"])
     activations = list(plain.activation_scales)
@@ -126,7 +124,7 @@ def tune(
             best.error,
             best.cosine,
             0.0,
-            seconds + time.perf_counter() - started,
+            time.perf_counter() - started,
             details={
                 "algorithms": {
                     a: {"relative_error": s.error, "cosine": s.cosine} for a, s in plain_scores.items()
