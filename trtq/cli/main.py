@@ -17,6 +17,7 @@ from trtq.cli.qdq import qdq_command
 from trtq.cli.report import report_command
 from trtq.cli.sensitivity import sensitivity_command
 from trtq.cli.state import OPTIONS
+from trtq.cli.tune import tune_command
 
 app = typer.Typer(
     help="INT8 calibration and TensorRT deployment for ONNX CNNs.",
@@ -30,6 +31,7 @@ app.command("build")(build_command)
 app.command("qdq")(qdq_command)
 app.command("compare")(compare_command)
 app.command("sensitivity")(sensitivity_command)
+app.command("tune")(tune_command)
 app.command("report")(report_command)
 app.command("bench")(bench_command)
 app.add_typer(cache_app, name="cache")

@@ -18,7 +18,7 @@ from trtq.fileio import atomic_write_text
 from trtq.paths import check_outputs, config_inputs, given_inputs
 from trtq.qdq.scales import check_coverage
 from trtq.report.build import report_html
-from trtq.report.inputs import read_bench, read_sensitivity
+from trtq.report.inputs import read_bench, read_sensitivity, read_tune
 
 console = Console()
 
@@ -33,6 +33,7 @@ def report_command(
     sensitivity: Annotated[Path | None, typer.Option(help="JSON from trtq sensitivity")] = None,
     bench: Annotated[Path | None, typer.Option(help="JSON from trtq bench")] = None,
     tensors: Annotated[int, typer.Option(min=0, help="tensors to plot")] = 12,
+    tune: Annotated[Path | None, typer.Option(help="tune.json from trtq tune")] = None,
 ) -> None:
     """Histograms with thresholds, KL curves, cross-check ratios, sensitivity and latency, as HTML."""
     with reported_errors(OPTIONS.verbose):
@@ -43,13 +44,15 @@ def report_command(
             [(f"--output {output}", output)],
             [
                 *config_inputs(loaded, entries),
-                *given_inputs(cache=cache, sensitivity=sensitivity, bench=bench),
+                *given_inputs(cache=cache, sensitivity=sensitivity, bench=bench, tune=tune),
             ],
         )
         if sensitivity is not None:
             read_sensitivity(sensitivity)  # a wrong file is reported now, not after the calibration pass
         if bench is not None:
             read_bench(bench)
+        if tune is not None:
+            read_tune(tune)
         if cache is not None:
             check_coverage(
                 loaded,
@@ -59,5 +62,5 @@ def report_command(
             )
         with console.status("calibration pass for the histograms"):
             run = collect_histograms(loaded, entries)
-        atomic_write_text(output, report_html(loaded, run, tensors, cache, sensitivity, bench))
+        atomic_write_text(output, report_html(loaded, run, tensors, cache, sensitivity, bench, tune))
         console.print(f"report   {output}")

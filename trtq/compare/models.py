@@ -16,10 +16,13 @@ from trtq.data.image_list import read_image_list
 from trtq.errors import TrtqError
 
 
-def evaluation_inputs(config: LoadedConfig, images: Path) -> tuple[list[Array], int]:
-    """Batches of the held-out images at the calibration shape; the last one is filled from the start
-    (wrap) and the count of real samples is returned so the repeats can be cut off."""
-    entries = read_image_list(images)
+def evaluation_inputs(
+    config: LoadedConfig, images: Path, max_images: int | None = None
+) -> tuple[list[Array], int]:
+    """Batches of the held-out images (the first ``max_images``) at the calibration shape; the last
+    one is filled from the start (wrap) and the count of real samples is returned so the repeats can
+    be cut off."""
+    entries = read_image_list(images, max_images)
     source = batch_source(config, entries)
     source.last_batch = "wrap"
     batches = [batch.data for batch in source]

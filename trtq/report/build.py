@@ -15,7 +15,7 @@ from trtq.config import ALGORITHMS, Algorithm
 from trtq.config.loader import LoadedConfig
 from trtq.report import plots
 from trtq.report.html import HtmlReport
-from trtq.report.inputs import read_bench, read_sensitivity
+from trtq.report.inputs import read_bench, read_sensitivity, read_tune
 from trtq.text import counted
 
 
@@ -26,6 +26,7 @@ def report_html(
     cache: Path | None = None,
     sensitivity: Path | None = None,
     bench: Path | None = None,
+    tune: Path | None = None,
 ) -> str:
     page = HtmlReport(f"trtq report: {config.model_path.name}")
     page.paragraph(
@@ -40,6 +41,8 @@ def report_html(
         _sensitivity(page, read_sensitivity(sensitivity))
     if bench is not None:
         _latency(page, read_bench(bench))
+    if tune is not None:
+        _tune(page, read_tune(tune))
     return page.render()
 
 
@@ -130,3 +133,46 @@ def _latency(page: HtmlReport, results: list[dict[str, Any]]) -> None:
         )
     keys = list(results[0]["metrics_ms"]["latency"]["percentiles"]) if results else []
     page.table(["target", "backend", "qps", "median ms", *[f"p{k} ms" for k in keys]], rows)
+
+
+def _tune(page: HtmlReport, data: dict[str, Any]) -> None:
+    page.heading("trtq tune: what each step gained")
+    settings = data.get("settings", {})
+    floats = data["float_layers"]
+    page.paragraph(
+        f"{data['tuning_images']['count']} tuning images; best single algorithm "
+        f"{data['best_single_algorithm']}; {len(floats)} of {settings.get('conv_gemm_layers', '?')} "
+        f"Conv/Gemm layers kept in FP16 (budget {settings.get('max_float_layers', '?')}): "
+        f"{', '.join(floats) or 'none'}."
+    )
+    page.table(
+        ["step", "relative error", "cosine", "gain", "kept", "seconds"],
+        [
+            [
+                s["step"],
+                f"{s['relative_error']:.5f}",
+                f"{s['cosine']:.5f}",
+                f"{s['gain']:+.5f}",
+                "yes" if s["kept"] else "no",
+                f"{s['seconds']:.1f}",
+            ]
+            for s in data["steps"]
+        ],
+    )
+    heldout = data.get("heldout")
+    if heldout:
+        page.paragraph(f"Held-out images ({heldout['samples']}, {heldout['list']}), against FP32.")
+        rows = []
+        for label, metrics in heldout["results"].items():
+            for m in metrics:
+                top1, top5 = m.get("top1_agreement"), m.get("top5_agreement")
+                rows.append(
+                    [
+                        label,
+                        m["output"],
+                        f"{m['cosine']:.4f}",
+                        "-" if top1 is None else f"{top1:.3f}",
+                        "-" if top5 is None else f"{top5:.3f}",
+                    ]
+                )
+        page.table(["model", "output", "cosine", "top-1", "top-5"], rows)

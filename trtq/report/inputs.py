@@ -51,6 +51,33 @@ class BenchEntry(_Json):
     latency_samples_ms: list[float] = []
 
 
+class TuneStep(_Json):
+    step: str
+    relative_error: float
+    cosine: float
+    gain: float
+    kept: bool
+    seconds: float
+
+
+class TuneImages(_Json):
+    count: int
+
+
+class TuneJson(_Json):
+    tuning_images: TuneImages
+    best_single_algorithm: str
+    float_layers: list[str]
+    steps: list[TuneStep]
+    settings: dict[str, Any] = {}
+    heldout: dict[str, Any] | None = None
+
+
+def read_tune(path: Path) -> dict[str, Any]:
+    data: dict[str, Any] = _read(path, TypeAdapter(TuneJson), "the tune.json `trtq tune` writes")
+    return data
+
+
 def read_sensitivity(path: Path) -> dict[str, Any]:
     data: dict[str, Any] = _read(
         path, TypeAdapter(SensitivityJson), "the JSON `trtq sensitivity --json` writes"

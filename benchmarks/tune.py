@@ -1,0 +1,248 @@
+"""`trtq tune` against everything a user would try first, on the same tuning and held-out images.
+
+    python benchmarks/tune.py classifier --config CLASSIFIER.yaml [--tune-images 48] [--eval-images 240]
+    python benchmarks/tune.py detector [--tune-images 12] [--eval-images 40] [--search-batches 1]
+
+Options not listed here go to `trtq tune`.
+
+Rows (all INT8 models run as Q/DQ in ONNX Runtime with WeightBiasQuantization disabled, scored
+against FP32 on the held-out images only):
+- trtq tune (the command below, its wall and CPU time),
+- each single trtq algorithm (one calibration pass on the tuning images, per-channel max weights),
+- trtq sensitivity's proposal (ranked on the tuning images with the best single algorithm, its
+  proposed layers kept in float),
+- ONNX Runtime quantize_static (QDQ, per-channel int8 weights; MinMax and Percentile, symmetric
+  activations as TensorRT needs and asymmetric ones TensorRT cannot run),
+- ModelOpt's ONNX INT8 quantizer (entropy and max calibration), when its [onnx] extra imports.
+
+The classifier is EfficientNet-Lite0 from benchmarks/classifier.py (its config's calibration list
+gives the tuning images, its heldout.txt the held-out ones); the detector is configs/demo.yaml's
+PP-OCRv4 with scikit-image photos for tuning and Debian opencv-doc photos held out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+import yaml
+from accuracy import det_config
+from common import REPO
+from onnxruntime.quantization import (
+    CalibrationDataReader,
+    CalibrationMethod,
+    QuantFormat,
+    QuantType,
+    quantize_static,
+)
+
+from trtq.calib.run import collect_histograms
+from trtq.compare.models import compare_models, evaluation_inputs, run
+from trtq.compare.sensitivity import analyse_sensitivity
+from trtq.config import ALGORITHMS, LoadedConfig, load_config
+from trtq.data.from_config import batch_source, calibration_entries
+from trtq.onnxruntime_session import inference_session
+from trtq.qdq.export import MIN_OPSET, export_qdq
+
+SENSITIVITY_BATCHES = 2
+GROUPS = ("tune", "single", "sensitivity", "ort", "modelopt")
+
+
+def classifier_config(
+    work: Path, config: Path, tune_images: int, eval_images: int
+) -> tuple[LoadedConfig, Path]:
+    data = yaml.safe_load(config.read_text())
+    source = load_config(config)
+    lines = [line for line in source.images_path.read_text().splitlines() if line.strip()]
+    (work / "tune.txt").write_text("\n".join(lines[:tune_images]) + "\n")
+    heldout = [line for line in (config.parent / "heldout.txt").read_text().splitlines() if line.strip()]
+    (work / "eval.txt").write_text("\n".join(heldout[:eval_images]) + "\n")
+    data["model"]["path"] = str(source.model_path)
+    data["calibration"].update(images=str(work / "tune.txt"), cache=str(work / "classifier.cache"))
+    path = work / "classifier.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return load_config(path), work / "eval.txt"
+
+
+def run_tune(config: LoadedConfig, eval_list: Path, work: Path, extra: list[str]) -> dict[str, Any]:
+    command = [
+        sys.executable, "-m", "trtq", "tune", str(config.source), "--images", str(config.images_path),
+        "--eval-images", str(eval_list), "-o", str(work / "tuned.qdq.onnx"), *extra,
+    ]  # fmt: skip
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    started = time.perf_counter()
+    subprocess.run(command, check=True)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    summary: dict[str, Any] = json.loads((work / "tuned.tune.json").read_text())
+    summary["benchmark"] = {
+        "command": " ".join(["python", *command[1:]]),
+        "wall_s": round(time.perf_counter() - started, 1),
+        "cpu_s": round(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime, 1),
+    }
+    return summary
+
+
+def ort_model(
+    config: LoadedConfig, method: CalibrationMethod, symmetric: bool, work: Path
+) -> onnx.ModelProto:
+    model = onnx.load(str(config.model_path))
+    opset = next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
+    if opset < MIN_OPSET:
+        model = onnx.version_converter.convert_version(model, MIN_OPSET)
+    source, target = work / "fp32.onnx", work / "ort_qdq.onnx"
+    onnx.save(model, str(source))
+    data = [batch.data for batch in batch_source(config, calibration_entries(config))]
+
+    class Reader(CalibrationDataReader):  # type: ignore[misc]
+        """Batches in order; CalibStridedMinMax asks for its length and reads it range by range."""
+
+        def __init__(self) -> None:
+            self.items = iter(data)
+
+        def get_next(self) -> dict[str, Any] | None:
+            batch = next(self.items, None)
+            return None if batch is None else {config.image_input.name: batch}
+
+        def __len__(self) -> int:
+            return len(data)
+
+        def set_range(self, start_index: int, end_index: int) -> None:
+            self.items = iter(data[start_index:end_index])
+
+    quantize_static(
+        str(source), str(target), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+        activation_type=QuantType.QInt8, weight_type=QuantType.QInt8, calibrate_method=method,
+        extra_options={"ActivationSymmetric": symmetric, "WeightSymmetric": True,
+                       "CalibStridedMinMax": 2 if len(data) % 2 == 0 else 1},
+    )  # fmt: skip
+    return onnx.load(str(target))
+
+
+def modelopt_model(config: LoadedConfig, method: str, work: Path) -> onnx.ModelProto:
+    from modelopt.onnx.quantization import quantize
+
+    data = np.concatenate([batch.data for batch in batch_source(config, calibration_entries(config))])
+    target = work / f"modelopt_{method}.onnx"
+    quantize(
+        str(config.model_path), quantize_mode="int8", calibration_data={config.image_input.name: data},
+        calibration_method=method, calibration_eps=["cpu"], output_path=str(target), log_level="WARNING",
+    )  # fmt: skip
+    return onnx.load(str(target))
+
+
+def benchmark(
+    name: str, config: LoadedConfig, eval_list: Path, work: Path, tune_args: list[str], groups: set[str]
+) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    tuned = (
+        run_tune(config, eval_list, work, tune_args)
+        if "tune" in groups
+        else json.loads((work / "tuned.tune.json").read_text())
+    )
+    batches, count = evaluation_inputs(config, eval_list)
+    input_name = config.image_input.name
+    fp32 = onnx.load(str(config.model_path))
+    reference = run(inference_session(fp32), input_name, batches, count)
+
+    def record(variant: str, model: onnx.ModelProto, note: str = "") -> None:
+        (metrics,) = compare_models(reference, run(inference_session(model), input_name, batches, count))
+        rows.append({"model": name, "variant": variant, "note": note, **metrics.to_json()})
+        print(json.dumps(rows[-1]), flush=True)
+
+    if "tune" in groups:
+        record(
+            "trtq tune",
+            onnx.load(str(work / "tuned.qdq.onnx")),
+            f"{len(tuned['float_layers'])} of {tuned['settings']['conv_gemm_layers']} Conv/Gemm in FP16; "
+            f"{tuned['benchmark']['wall_s']} s wall, {tuned['benchmark']['cpu_s']} s CPU",
+        )
+    calibration = collect_histograms(config, calibration_entries(config))
+    if "single" in groups:
+        for algorithm in ALGORITHMS:
+            record(f"trtq {algorithm}", export_qdq(fp32, calibration.scales(algorithm)).model)
+    if "sensitivity" in groups:
+        best = tuned["best_single_algorithm"]
+        tuning = [b.data for b in batch_source(config, calibration_entries(config))][:SENSITIVITY_BATCHES]
+        sensitivity = analyse_sensitivity(
+            fp32, calibration.scales(best), input_name, tuning, len(tuning) * config.batch_size
+        )
+        record(
+            f"trtq sensitivity proposal ({best})",
+            export_qdq(fp32, calibration.scales(best), sensitivity.proposal).model,
+            f"{len(sensitivity.proposal)} layers in float: {', '.join(sensitivity.proposal)}",
+        )
+    for method in (CalibrationMethod.MinMax, CalibrationMethod.Percentile):
+        for symmetric in (True, False):
+            if "ort" not in groups:
+                continue
+            label = (
+                f"ORT quantize_static {method.name}, {'symmetric' if symmetric else 'asymmetric'} activations"
+            )
+            note = "" if symmetric else "zero points: TensorRT cannot run it"
+            try:
+                model = ort_model(config, method, symmetric, work)
+            except Exception as exc:  # ONNX Runtime's calibrators fail on some models: say so, go on
+                traceback.print_exc()
+                rows.append({"model": name, "variant": label, "note": f"failed: {type(exc).__name__}: {exc}"})
+                continue
+            record(label, model, note)
+    for method in ("entropy", "max") if "modelopt" in groups else ():
+        try:
+            model = modelopt_model(config, method, work)
+        except Exception as exc:  # report why ModelOpt could not run, keep the other rows
+            traceback.print_exc()
+            rows.append(
+                {
+                    "model": name,
+                    "variant": f"ModelOpt {method}",
+                    "note": f"failed: {type(exc).__name__}: {exc}",
+                }
+            )
+            continue
+        record(f"ModelOpt {method}", model)
+    output = work / f"tune_benchmark_{'_'.join(sorted(groups))}.json"
+    output.write_text(json.dumps({"tune": tuned, "rows": rows}, indent=1) + "\n")
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("model", choices=["classifier", "detector"])
+    parser.add_argument("--config", type=Path, help="classifier config made by benchmarks/classifier.py")
+    parser.add_argument("--tune-images", type=int)
+    parser.add_argument("--eval-images", type=int)
+    parser.add_argument("--out", type=Path, default=REPO / "out" / "tune_benchmark")
+    parser.add_argument(
+        "--rows",
+        default=",".join(GROUPS),
+        help=f"which rows, comma-separated from {','.join(GROUPS)} (without tune: the last tune.json)",
+    )
+    args, tune_args = parser.parse_known_args()  # the rest goes to trtq tune
+    work = args.out / args.model
+    work.mkdir(parents=True, exist_ok=True)
+    if args.model == "classifier":
+        if args.config is None:
+            parser.error("classifier needs --config")
+        config, eval_list = classifier_config(
+            work, args.config, args.tune_images or 48, args.eval_images or 240
+        )
+    else:
+        config, eval_list, _ = det_config(work, args.tune_images or 12, args.eval_images or 40)
+    groups = set(args.rows.split(","))
+    for row in benchmark(args.model, config, eval_list, work, tune_args, groups):
+        print(row)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,305 @@
+"""trtq tune on the real PP-OCR text classifier and photos: the search never loses to the best single
+algorithm, respects the float-layer budget, and its Q/DQ model, cache, config and corrected FP32 model
+agree; the weight-side pieces are checked against ONNX Runtime running the layer itself."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import yaml
+from conftest import WriteConfig, listed_photos
+from onnx import helper, numpy_helper
+from typer.testing import CliRunner
+
+from trtq.cache import read_cache, read_manifest
+from trtq.calib.run import collect_histograms
+from trtq.cli.main import app
+from trtq.config import ALGORITHMS, load_config
+from trtq.data.from_config import batch_source, calibration_entries
+from trtq.data.image_list import ImageEntry
+from trtq.fingerprint import fingerprint_config
+from trtq.qdq.export import export_qdq
+from trtq.qdq.graph import GraphIndex
+from trtq.tune.heldout import overlap
+from trtq.tune.layers import WeightedLayer, collect_layer_inputs, weighted_layers
+from trtq.tune.weights import bias_shift, max_scales, output_error, quantize_weights, round_nearest
+
+runner = CliRunner()
+
+
+def _ort(model: onnx.ModelProto) -> ort.InferenceSession:
+    return ort.InferenceSession(
+        model.SerializeToString(),
+        providers=["CPUExecutionProvider"],
+        disabled_optimizers=["WeightBiasQuantization"],
+    )
+
+
+def _relative_error(model: onnx.ModelProto, reference: list[np.ndarray], batches: list[np.ndarray]) -> float:
+    """Squared output error over the FP32 output energy, computed here from scratch."""
+    session = _ort(model)
+    noise = energy = 0.0
+    for batch, ref in zip(batches, reference, strict=True):
+        out = session.run(None, {"x": batch})[0].astype(np.float64)
+        noise += float(np.sum((ref - out) ** 2))
+        energy += float(np.sum(ref**2))
+    return noise / energy
+
+
+@pytest.fixture(scope="module")
+def tuned(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """One `trtq tune` run: 4 tuning photos (2 batches of 2), 4 other photos held out, 2 float layers."""
+    tmp = tmp_path_factory.mktemp("tune")
+    (tmp / "images.txt").write_text("\n".join(listed_photos(4)) + "\n")
+    (tmp / "heldout.txt").write_text("\n".join(listed_photos(4, start=4)) + "\n")
+    from conftest import classifier_config
+
+    (tmp / "model.yaml").write_text(yaml.safe_dump(classifier_config("images.txt", "model.cache")))
+    result = runner.invoke(
+        app,
+        [
+            "tune",
+            str(tmp / "model.yaml"),
+            "--images",
+            str(tmp / "images.txt"),
+            "--eval-images",
+            str(tmp / "heldout.txt"),
+            "-o",
+            str(tmp / "out" / "tuned.qdq.onnx"),
+            "--max-float-layers",
+            "2",
+            "--search-batches",
+            "2",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    out = tmp / "out"
+    return {
+        "dir": tmp,
+        "config": tmp / "model.yaml",
+        "qdq": out / "tuned.qdq.onnx",
+        "fp32": out / "tuned.fp32.onnx",
+        "cache": out / "tuned.cache",
+        "overlay": out / "tuned.yaml",
+        "json": out / "tuned.tune.json",
+    }
+
+
+def test_tuned_never_worse_than_best_single_algorithm(tuned: dict[str, Path]) -> None:
+    config = load_config(tuned["config"])
+    config_with_tuning_images = config
+    entries = calibration_entries(config_with_tuning_images)
+    run = collect_histograms(config, entries)
+    batches = [b.data for b in batch_source(config, entries)]
+    model = onnx.load(str(config.model_path))
+    reference = [r.astype(np.float64) for r in (_ort(model).run(None, {"x": b})[0] for b in batches)]
+    single = {
+        a: _relative_error(export_qdq(model, run.scales(a)).model, reference, batches) for a in ALGORITHMS
+    }
+    tuned_error = _relative_error(onnx.load(str(tuned["qdq"])), reference, batches)
+    assert tuned_error <= min(single.values()) * (1 + 1e-6)
+    report = json.loads(tuned["json"].read_text())
+    assert report["steps"][-1]["relative_error"] <= report["steps"][0]["relative_error"]
+    assert set(report["heldout"]["results"]) == {
+        f"plain INT8 ({report['best_single_algorithm']})",
+        "tuned INT8",
+    }
+
+
+def _float_weighted_nodes(model: onnx.ModelProto) -> set[str]:
+    """Conv/Gemm/MatMul nodes whose weight is not the output of a DequantizeLinear."""
+    index = GraphIndex.of(model)
+    return {
+        node.name
+        for node in model.graph.node
+        if node.op_type in ("Conv", "Gemm")
+        and (producer := index.producer.get(node.input[1])) is not None
+        and producer.op_type != "DequantizeLinear"
+    } | {
+        node.name
+        for node in model.graph.node
+        if node.op_type in ("Conv", "Gemm") and node.input[1] in index.initializers
+    }
+
+
+def test_budget_overlay_cache_and_qdq_agree(tuned: dict[str, Path]) -> None:
+    qdq = onnx.load(str(tuned["qdq"]))
+    overlay = load_config(tuned["overlay"])
+    excluded = set(overlay.spec.qdq.exclude)
+    assert len(excluded) <= 2
+    assert excluded == _float_weighted_nodes(qdq)
+    assert set(overlay.spec.build.layer_precisions) == excluded
+    assert set(overlay.spec.build.layer_precisions.values()) <= {"fp16"}
+    assert overlay.model_path == tuned["fp32"].resolve()
+    assert overlay.cache_path == tuned["cache"].resolve()
+    # trtq build (TensorRT 10 implicit) reuses the cache only when its manifest matches the config.
+    entries = calibration_entries(overlay)
+    mismatches = read_manifest(overlay.cache_path).mismatches(
+        overlay.cache_path,
+        fingerprint_config(overlay, entries),
+        overlay.spec.calibration.trt_version,
+        entries,
+    )
+    assert mismatches == []
+    # Every activation Q/DQ scale in the model is the cache's scale for that tensor (float32 bits).
+    cache = read_cache(tuned["cache"]).scales
+    initializers = {i.name: numpy_helper.to_array(i) for i in qdq.graph.initializer}
+    quantized = {
+        n.input[0]: float(initializers[n.input[1]]) for n in qdq.graph.node if n.op_type == "QuantizeLinear"
+    }
+    assert quantized
+    for tensor, scale in quantized.items():
+        assert np.float32(cache[tensor]) == np.float32(scale), tensor
+
+
+def test_corrected_model_differs_only_in_biases(tuned: dict[str, Path]) -> None:
+    config = load_config(tuned["config"])
+    original = onnx.load(str(config.model_path))
+    corrected = onnx.load(str(tuned["fp32"]))
+    bias_inputs = {
+        n.input[2] for n in corrected.graph.node if n.op_type in ("Conv", "Gemm") and len(n.input) > 2
+    }
+    assert len(original.graph.node) == len(corrected.graph.node)
+    for before, node in zip(original.graph.node, corrected.graph.node, strict=True):
+        if node.op_type == "Conv" and len(before.input) == 2 and len(node.input) == 3:
+            assert list(node.input[:2]) == list(before.input)  # a bias added where there was none
+            continue
+        assert list(node.input) == list(before.input), node.name
+        if node.op_type == "Constant" and node.output[0] not in bias_inputs:
+            assert node == before, node.name
+    original_init = {i.name: numpy_helper.to_array(i) for i in original.graph.initializer}
+    for init in corrected.graph.initializer:
+        if init.name in bias_inputs:
+            continue
+        assert np.array_equal(numpy_helper.to_array(init), original_init[init.name]), init.name
+    kept = json.loads(tuned["json"].read_text())["steps"][1]["kept"]
+    different = [
+        b
+        for b in bias_inputs
+        if b not in original_init
+        or not np.array_equal(original_init[b], numpy_helper.to_array(_initializer(corrected, b)))
+    ]
+    assert bool(different) == kept  # the correction is written exactly when it was measured to help
+
+
+def _initializer(model: onnx.ModelProto, name: str) -> onnx.TensorProto:
+    return next(i for i in model.graph.initializer if i.name == name)
+
+
+def _conv_model(layer: WeightedLayer, weight: np.ndarray, channels: int) -> onnx.ModelProto:
+    """The layer alone, as ONNX Runtime runs it: an oracle for its output error."""
+    attributes = {
+        "group": layer.groups,
+        "kernel_shape": list(layer.kernel),
+        "strides": list(layer.strides),
+        "pads": list(layer.pads),
+        "dilations": list(layer.dilations),
+    }
+    node = helper.make_node("Conv", ["x", "w"], ["y"], **attributes)
+    graph = helper.make_graph(
+        [node],
+        "layer",
+        [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [None, channels, None, None])],
+        [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, None)],
+        [numpy_helper.from_array(weight.astype(np.float32), "w")],
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+
+
+@pytest.mark.parametrize("kind", ["1x1", "depthwise padded"])
+def test_layer_error_and_bias_shift_match_the_layer_run_by_onnxruntime(
+    kind: str, write_config: WriteConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("trtq.tune.layers.MIN_POSITIONS", 10**6)  # every position, no sampling
+    monkeypatch.setattr("trtq.tune.layers.MAX_POSITIONS", 10**6)
+    config = load_config(write_config(4))
+    model = onnx.load(str(config.model_path))
+    batches = [b.data for b in batch_source(config, calibration_entries(config))]
+    layers = weighted_layers(model)
+    if kind == "1x1":  # a late, full 1x1 conv
+        layer = next(x for x in reversed(layers) if x.op == "Conv" and x.groups == 1 and x.kernel == (1, 1))
+    else:
+        layer = next(x for x in reversed(layers) if x.groups > 1 and x.kernel[0] > 1 and any(x.pads))
+    stats = collect_layer_inputs(model, [layer], "x", batches)[layer.node]
+    exposed = onnx.ModelProto()
+    exposed.CopyFrom(model)
+    exposed.graph.output.append(helper.make_tensor_value_info(layer.data, onnx.TensorProto.FLOAT, None))
+    inputs = np.concatenate([_ort(exposed).run([layer.data], {"x": b})[0] for b in batches])
+    assert stats.rows == inputs.shape[0] * inputs.shape[2] * inputs.shape[3]
+    weight = GraphIndex.of(model).weight(layer.weight)
+    assert weight is not None
+    matrix = layer.matrix(weight).astype(np.float64)
+    moment = stats.second_moment
+    chosen = quantize_weights(matrix, moment - stats.mean[:, :, None] * stats.mean[:, None, :], stats.rows)
+    scales = max_scales(matrix)
+    for values, channel_scales in ((round_nearest(matrix, scales), scales), (chosen.values, chosen.scales)):
+        dequantized = values * channel_scales[..., None]
+        fp = _ort(_conv_model(layer, weight, inputs.shape[1])).run(None, {"x": inputs})[0].astype(np.float64)
+        quantized_weight = layer.unmatrix(dequantized, weight.shape)
+        q = _ort(_conv_model(layer, quantized_weight, inputs.shape[1])).run(None, {"x": inputs})[0]
+        difference = fp - q.astype(np.float64)  # [n, out, h, w]
+        per_channel_mse = np.mean(difference**2, axis=(0, 2, 3))
+        predicted = output_error(matrix - dequantized, moment).reshape(-1)
+        np.testing.assert_allclose(predicted, per_channel_mse, rtol=2e-3, atol=1e-9)
+        shift = bias_shift(matrix, dequantized, stats.mean).reshape(-1)
+        np.testing.assert_allclose(shift, np.mean(difference, axis=(0, 2, 3)), rtol=2e-3, atol=1e-7)
+
+
+def test_rounding_choice_against_brute_force() -> None:
+    """On a small layer every floor/ceil choice (AdaRound's search space) can be tried: the search is never
+    worse than rounding to nearest, and close to that optimum (it may beat it by leaving floor/ceil)."""
+    rng = np.random.default_rng(3)
+    k = 8
+    weights = rng.normal(size=(1, 5, k))
+    patches = rng.normal(size=(200, k)) @ rng.normal(size=(k, k))  # correlated inputs
+    moment = (patches.T @ patches / len(patches))[None]
+    chosen = quantize_weights(weights, moment, len(patches))
+    nearest_scales = max_scales(weights)
+    nearest = round_nearest(weights, nearest_scales) * nearest_scales[..., None]
+    chosen_error = output_error(weights - chosen.dequantized(), moment)[0]
+    nearest_error = output_error(weights - nearest, moment)[0]
+    assert np.all(chosen_error <= nearest_error + 1e-12)
+    assert np.any(chosen_error < nearest_error * 0.9)
+    floors = np.floor(weights / chosen.scales[..., None])
+    combos = np.array(np.meshgrid(*[[0, 1]] * k, indexing="ij")).reshape(k, -1).T  # [2^k, k]
+    for channel in range(5):
+        scale = chosen.scales[0, channel]
+        candidates = np.clip(floors[0, channel] + combos, -127, 127) * scale
+        deltas = weights[0, channel] - candidates
+        errors = np.einsum("ck,kl,cl->c", deltas, moment[0], deltas)
+        assert chosen_error[channel] <= 1.5 * errors.min() + 1e-12
+
+
+def test_report_shows_the_tuning_steps(tuned: dict[str, Path]) -> None:
+    page = tuned["dir"] / "report.html"
+    result = runner.invoke(
+        app, ["report", str(tuned["config"]), "--tune", str(tuned["json"]), "-o", str(page), "--tensors", "1"]
+    )
+    assert result.exit_code == 0, result.output
+    html = page.read_text()
+    report = json.loads(tuned["json"].read_text())
+    assert "trtq tune: what each step gained" in html
+    for step in report["steps"]:
+        assert step["step"] in html
+        assert f"{step['relative_error']:.5f}" in html
+
+
+def test_overlap_finds_shared_files_and_copies(tmp_path: Path, photos: list[Path]) -> None:
+    copy = tmp_path / "renamed.png"
+    copy.write_bytes(photos[1].read_bytes())
+    tuning = [
+        ImageEntry(photos[0], tmp_path / "tune.txt", 1),
+        ImageEntry(photos[1], tmp_path / "tune.txt", 2),
+    ]
+    evaluation = [
+        ImageEntry(p, tmp_path / "eval.txt", n) for n, p in enumerate([photos[0], copy, photos[2]], 1)
+    ]
+    found = overlap(tuning, evaluation)
+    assert len(found) == 2
+    assert "same file" in found[0]
+    assert "same content" in found[1] and "renamed.png" in found[1]

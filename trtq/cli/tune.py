@@ -1,0 +1,191 @@
+"""``trtq tune CONFIG --images LIST -o tuned.qdq.onnx``: the INT8 setup that stays closest to FP32."""
+
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+
+from trtq.calib.collect import load_onnx
+from trtq.cli.errors import reported_errors
+from trtq.cli.state import OPTIONS
+from trtq.compare.outputs import OutputMetrics
+from trtq.config import load_config
+from trtq.data.image_list import read_image_list
+from trtq.errors import TrtqError
+from trtq.tune.heldout import evaluate, overlap
+from trtq.tune.outputs import tune_paths, write_outputs
+from trtq.tune.pipeline import SEARCH_BATCHES, ProgressHooks, Step, TuneSettings, conv_layer_count, tune
+
+console = Console()
+_BUDGET = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(%?)\s*$")
+
+
+def tune_command(
+    config: Annotated[Path, typer.Argument(help="model YAML config")],
+    images: Annotated[Path, typer.Option(help="tuning images: a list file or a directory")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="tuned Q/DQ ONNX model to write")],
+    eval_images: Annotated[
+        Path | None, typer.Option(help="held-out images for the summary (never used for tuning)")
+    ] = None,
+    target_cosine: Annotated[
+        float | None, typer.Option(help="stop adding float layers once the output cosine reaches this")
+    ] = None,
+    max_float_layers: Annotated[
+        str, typer.Option(help="Conv/Gemm layers that may stay in FP16: a count, or a percentage like 10%")
+    ] = "10%",
+    max_images: Annotated[int | None, typer.Option(help="use the first N tuning images")] = None,
+    max_eval_images: Annotated[int | None, typer.Option(help="use the first N held-out images")] = None,
+    search_batches: Annotated[
+        int, typer.Option(min=1, help="batches each threshold / float-layer candidate is measured on")
+    ] = SEARCH_BATCHES,
+) -> None:
+    """Tune weights (rounding, clipping, bias correction), thresholds and float layers; write the Q/DQ
+    model, a corrected FP32 model with its cache and config for implicit builds, and tune.json."""
+    with reported_errors(OPTIONS.verbose):
+        started = time.perf_counter()
+        loaded = load_config(config)
+        paths = tune_paths(output)
+        _refuse_inputs_as_outputs(
+            paths.all(), [config, loaded.model_path, images, *([eval_images] if eval_images else [])]
+        )
+        entries = read_image_list(images, max_images)
+        if not entries:
+            raise TrtqError(f"{images}: no tuning images")
+        shared: list[str] = []
+        if eval_images is not None:
+            shared = overlap(entries, read_image_list(eval_images, max_eval_images))
+            for where in shared[:5]:
+                console.print(f"[yellow]warning[/] held-out image is also a tuning image: {where}")
+            if len(shared) > 5:
+                console.print(f"[yellow]warning[/] ... {len(shared)} overlapping images in all")
+        budget = _budget(max_float_layers, conv_layer_count(load_onnx(loaded.model_path)))
+        settings = TuneSettings(budget, target_cosine, search_batches)
+        with Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TextColumn("ETA"),
+            TimeRemainingColumn(),
+            console=console,
+        ) as progress:
+            task = progress.add_task("starting", total=None)
+
+            def stage(name: str, units: int) -> None:
+                progress.reset(task, description=name, total=units, completed=0)
+
+            result = tune(loaded, entries, settings, ProgressHooks(stage, lambda: progress.advance(task)))
+        summary: dict[str, Any] = {
+            "config": str(config),
+            "tuning_images": {"list": str(images), "count": len(entries)},
+            "settings": {
+                "max_float_layers": budget,
+                "conv_gemm_layers": result.conv_layers,
+                "target_cosine": target_cosine,
+                "search_batches": search_batches,
+                "batch_size": loaded.batch_size,
+            },
+            "steps": [step.to_json() for step in result.steps],
+            "best_single_algorithm": result.best_algorithm,
+            "float_layers": result.float_nodes,
+            "thresholds": {
+                t: {"scale": result.scales[t], "from": label} for t, label in result.labels.items()
+            },
+            "outputs": {
+                "qdq": str(paths.qdq),
+                "corrected_fp32": str(paths.corrected),
+                "cache": str(paths.cache),
+                "config": str(paths.config),
+            },
+        }
+        _print_steps(result.steps)
+        if eval_images is not None:
+            with console.status("held-out evaluation"):
+                count, metrics = evaluate(loaded, result, eval_images, max_eval_images)
+            _print_heldout(metrics, count)
+            summary["heldout"] = {
+                "list": str(eval_images),
+                "samples": count,
+                "overlapping_images": shared,
+                "results": {label: [m.to_json() for m in values] for label, values in metrics.items()},
+            }
+        summary["seconds"] = round(time.perf_counter() - started, 1)
+        write_outputs(loaded, result, paths, images, entries, summary)
+        console.print(
+            f"{len(result.float_nodes)} of {result.conv_layers} Conv/Gemm layers in FP16; "
+            f"{summary['seconds']:.0f} s\n"
+            f"qdq      {paths.qdq}   (TensorRT 10 int8-qdq, TensorRT 11)\n"
+            f"fp32     {paths.corrected}   (bias-corrected, for implicit INT8)\n"
+            f"cache    {paths.cache}\n"
+            f"config   {paths.config}   (trtq build {paths.config})\n"
+            f"json     {paths.json}"
+        )
+
+
+def _budget(text: str, layers: int) -> int:
+    """'5' -> 5 layers, '10%' -> 10% of the Conv/Gemm layers, rounded down."""
+    match = _BUDGET.match(text)
+    if match is None:
+        raise TrtqError(f"--max-float-layers: expected a count like 5 or a percentage like 10%, got '{text}'")
+    value, percent = float(match.group(1)), match.group(2)
+    if percent:
+        if value > 100:
+            raise TrtqError(f"--max-float-layers: {text} is more than 100%")
+        return int(value / 100 * layers)
+    if value != int(value):
+        raise TrtqError(f"--max-float-layers: a count must be whole, got '{text}'")
+    return int(value)
+
+
+def _refuse_inputs_as_outputs(outputs: list[Path], inputs: list[Path]) -> None:
+    resolved = {path.resolve(): path for path in inputs}
+    for path in outputs:
+        if path.resolve() in resolved:
+            raise TrtqError(f"{path}: would overwrite an input of this run; choose another -o")
+
+
+def _print_steps(steps: list[Step]) -> None:
+    table = Table(title="Tuning steps (tuning images, all outputs vs FP32)")
+    for column in ("step", "relative error", "cosine", "gain", "kept", "s"):
+        table.add_column(column, justify="left" if column == "step" else "right")
+    for step in steps:
+        table.add_row(
+            step.name,
+            f"{step.error:.5f}",
+            f"{step.cosine:.5f}",
+            f"{step.gain:+.5f}",
+            "yes" if step.kept else "no",
+            f"{step.seconds:.0f}",
+        )
+    console.print(table)
+
+
+def _print_heldout(metrics: dict[str, list[OutputMetrics]], count: int) -> None:
+    table = Table(title=f"Held-out images ({count}), against FP32")
+    for column in ("model", "output", "cosine", "SNR dB", "top-1", "top-5"):
+        table.add_column(column, justify="left" if column in ("model", "output") else "right")
+    for label, values in metrics.items():
+        for m in values:
+            table.add_row(
+                label,
+                m.output,
+                f"{m.cosine:.4f}",
+                f"{m.snr_db:.1f}",
+                "-" if m.top1_agreement is None else f"{m.top1_agreement:.3f}",
+                "-" if m.top5_agreement is None else f"{m.top5_agreement:.3f}",
+            )
+    console.print(table)

@@ -1,0 +1,49 @@
+"""Honest measurement: FP32 vs plain INT8 vs tuned INT8 on images the search never saw."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import onnx
+
+from trtq.compare.models import compare_models, evaluation_inputs, run
+from trtq.compare.outputs import OutputMetrics
+from trtq.config.loader import LoadedConfig
+from trtq.data.image_list import ImageEntry
+from trtq.fileio import sha256_file
+from trtq.onnxruntime_session import inference_session
+from trtq.qdq.export import export_qdq
+from trtq.tune.pipeline import TuneResult
+
+
+def overlap(tuning: Sequence[ImageEntry], evaluation: Sequence[ImageEntry]) -> list[str]:
+    """Evaluation images that are tuning images too: the same file, or the same bytes under another name."""
+    paths = {entry.path.resolve() for entry in tuning}
+    hashes = {sha256_file(entry.path): entry.path for entry in tuning if entry.path.is_file()}
+    shared = []
+    for entry in evaluation:
+        if entry.path.resolve() in paths:
+            shared.append(f"{entry.where} (same file)")
+        elif entry.path.is_file() and (twin := hashes.get(sha256_file(entry.path))) is not None:
+            shared.append(f"{entry.where} (same content as '{twin}')")
+    return shared
+
+
+def evaluate(
+    config: LoadedConfig, result: TuneResult, images: Path, max_images: int | None = None
+) -> tuple[int, dict[str, list[OutputMetrics]]]:
+    """Metrics of plain INT8 (the best single algorithm on the tuning images) and of the tuned model."""
+    batches, count = evaluation_inputs(config, images, max_images)
+    input_name = config.image_input.name
+    reference = run(inference_session(result.original), input_name, batches, count)
+    models: dict[str, onnx.ModelProto] = {
+        f"plain INT8 ({result.best_algorithm})": export_qdq(
+            result.original, result.algorithm_scales[result.best_algorithm]
+        ).model,
+        "tuned INT8": result.qdq,
+    }
+    return count, {
+        label: compare_models(reference, run(inference_session(model), input_name, batches, count))
+        for label, model in models.items()
+    }

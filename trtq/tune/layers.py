@@ -1,0 +1,181 @@
+"""The weighted layers the weight-side tuning can change, and the input statistics it needs.
+
+A Conv or Gemm is a matrix product of its weights with input patches, so the output error of any
+weight change ``D`` (per group: out channels x patch length) is ``D @ S @ D.T`` on the diagonal, with
+``S`` the patches' second moment, and its mean is ``D @ mean``. One FP32 pass over the tuning images
+therefore gives everything the rounding search and the bias correction need, per layer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import onnx
+import onnxruntime as ort
+from onnx import helper
+
+from trtq.qdq.graph import GraphIndex
+from trtq.qdq.placement import plan_qdq
+
+Array = npt.NDArray[np.float32]
+Float64 = npt.NDArray[np.float64]
+MAX_POSITIONS = 4096
+MIN_POSITIONS = 256
+"""Output positions sampled per batch and layer: a few times the patch length (enough rows for a
+stable second moment), within these bounds."""
+
+
+@dataclass(frozen=True)
+class WeightedLayer:
+    node: str
+    op: str
+    data: str
+    """The activation the layer reads."""
+    weight: str
+    bias: str
+    """Bias input name, or '' when the layer has none."""
+    axis: int
+    """Output-channel axis of the weight (the per-channel Q/DQ axis)."""
+    groups: int = 1
+    kernel: tuple[int, ...] = ()
+    strides: tuple[int, ...] = ()
+    pads: tuple[int, ...] = ()
+    dilations: tuple[int, ...] = ()
+
+    def matrix(self, weight: Array) -> Array:
+        """Weights as [groups, out channels per group, patch length]."""
+        if self.op == "Gemm":
+            rows = weight if self.axis == 0 else weight.T
+            return np.ascontiguousarray(rows[None, :, :])
+        out_channels = weight.shape[0]
+        return weight.reshape(self.groups, out_channels // self.groups, -1)
+
+    def unmatrix(self, matrix: npt.NDArray[Any], shape: Sequence[int]) -> npt.NDArray[Any]:
+        if self.op == "Gemm":
+            rows = matrix[0]
+            return np.ascontiguousarray(rows if self.axis == 0 else rows.T)
+        return matrix.reshape(shape)
+
+    def patches(self, data: Array, rng: np.random.Generator) -> Array:
+        """Input patches [rows, groups, patch length] at sampled output positions."""
+        if self.op == "Gemm":
+            return data.reshape(data.shape[0], 1, -1)
+        n, channels, height, width = data.shape
+        (kh, kw), (sh, sw), (dh, dw) = self.kernel, self.strides, self.dilations
+        top, left, bottom, right = self.pads
+        padded = np.pad(data, ((0, 0), (0, 0), (top, bottom), (left, right)))
+        out_h = (height + top + bottom - dh * (kh - 1) - 1) // sh + 1
+        out_w = (width + left + right - dw * (kw - 1) - 1) // sw + 1
+        total = n * out_h * out_w
+        limit = min(MAX_POSITIONS, max(MIN_POSITIONS, 4 * (channels // self.groups) * kh * kw))
+        chosen = np.arange(total) if total <= limit else np.sort(rng.choice(total, limit, replace=False))
+        image, rest = np.divmod(chosen, out_h * out_w)
+        row, col = np.divmod(rest, out_w)
+        rows = (row * sh)[:, None] + (np.arange(kh) * dh)[None, :]
+        cols = (col * sw)[:, None] + (np.arange(kw) * dw)[None, :]
+        taken = padded[image[:, None, None, None], np.arange(channels)[None, :, None, None],
+                       rows[:, None, :, None], cols[:, None, None, :]]  # fmt: skip
+        return taken.reshape(len(chosen), self.groups, -1)
+
+
+def weighted_layers(model: onnx.ModelProto) -> list[WeightedLayer]:
+    """Conv (2-D, explicit pads) and plain Gemm layers whose weights get per-channel Q/DQ, in graph order."""
+    index = GraphIndex.of(model)
+    layers = []
+    for site in plan_qdq(index).weights:
+        node, axis = site.node, site.axis
+        if axis is None:  # a per-tensor weight (1-D MatMul): no output channels to tune
+            continue
+        attributes = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+        weight = index.weight(node.input[1])
+        bias = node.input[2] if len(node.input) > 2 else ""
+        if weight is None or not index.is_activation(node.input[0]) or (bias and index.weight(bias) is None):
+            continue
+        if node.op_type == "Conv" and weight.ndim == 4 and attributes.get("auto_pad", b"NOTSET") == b"NOTSET":
+            kernel = tuple(weight.shape[2:])
+            layers.append(
+                WeightedLayer(
+                    node.name,
+                    "Conv",
+                    node.input[0],
+                    node.input[1],
+                    bias,
+                    axis,
+                    int(attributes.get("group", 1)),
+                    kernel,
+                    tuple(attributes.get("strides", (1, 1))),
+                    tuple(attributes.get("pads", (0, 0, 0, 0))),
+                    tuple(attributes.get("dilations", (1, 1))),
+                )
+            )
+        elif (
+            node.op_type == "Gemm"
+            and not attributes.get("transA", 0)
+            and attributes.get("alpha", 1.0) == 1.0
+            and attributes.get("beta", 1.0) == 1.0
+        ):
+            layers.append(WeightedLayer(node.name, "Gemm", node.input[0], node.input[1], bias, axis))
+    return layers
+
+
+@dataclass
+class LayerInputs:
+    """Sums over sampled input patches of one layer: enough for its output error's mean and second moment."""
+
+    rows: int = 0
+    total: Float64 = field(default_factory=lambda: np.zeros(0))
+    outer: Float64 = field(default_factory=lambda: np.zeros(0))
+
+    def add(self, patches: Array) -> None:
+        grouped = np.ascontiguousarray(patches.transpose(1, 0, 2), dtype=np.float64)  # [groups, rows, k]
+        outer = np.matmul(grouped.transpose(0, 2, 1), grouped)
+        total = grouped.sum(axis=1)
+        if self.rows == 0:
+            self.outer, self.total = outer, total
+        else:
+            self.outer += outer
+            self.total += total
+        self.rows += patches.shape[0]
+
+    @property
+    def mean(self) -> Float64:
+        """[groups, k]"""
+        return self.total / max(self.rows, 1)
+
+    @property
+    def second_moment(self) -> Float64:
+        """[groups, k, k]"""
+        return self.outer / max(self.rows, 1)
+
+
+def collect_layer_inputs(
+    model: onnx.ModelProto,
+    layers: Sequence[WeightedLayer],
+    input_name: str,
+    batches: Iterable[Array],
+    seed: int = 0,
+) -> dict[str, LayerInputs]:
+    """One FP32 pass with every layer's input exposed; patches are summed per layer and dropped."""
+    exposed = onnx.ModelProto()
+    exposed.CopyFrom(model)
+    existing = {o.name for o in exposed.graph.output}
+    wanted = sorted({layer.data for layer in layers})
+    exposed.graph.output.extend(
+        helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None)
+        for name in wanted
+        if name not in existing and name != input_name
+    )
+    session = ort.InferenceSession(exposed.SerializeToString(), providers=["CPUExecutionProvider"])
+    outputs = [name for name in wanted if name != input_name]
+    rng = np.random.default_rng(seed)
+    stats = {layer.node: LayerInputs() for layer in layers}
+    for batch in batches:
+        values = dict(zip(outputs, session.run(outputs, {input_name: batch}), strict=True))
+        values[input_name] = batch
+        for layer in layers:
+            stats[layer.node].add(layer.patches(np.asarray(values[layer.data], np.float32), rng))
+    return stats

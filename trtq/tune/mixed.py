@@ -1,0 +1,68 @@
+"""Mixed precision, last: the Conv/Gemm layers whose float copy helps most are kept in FP16.
+
+Each layer is measured alone in float (everything else INT8 as tuned), ranked by the output error it
+removes, then added in that order while it still lowers the error, until the target cosine is met or
+the budget of float layers is spent.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from trtq.tune.search_model import Evaluator, Score
+
+
+@dataclass(frozen=True)
+class FloatStep:
+    node: str
+    alone_gain: float
+    """Output error removed by this layer alone in float."""
+    error: float
+    cosine: float
+    kept: bool
+
+
+@dataclass
+class MixedPrecision:
+    float_nodes: list[str]
+    score: Score
+    ranking: list[tuple[str, float]] = field(default_factory=list)
+    steps: list[FloatStep] = field(default_factory=list)
+
+
+def choose_float_layers(
+    evaluator: Evaluator,
+    scales: Mapping[str, float],
+    nodes: Sequence[str],
+    budget: int,
+    target_cosine: float | None,
+    progress: Callable[[], None] | None = None,
+) -> MixedPrecision:
+    gates = dict.fromkeys(nodes, 1.0)
+    best = evaluator.score(scales, gates)
+    result = MixedPrecision([], best)
+    if budget <= 0 or (target_cosine is not None and best.cosine >= target_cosine):
+        return result
+    gains = []
+    for node in nodes:
+        gains.append((node, best.error - evaluator.score(scales, {**gates, node: 0.0}).error))
+        if progress is not None:
+            progress()
+    result.ranking = sorted(gains, key=lambda item: -item[1])
+    for node, gain in result.ranking:
+        if len(result.float_nodes) >= budget or gain <= 0:
+            break
+        if target_cosine is not None and best.cosine >= target_cosine:
+            break
+        trial = evaluator.score(scales, {**gates, node: 0.0})
+        kept = trial.error < best.error
+        result.steps.append(FloatStep(node, gain, trial.error, trial.cosine, kept))
+        if kept:
+            gates[node] = 0.0
+            best = trial
+            result.float_nodes.append(node)
+        if progress is not None:
+            progress()
+    result.score = best
+    return result

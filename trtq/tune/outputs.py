@@ -1,0 +1,106 @@
+"""Files ``trtq tune`` writes beside ``-o``: the Q/DQ model for explicit builds, and for TensorRT 10
+implicit builds the bias-corrected FP32 model, a calibration cache with the chosen scales and a config
+that uses them (the input config with ``model.path``, ``calibration.cache``, ``build.layer_precisions``
+and ``qdq.exclude`` replaced)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from trtq.cache.manifest import Manifest, write_manifest
+from trtq.cache.trt_format import write_cache
+from trtq.calib.outputs import header_algorithm
+from trtq.config import load_config
+from trtq.config.loader import LoadedConfig
+from trtq.data.image_list import ImageEntry
+from trtq.fileio import atomic_write_bytes, atomic_write_text, sha256_file
+from trtq.fingerprint import fingerprint_config
+from trtq.tune.pipeline import TuneResult
+
+
+@dataclass(frozen=True)
+class TunePaths:
+    qdq: Path
+    corrected: Path
+    cache: Path
+    config: Path
+    json: Path
+
+    def all(self) -> list[Path]:
+        return [self.qdq, self.corrected, self.cache, self.config, self.json]
+
+
+def tune_paths(output: Path) -> TunePaths:
+    """``tuned.qdq.onnx`` -> ``tuned.fp32.onnx``, ``tuned.cache``, ``tuned.yaml``, ``tuned.tune.json``."""
+    stem = output.name
+    for suffix in (".onnx", ".qdq"):
+        stem = stem.removesuffix(suffix)
+    folder = output.parent
+    return TunePaths(
+        output,
+        folder / f"{stem}.fp32.onnx",
+        folder / f"{stem}.cache",
+        folder / f"{stem}.yaml",
+        folder / f"{stem}.tune.json",
+    )
+
+
+def overlay_config(
+    config: LoadedConfig, result: TuneResult, paths: TunePaths, images: Path, count: int
+) -> dict[str, Any]:
+    """The input config, paths made absolute, pointing at the corrected model, the tuned cache and the
+    tuning images it was made from."""
+    spec = config.spec.model_dump(mode="json", exclude_none=True)
+    spec["model"]["path"] = str(paths.corrected.resolve())
+    spec["calibration"]["images"] = str(images.resolve())
+    spec["calibration"]["max_images"] = count
+    spec["calibration"]["cache"] = str(paths.cache.resolve())
+    build = spec.setdefault("build", {})
+    for key in ("engine", "timing_cache"):
+        if build.get(key):
+            build[key] = str(config.resolve(build[key]).resolve())
+    build["layer_precisions"] = {
+        **build.get("layer_precisions", {}),
+        **dict.fromkeys(result.float_nodes, "fp16"),
+    }
+    qdq = spec.setdefault("qdq", {})
+    qdq["exclude"] = sorted({*qdq.get("exclude", []), *result.float_nodes})
+    return spec
+
+
+def write_outputs(
+    config: LoadedConfig,
+    result: TuneResult,
+    paths: TunePaths,
+    images: Path,
+    entries: Sequence[ImageEntry],
+    summary: dict[str, Any],
+) -> None:
+    """All files; the cache gets a manifest for the written config, so ``trtq build`` reuses it
+    instead of recalibrating (the manifest fingerprints the corrected model and the tuning images)."""
+    paths.qdq.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(paths.qdq, result.qdq.SerializeToString())
+    atomic_write_bytes(paths.corrected, result.corrected.SerializeToString())
+    write_cache(paths.cache, result.scales, header_algorithm(config), config.spec.calibration.trt_version)
+    header = (
+        f"# trtq tune of {config.source}: TensorRT 10 implicit INT8 with the tuned scales and FP16 layers.\n"
+        f"# Explicit builds (int8-qdq, TensorRT 11) use {paths.qdq.name} instead.\n"
+    )
+    overlay = overlay_config(config, result, paths, images, len(entries))
+    atomic_write_text(paths.config, header + yaml.safe_dump(overlay, sort_keys=False))
+    tuned_config = load_config(paths.config)
+    manifest = Manifest(
+        fingerprint=fingerprint_config(tuned_config, entries),
+        cache_sha256=sha256_file(paths.cache),
+        algorithm=tuned_config.spec.calibration.algorithm,
+        batch_size=tuned_config.batch_size,
+        trt_version=tuned_config.spec.calibration.trt_version,
+    )
+    write_manifest(paths.cache, manifest)
+    atomic_write_text(paths.json, json.dumps(summary, indent=1) + "\n")

@@ -1,0 +1,141 @@
+"""One ONNX Runtime session that evaluates every candidate of the search.
+
+The tuned Q/DQ model is rewritten so that each activation scale is a graph input (shared by its Q and
+DQ pair, as in the exported model) and each Conv/Gemm has a 0/1 input that mixes its quantized and
+float inputs and weights (1: INT8 as exported, 0: kept in float, as ``qdq.exclude`` would). Trying a
+threshold or a float layer is then a different feed, not a new model and session.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+from onnx import helper, numpy_helper
+
+from trtq.compare.outputs import Array
+from trtq.onnxruntime_session import inference_session
+from trtq.tune.edits import copy_model
+
+DQ_SUFFIX = "_DequantizeLinear_Output"
+
+
+def scale_input(tensor: str) -> str:
+    return f"{tensor}_scale"
+
+
+def gate_input(node: str) -> str:
+    return f"{node}__int8"
+
+
+def search_model(
+    qdq_model: onnx.ModelProto,
+    activations: Sequence[str],
+    float_weights: Mapping[str, Array],
+    gated_nodes: Sequence[str],
+) -> onnx.ModelProto:
+    """``qdq_model`` with ``activations``' scales as inputs and a float/INT8 switch on ``gated_nodes``."""
+    model = copy_model(qdq_model)
+    graph = model.graph
+    scale_names = {scale_input(t) for t in activations}
+    keep = [init for init in graph.initializer if init.name not in scale_names]
+    del graph.initializer[:]
+    graph.initializer.extend(keep)
+    graph.input.extend(
+        helper.make_tensor_value_info(n, onnx.TensorProto.FLOAT, []) for n in sorted(scale_names)
+    )
+    gated = set(gated_nodes)
+    ordered: list[onnx.NodeProto] = []
+    producers = {out: node for node in graph.node for out in node.output}
+    for node in graph.node:
+        if node.name in gated:
+            gate = gate_input(node.name)
+            graph.input.append(helper.make_tensor_value_info(gate, onnx.TensorProto.FLOAT, []))
+            for slot in (0, 1):
+                ordered.extend(_mix(graph, node, slot, gate, producers, float_weights))
+        ordered.append(node)
+    del graph.node[:]
+    graph.node.extend(ordered)
+    return model
+
+
+def _mix(
+    graph: onnx.GraphProto,
+    node: onnx.NodeProto,
+    slot: int,
+    gate: str,
+    producers: Mapping[str, onnx.NodeProto],
+    float_weights: Mapping[str, Array],
+) -> list[onnx.NodeProto]:
+    """Nodes computing ``x + gate * (dq(x) - x)`` for one dequantized input of ``node``."""
+    dequantized = node.input[slot]
+    producer = producers.get(dequantized)
+    if producer is None or producer.op_type != "DequantizeLinear" or not dequantized.endswith(DQ_SUFFIX):
+        return []
+    original = dequantized[: -len(DQ_SUFFIX)]
+    if slot == 1:
+        if original not in float_weights:
+            return []
+        float_name = f"{original}__float"
+        graph.initializer.append(numpy_helper.from_array(np.asarray(float_weights[original]), float_name))
+        original = float_name
+    prefix = f"{node.name}__mix{slot}"
+    node.input[slot] = f"{prefix}_out"
+    return [
+        helper.make_node("Sub", [dequantized, original], [f"{prefix}_delta"], f"{prefix}_sub"),
+        helper.make_node("Mul", [f"{prefix}_delta", gate], [f"{prefix}_gated"], f"{prefix}_mul"),
+        helper.make_node("Add", [original, f"{prefix}_gated"], [f"{prefix}_out"], f"{prefix}_add"),
+    ]
+
+
+@dataclass(frozen=True)
+class Score:
+    error: float
+    """Squared output error over the FP32 outputs' energy (1 / SNR): what the search minimises."""
+    cosine: float
+    """Of all outputs, flattened, against FP32."""
+
+
+class Evaluator:
+    """Runs the search model on fixed batches against FP32 reference outputs; counts its runs."""
+
+    def __init__(
+        self,
+        model: onnx.ModelProto,
+        input_name: str,
+        batches: Sequence[Array],
+        reference: Sequence[Mapping[str, Array]],
+    ) -> None:
+        self.session: ort.InferenceSession = inference_session(model)
+        self.input_name = input_name
+        self.batches = batches
+        self.reference = reference
+        self.outputs = [o.name for o in self.session.get_outputs()]
+        self.runs = 0
+
+    def outputs_for(self, scales: Mapping[str, float], gates: Mapping[str, float]) -> list[dict[str, Array]]:
+        feed: dict[str, Array] = {scale_input(t): np.array(s, dtype=np.float32) for t, s in scales.items()}
+        feed.update({gate_input(n): np.array(g, dtype=np.float32) for n, g in gates.items()})
+        results = []
+        for batch in self.batches:
+            feed[self.input_name] = batch
+            results.append(dict(zip(self.outputs, self.session.run(self.outputs, feed), strict=True)))
+        self.runs += 1
+        return results
+
+    def score(self, scales: Mapping[str, float], gates: Mapping[str, float]) -> Score:
+        outputs = self.outputs_for(scales, gates)
+        noise = energy = product = out_energy = 0.0
+        for reference, output in zip(self.reference, outputs, strict=True):
+            for name, value in reference.items():
+                ref, out = value.astype(np.float64), output[name].astype(np.float64)
+                noise += float(np.sum((ref - out) ** 2))
+                energy += float(np.sum(ref**2))
+                product += float(np.sum(ref * out))
+                out_energy += float(np.sum(out**2))
+        norms = math.sqrt(energy * out_energy)
+        return Score(noise / energy if energy > 0 else noise, product / norms if norms > 0 else 0.0)
