@@ -142,7 +142,6 @@ def test_budget_overlay_cache_and_qdq_agree(tuned: dict[str, Path]) -> None:
     mismatches = read_manifest(overlay.cache_path).mismatches(
         overlay.cache_path,
         fingerprint_config(overlay, entries),
-        overlay.spec.calibration.trt_version,
         entries,
     )
     assert mismatches == []
@@ -303,3 +302,32 @@ def test_overlap_finds_shared_files_and_copies(tmp_path: Path, photos: list[Path
     assert len(found) == 2
     assert "same file" in found[0]
     assert "same content" in found[1] and "renamed.png" in found[1]
+
+
+def test_tune_refuses_outputs_that_are_inputs_and_bad_numbers(
+    write_config: WriteConfig, tmp_path: Path
+) -> None:
+    config = write_config(n_images=4)
+    images = config.parent / "images.txt"
+    before = images.read_bytes()
+    runner = CliRunner()
+    # -o images.txt would write tuned files named after it, and images.txt itself is an input.
+    result = runner.invoke(app, ["tune", str(config), "--images", str(images), "-o", str(images)])
+    assert result.exit_code == 1, result.output
+    assert "tuning image list" in " ".join(result.output.split())
+    assert images.read_bytes() == before
+    result = runner.invoke(
+        app,
+        [
+            "tune",
+            str(config),
+            "--images",
+            str(images),
+            "-o",
+            str(tmp_path / "t.qdq.onnx"),
+            "--target-cosine",
+            "nan",
+        ],
+    )
+    assert result.exit_code == 2 and "--target-cosine" in result.output
+    assert not list(tmp_path.glob("t.*"))

@@ -19,13 +19,16 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from trtq.cache.manifest import manifest_path
 from trtq.calib.collect import load_onnx
 from trtq.cli.errors import reported_errors
+from trtq.cli.options import finite
 from trtq.cli.state import OPTIONS
 from trtq.compare.outputs import OutputMetrics
 from trtq.config import load_config
 from trtq.data.image_list import read_image_list
 from trtq.errors import TrtqError
+from trtq.paths import check_outputs, config_inputs, given_inputs, image_inputs
 from trtq.tune.heldout import evaluate, overlap
 from trtq.tune.outputs import tune_paths, write_outputs
 from trtq.tune.pipeline import SEARCH_BATCHES, ProgressHooks, Step, TuneSettings, conv_layer_count, tune
@@ -42,13 +45,21 @@ def tune_command(
         Path | None, typer.Option(help="held-out images for the summary (never used for tuning)")
     ] = None,
     target_cosine: Annotated[
-        float | None, typer.Option(help="stop adding float layers once the output cosine reaches this")
+        float | None,
+        typer.Option(
+            min=-1.0,
+            max=1.0,
+            callback=finite,
+            help="stop adding float layers once the output cosine reaches this",
+        ),
     ] = None,
     max_float_layers: Annotated[
         str, typer.Option(help="Conv/Gemm layers that may stay in FP16: a count, or a percentage like 10%")
     ] = "10%",
-    max_images: Annotated[int | None, typer.Option(help="use the first N tuning images")] = None,
-    max_eval_images: Annotated[int | None, typer.Option(help="use the first N held-out images")] = None,
+    max_images: Annotated[int | None, typer.Option(min=1, help="use the first N tuning images")] = None,
+    max_eval_images: Annotated[
+        int | None, typer.Option(min=1, help="use the first N held-out images")
+    ] = None,
     search_batches: Annotated[
         int, typer.Option(min=1, help="batches each threshold / float-layer candidate is measured on")
     ] = SEARCH_BATCHES,
@@ -59,15 +70,25 @@ def tune_command(
         started = time.perf_counter()
         loaded = load_config(config)
         paths = tune_paths(output)
-        _refuse_inputs_as_outputs(
-            paths.all(), [config, loaded.model_path, images, *([eval_images] if eval_images else [])]
-        )
         entries = read_image_list(images, max_images)
-        if not entries:
-            raise TrtqError(f"{images}: no tuning images")
+        heldout = read_image_list(eval_images, max_eval_images) if eval_images is not None else []
+        outputs = [
+            *[(f"-o {output}: writes {path.name}", path) for path in paths.all()],
+            (f"-o {output}: writes {manifest_path(paths.cache).name}", manifest_path(paths.cache)),
+        ]
+        check_outputs(
+            outputs,
+            [
+                *config_inputs(loaded),
+                (f"the tuning image list --images {images}", images),
+                *image_inputs(entries),
+                *given_inputs(eval_images=eval_images),
+                *image_inputs(heldout),
+            ],
+        )
         shared: list[str] = []
         if eval_images is not None:
-            shared = overlap(entries, read_image_list(eval_images, max_eval_images))
+            shared = overlap(entries, heldout)
             for where in shared[:5]:
                 console.print(f"[yellow]warning[/] held-out image is also a tuning image: {where}")
             if len(shared) > 5:
@@ -149,13 +170,6 @@ def _budget(text: str, layers: int) -> int:
     if value != int(value):
         raise TrtqError(f"--max-float-layers: a count must be whole, got '{text}'")
     return int(value)
-
-
-def _refuse_inputs_as_outputs(outputs: list[Path], inputs: list[Path]) -> None:
-    resolved = {path.resolve(): path for path in inputs}
-    for path in outputs:
-        if path.resolve() in resolved:
-            raise TrtqError(f"{path}: would overwrite an input of this run; choose another -o")
 
 
 def _print_steps(steps: list[Step]) -> None:

@@ -13,13 +13,14 @@ from typing import Any
 
 import yaml
 
-from trtq.cache.manifest import Manifest, write_manifest
-from trtq.cache.trt_format import write_cache
+from trtq.cache.manifest import Manifest, manifest_path, manifest_text
+from trtq.cache.trt_format import format_cache, make_cache
 from trtq.calib.outputs import header_algorithm
-from trtq.config import load_config
 from trtq.config.loader import LoadedConfig
+from trtq.config.schema import TrtqConfig
 from trtq.data.image_list import ImageEntry
-from trtq.fileio import atomic_write_bytes, atomic_write_text, sha256_file
+from trtq.fileio import atomic_write_bytes, sha256_bytes
+from trtq.fileset import replace_set
 from trtq.fingerprint import fingerprint_config
 from trtq.tune.pipeline import TuneResult
 
@@ -85,22 +86,33 @@ def write_outputs(
     """All files; the cache gets a manifest for the written config, so ``trtq build`` reuses it
     instead of recalibrating (the manifest fingerprints the corrected model and the tuning images)."""
     paths.qdq.parent.mkdir(parents=True, exist_ok=True)
+    # The models first: the manifest fingerprints the corrected model's bytes on disk. Then cache,
+    # config, tune.json and manifest as one set (trtq/fileset.py); an interruption in between leaves
+    # new models beside an old manifest, whose model hash then no longer matches (stale, not reused).
     atomic_write_bytes(paths.qdq, result.qdq.SerializeToString())
     atomic_write_bytes(paths.corrected, result.corrected.SerializeToString())
-    write_cache(paths.cache, result.scales, header_algorithm(config), config.spec.calibration.trt_version)
+    calibration = config.spec.calibration
+    cache_bytes = format_cache(
+        make_cache(result.scales, header_algorithm(config), calibration.trt_version)
+    ).encode("utf-8")
     header = (
         f"# trtq tune of {config.source}: TensorRT 10 implicit INT8 with the tuned scales and FP16 layers.\n"
         f"# Explicit builds (int8-qdq, TensorRT 11) use {paths.qdq.name} instead.\n"
     )
     overlay = overlay_config(config, result, paths, images, len(entries))
-    atomic_write_text(paths.config, header + yaml.safe_dump(overlay, sort_keys=False))
-    tuned_config = load_config(paths.config)
+    tuned_config = LoadedConfig(source=paths.config, spec=TrtqConfig.model_validate(overlay))
     manifest = Manifest(
         fingerprint=fingerprint_config(tuned_config, entries),
-        cache_sha256=sha256_file(paths.cache),
+        cache_sha256=sha256_bytes(cache_bytes),
         algorithm=tuned_config.spec.calibration.algorithm,
         batch_size=tuned_config.batch_size,
         trt_version=tuned_config.spec.calibration.trt_version,
     )
-    write_manifest(paths.cache, manifest)
-    atomic_write_text(paths.json, json.dumps(summary, indent=1) + "\n")
+    replace_set(
+        {
+            paths.cache: cache_bytes,
+            paths.config: (header + yaml.safe_dump(overlay, sort_keys=False)).encode("utf-8"),
+            paths.json: (json.dumps(summary, indent=1) + "\n").encode("utf-8"),
+            manifest_path(paths.cache): manifest_text(manifest).encode("utf-8"),
+        }
+    )
