@@ -77,3 +77,22 @@ def test_compare_command_all_algorithms(write_config: WriteConfig, tmp_path: Pat
         app, ["compare", str(config), "--images", str(tmp_path / "held_out.txt"), "--algorithms", "kl"]
     )
     assert bad.exit_code == 1 and "'kl' is not one of" in bad.output
+
+
+def test_heldout_batches_stream_and_count_real_samples(write_config, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Each pass decodes anew (nothing kept between model runs); skipped images are not counted."""
+    from conftest import listed_photos, preprocessed_by_hand
+
+    from trtq.compare.models import heldout_batches
+    from trtq.config import load_config
+
+    config = load_config(write_config(n_images=2, on_bad_image="skip"))
+    photos = listed_photos(3, start=10)
+    (tmp_path / "held.txt").write_text("\n".join([photos[0], "missing.png", *photos[1:]]) + "\n")
+    batches = heldout_batches(config, tmp_path / "held.txt")
+    assert batches.count == 3
+    first, second = list(batches), list(batches)
+    assert len(first) == 2 and all(a is not b for a, b in zip(first, second, strict=True))
+    expected = preprocessed_by_hand(photos)
+    np.testing.assert_allclose(np.concatenate(first)[:3], expected, atol=1e-5)
+    np.testing.assert_allclose(np.concatenate(first)[3], expected[0], atol=1e-5)  # wrapped from the start

@@ -13,7 +13,14 @@ from rich.table import Table
 from trtq.cli.errors import reported_errors, warn
 from trtq.cli.state import OPTIONS
 from trtq.cli.tables import add_columns
-from trtq.compare.models import collect_outputs, compare_models, evaluation_inputs, read_labels, run
+from trtq.compare.models import (
+    HeldOutBatches,
+    collect_outputs,
+    compare_models,
+    heldout_batches,
+    read_labels,
+    run,
+)
 from trtq.compare.outputs import Array, OutputMetrics
 from trtq.config import ALGORITHMS, Algorithm, LoadedConfig, load_config
 from trtq.data.from_config import calibration_entries
@@ -55,7 +62,8 @@ def compare_command(
             inputs += given_inputs(cache=cache or loaded.cache_path)
         check_outputs([(f"--json {json_path}", json_path)], inputs)
         cache_path, scales = (None, {}) if algorithms else cache_scales(loaded, cache, warn)
-        batches, count = evaluation_inputs(loaded, images)
+        batches = heldout_batches(loaded, images)  # decoded per model run: one batch in memory at a time
+        count = batches.count
         truth = read_labels(labels, count) if labels else None
         input_name = loaded.image_input.name
         reference = run(inference_session(loaded.model_path), input_name, batches, count)
@@ -89,7 +97,9 @@ def compare_command(
         console.print(f"json     {json_path}")
 
 
-def _engine_outputs(engine: Path, config: LoadedConfig, batches: list[Array], count: int) -> dict[str, Array]:
+def _engine_outputs(
+    engine: Path, config: LoadedConfig, batches: HeldOutBatches, count: int
+) -> dict[str, Array]:
     from trtq.trt.runner import tensorrt_backend  # without TensorRT: reported_errors says it is needed
 
     return collect_outputs(tensorrt_backend(engine, config).infer, batches, count)

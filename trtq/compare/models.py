@@ -3,7 +3,9 @@ trtq/onnxruntime_session.py, which states the graph-optimisation choices)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -12,25 +14,51 @@ import onnxruntime as ort
 from trtq.compare.outputs import Array, OutputMetrics, compare_output
 from trtq.config.loader import LoadedConfig
 from trtq.data.from_config import batch_source
-from trtq.data.image_list import read_image_list
+from trtq.data.image_list import ImageEntry, read_image_list
 from trtq.errors import TrtqError
+
+
+@dataclass
+class HeldOutBatches:
+    """Held-out batches decoded anew on each pass, so a comparison holds one batch of inputs at a time.
+
+    The last batch is filled from the start of the list (wrap); ``count`` is the number of real
+    samples, so the repeats can be cut off."""
+
+    config: LoadedConfig
+    entries: list[ImageEntry]
+
+    def __iter__(self) -> Iterator[Array]:
+        source = batch_source(self.config, self.entries)
+        source.last_batch = "wrap"
+        for batch in source:
+            yield batch.data
+
+    @cached_property
+    def count(self) -> int:
+        if self.config.spec.calibration.on_bad_image == "error":
+            return len(self.entries)  # every image decodes, or the pass stops with an error
+        source = batch_source(self.config, self.entries)
+        source.last_batch = "wrap"
+        for _ in source:  # skipped images are only known by decoding them
+            pass
+        return source.stats.used
+
+
+def heldout_batches(config: LoadedConfig, images: Path, max_images: int | None = None) -> HeldOutBatches:
+    return HeldOutBatches(config, read_image_list(images, max_images))
 
 
 def evaluation_inputs(
     config: LoadedConfig, images: Path, max_images: int | None = None
 ) -> tuple[list[Array], int]:
-    """Batches of the held-out images (the first ``max_images``) at the calibration shape; the last
-    one is filled from the start (wrap) and the count of real samples is returned so the repeats can
-    be cut off."""
-    entries = read_image_list(images, max_images)
-    source = batch_source(config, entries)
-    source.last_batch = "wrap"
-    batches = [batch.data for batch in source]
-    return batches, source.stats.used
+    """The held-out batches decoded once and kept, for analyses that run the model many times."""
+    batches = heldout_batches(config, images, max_images)
+    return list(batches), batches.count
 
 
 def collect_outputs(
-    infer: Callable[[Array], dict[str, Array]], batches: Sequence[Array], count: int
+    infer: Callable[[Array], dict[str, Array]], batches: Iterable[Array], count: int
 ) -> dict[str, Array]:
     """Every output over all batches, concatenated, with the wrapped repeats past ``count`` cut off."""
     outputs: dict[str, list[Array]] = {}
@@ -41,7 +69,7 @@ def collect_outputs(
 
 
 def run(
-    model: ort.InferenceSession, input_name: str, batches: Sequence[Array], count: int
+    model: ort.InferenceSession, input_name: str, batches: Iterable[Array], count: int
 ) -> dict[str, Array]:
     names = [meta.name for meta in model.get_outputs()]
 
