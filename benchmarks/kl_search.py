@@ -73,6 +73,7 @@ def main() -> None:
     sample = [name for name in sample if trt_hists[name].range > 0]
     chosen = {name: kept[name] for name in sample}
     del kept
+    # symmetric=True as trtq's ONNX Runtime rows are set up; the entropy path ignores it either way.
     ort_default = HistogramCollector("entropy", True, 128, 128, 99.99, "same")
     ort_2048 = HistogramCollector("entropy", True, 2048, 128, 99.99, "same")
     ort_default.collect(chosen)  # one call over all batches, as quantize_static's calibrator does

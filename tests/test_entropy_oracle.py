@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from reference_kl import reference_kl
+from reference_kl import reference_kl, reference_pick
 
 from trtq.calib.entropy import FIRST_CANDIDATE, entropy_threshold, kl_divergences
 from trtq.calib.histogram import TrtHistogram
@@ -71,8 +71,10 @@ def test_pick_matches_modelopt(case: dict[str, object]) -> None:
         return
     searched = nvidia_zero_bin(counts)
     if not searched[:theirs].any():
-        # ModelOpt's KL is NaN where every kept bin is empty, and its argmin returns a NaN.
+        # ModelOpt's KL is NaN where every kept bin is empty, and its argmin returns a NaN: then trtq's
+        # pick must be the plain recipe's (which skips candidates that keep no mass, as TensorRT does).
         assert searched[:mine].any()
+        assert mine == reference_pick(searched)
         return
     # Otherwise only an exact tie may separate them (ModelOpt keeps the largest i, trtq the smallest).
     kl_mine, kl_theirs = reference_kl(searched, mine), reference_kl(searched, theirs)
