@@ -21,6 +21,8 @@ from itertools import pairwise
 import numpy as np
 import numpy.typing as npt
 
+from trtq.errors import TrtqError
+
 NUM_BINS = 2048
 CHUNK = 1 << 16
 """Values scaled and counted per step: the scratch stays in the core's cache."""
@@ -126,7 +128,14 @@ class TrtHistogram:
             self.range = batch_max
         else:
             self._grow_to(batch_max)
-        return np.float32(self.num_bins / self.range)
+        with np.errstate(over="ignore"):
+            scale = np.float32(self.num_bins / self.range)
+        if not np.isfinite(scale):  # max |x| below 2048 / FLT_MAX (about 6e-36): no float32 bin width
+            raise TrtqError(
+                f"{f'tensor {tensor!r}' if tensor else 'an activation'} has max |x| {self.range:.3g}, "
+                "too small for a float32 calibration histogram; check the preprocessing and the model"
+            )
+        return scale
 
     def add_counts(self, counts: Counts) -> None:
         """Add ``bin_counts`` output: values equal to the range fold into the last bin."""
