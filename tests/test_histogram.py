@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from trtq.calib.histogram import NUM_BINS, TrtHistogram
+from trtq.errors import TrtqError
 
 
 def test_first_batch_sets_range_and_bins_magnitudes() -> None:
@@ -77,9 +78,5 @@ def test_bin_counts_agree_with_numpy_histogram_on_real_photo(photos: list) -> No
 
 def test_a_range_too_small_for_a_float32_bin_width_is_a_clear_error() -> None:
     # 2048 / 1e-36 overflows float32: binning would cast inf to a garbage index.
-    import pytest
-
-    from trtq.errors import TrtqError
-
     with pytest.raises(TrtqError, match="too small for a float32 calibration histogram"):
         TrtHistogram().update(np.array([1e-36, 0.0], dtype=np.float32))
