@@ -59,7 +59,7 @@ def given_inputs(**options: Path | None) -> list[Named]:
 def check_outputs(outputs: Sequence[Named], inputs: Sequence[Named]) -> None:
     """Refuse an output that is an input (or another output) of the same run, or that cannot be written."""
     seen: dict[object, str] = {}
-    for role, path in inputs:
+    for role, path in [*inputs, *_set_members(inputs)]:
         for key in _identities(path):
             seen.setdefault(key, role)
     for role, path in outputs:
@@ -72,6 +72,16 @@ def check_outputs(outputs: Sequence[Named], inputs: Sequence[Named]) -> None:
         for key in _identities(path):
             seen[key] = f"also {role}"
         _check_writable(role, path)
+
+
+def _set_members(inputs: Sequence[Named]) -> list[Named]:
+    """The manifest and report beside each input: if it is a cache, they belong to it, and
+    overwriting one breaks the set a later build or check relies on."""
+    members: list[Named] = []
+    for role, path in inputs:
+        members.append((f"the manifest of {role}", manifest_path(path)))
+        members.append((f"the report of {role}", path.with_name(path.name + REPORT_SUFFIX)))
+    return members
 
 
 def _identities(path: Path) -> list[object]:

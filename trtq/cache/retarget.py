@@ -10,7 +10,7 @@ import hashlib
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from trtq.cache.manifest import manifest_path, manifest_text, read_manifest
+from trtq.cache.manifest import REPORT_SUFFIX, manifest_path, manifest_text, read_manifest
 from trtq.cache.trt_format import encode_version, parse_cache, read_cache, version_name
 from trtq.errors import TrtqError
 from trtq.fileio import sha256_file
@@ -54,7 +54,11 @@ def retarget_file(cache: Path, version: str, output: Path | None = None) -> Reta
     out_manifest = manifest_path(out)
     if out.resolve() != cache.resolve():
         check_outputs(
-            [(f"-o {out}", out), (f"the manifest {out_manifest} written beside -o", out_manifest)],
+            [
+                (f"-o {out}", out),
+                (f"the manifest {out_manifest} written beside -o", out_manifest),
+                (f"the report written beside -o {out}", out.with_name(out.name + REPORT_SUFFIX)),
+            ],
             [
                 (f"CACHE {cache}", cache),
                 (f"the manifest of CACHE {manifest_path(cache)}", manifest_path(cache)),
@@ -78,5 +82,16 @@ def retarget_file(cache: Path, version: str, output: Path | None = None) -> Reta
         # (provenance unknown), never a manifest vouching for a cache it did not describe.
         out_manifest.unlink()
         removed = out_manifest
+    if out.resolve() != cache.resolve():
+        # The report describes the scales, which do not change: it goes along, and a report of
+        # another calibration beside -o would otherwise stay in the new set.
+        report, out_report = (
+            cache.with_name(cache.name + REPORT_SUFFIX),
+            out.with_name(out.name + REPORT_SUFFIX),
+        )
+        if report.is_file():
+            files[out_report] = report.read_bytes()
+        elif out_report.is_file():
+            out_report.unlink()
     replace_set(files)
     return Retargeted(out, old, target, out_manifest if manifest is not None else None, removed)

@@ -1,0 +1,49 @@
+"""A cache's manifest and report belong to it: no command may write over them while reading the cache."""
+
+from __future__ import annotations
+
+from conftest import WriteConfig
+from typer.testing import CliRunner
+
+from trtq.cli.main import app
+
+
+def test_outputs_onto_a_caches_manifest_or_report_are_refused(write_config: WriteConfig) -> None:
+    config = write_config(n_images=2)
+    runner = CliRunner()
+    assert runner.invoke(app, ["calibrate", str(config)]).exit_code == 0
+    out = config.parent / "out"
+    cache, manifest, report = (
+        out / "model.cache",
+        out / "model.cache.manifest.json",
+        out / "model.cache.report.json",
+    )
+    before = {path: path.read_bytes() for path in (cache, manifest, report)}
+    images = config.parent / "images.txt"
+    attempts = [
+        ["sensitivity", str(config), "--images", str(images), "--json", str(manifest)],
+        ["crosscheck", str(config), "--cache", str(cache), "--json", str(report)],
+        ["qdq", str(config), "-o", str(out / "model.cache.report")],  # its summary is NAME.json
+        ["cache", "retarget", str(cache), "--trt-version", "10.9.0", "-o", str(report)],
+    ]
+    for args in attempts:
+        result = runner.invoke(app, args)
+        assert result.exit_code == 1, (args, result.output)
+        assert "an output may never overwrite" in " ".join(result.output.split()), args
+    assert {path: path.read_bytes() for path in before} == before
+
+
+def test_retarget_to_another_set_carries_the_report_along(write_config: WriteConfig) -> None:
+    config = write_config(n_images=2)
+    runner = CliRunner()
+    assert runner.invoke(app, ["calibrate", str(config)]).exit_code == 0
+    out = config.parent / "out"
+    other = out / "other.cache"
+    (out / "other.cache.report.json").write_text('{"from": "another calibration"}\n')
+    result = runner.invoke(
+        app, ["cache", "retarget", str(out / "model.cache"), "--trt-version", "10.9.0", "-o", str(other)]
+    )
+    assert result.exit_code == 0, result.output
+    assert (out / "other.cache.report.json").read_bytes() == (out / "model.cache.report.json").read_bytes()
+    check = runner.invoke(app, ["cache", "check", str(other), "--config", str(config)])
+    assert "report is not the one" not in check.output
