@@ -47,3 +47,23 @@ def test_retarget_to_another_set_carries_the_report_along(write_config: WriteCon
     assert (out / "other.cache.report.json").read_bytes() == (out / "model.cache.report.json").read_bytes()
     check = runner.invoke(app, ["cache", "check", str(other), "--config", str(config)])
     assert "report is not the one" not in check.output
+
+
+def test_a_stale_cache_is_used_with_a_warning_naming_what_changed(
+    write_config: WriteConfig, tmp_path
+) -> None:  # type: ignore[no-untyped-def]
+    import yaml
+
+    config = write_config(n_images=2)
+    runner = CliRunner()
+    assert runner.invoke(app, ["calibrate", str(config)]).exit_code == 0
+    data = yaml.safe_load(config.read_text())
+    data["preprocess"]["mean"] = [0.4]
+    stale = config.with_name("stale.yaml")
+    stale.write_text(yaml.safe_dump(data))
+    result = runner.invoke(app, ["qdq", str(stale), "-o", str(tmp_path / "m.qdq.onnx")])
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())
+    assert "does not match" in text and "preprocess.mean changed" in text
+    fresh = runner.invoke(app, ["qdq", str(config), "-o", str(tmp_path / "n.qdq.onnx")])
+    assert "does not match" not in fresh.output

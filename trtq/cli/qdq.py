@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from trtq.cli.errors import reported_errors
+from trtq.cli.errors import reported_errors, warn
 from trtq.cli.state import OPTIONS
 from trtq.config import load_config
 from trtq.fileio import atomic_write_bytes, atomic_write_text
@@ -36,7 +36,7 @@ def qdq_command(
             ],
             [*config_inputs(loaded), (f"the cache {cache or loaded.cache_path}", cache or loaded.cache_path)],
         )
-        cache_path, scales = cache_scales(loaded, cache)
+        cache_path, scales = cache_scales(loaded, cache, warn)
         result = qdq_from_scales(loaded, scales)
         run_once(result.model, loaded.image_input.name, loaded.image_input.calibration_shape)
         atomic_write_bytes(output, result.model.SerializeToString())

@@ -8,6 +8,7 @@ from pathlib import Path
 import onnx
 
 from trtq.cache.coverage import describe_missing, missing_tensors
+from trtq.cache.manifest import manifest_path, read_manifest
 from trtq.cache.trt_format import read_cache
 from trtq.calib.collect import activation_tensors, load_onnx
 from trtq.calib.run import collect_histograms
@@ -15,6 +16,7 @@ from trtq.config.loader import LoadedConfig
 from trtq.config.schema import Algorithm
 from trtq.data.from_config import calibration_entries
 from trtq.errors import TrtqError
+from trtq.fingerprint import fingerprint_config
 from trtq.qdq.export import QdqResult, export_qdq
 
 
@@ -27,7 +29,25 @@ def cache_scales(
         raise TrtqError(f"{path}: no calibration cache; run `trtq calibrate {config.source}` or pass --cache")
     scales = read_cache(path).scales
     check_coverage(config, path, scales, warn)
+    if warn is not None:
+        warn_if_stale(config, path, warn)
     return path, scales
+
+
+def warn_if_stale(config: LoadedConfig, path: Path, warn: Callable[[str], None]) -> None:
+    """Say why a cache with a manifest no longer matches the config (as ``trtq cache check`` would).
+
+    A warning, not an error: comparing a cache made for other images or preprocessing can be the
+    point; using one without knowing cannot."""
+    if not manifest_path(path).is_file():
+        return
+    entries = calibration_entries(config)
+    reasons = read_manifest(path).mismatches(path, fingerprint_config(config, entries), entries)
+    if reasons:
+        warn(
+            f"{path} does not match {config.source} (`trtq cache check` lists the same):\n  - "
+            + "\n  - ".join(reasons)
+        )
 
 
 def check_coverage(
