@@ -65,8 +65,9 @@ class CalibrationRun:
         return (
             f"the histogram range doubled after the first batch on {doubled} of {len(self.histograms)} "
             f"tensors (batch size {batch_size}): later images exceeded the first batch's max |x|, so "
-            "entropy thresholds depend on image order and lose resolution; calibrate with a larger "
-            "batch (the input's batch dim) and a shuffled image list"
+            "the entropy, percentile and mse thresholds depend on image order and lose resolution; "
+            "shuffle the image list once (keep that order), and use a larger batch if the model "
+            "takes one (the input's batch dim)"
         )
 
 

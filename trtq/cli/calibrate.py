@@ -59,15 +59,15 @@ def calibrate_command(
         _summary(run, calibration.algorithm, top)
         stats = run.stats
         console.print(
-            f"{counted(stats.used, 'image')} in {counted(stats.batches, 'batch')}, {run.seconds:.1f} s "
-            f"({stats.used / max(run.seconds, 1e-9):.1f} images/s); "
+            f"{counted(stats.used, 'image')} in {counted(stats.batches, 'batch')}, calibration pass "
+            f"{run.seconds:.1f} s ({stats.used / max(run.seconds, 1e-9):.1f} images/s); "
             f"{len(stats.skipped)} skipped, {stats.dropped} dropped, {stats.wrapped} wrapped"
         )
         console.print(_time_breakdown(run), soft_wrap=True)
         for skipped in stats.skipped:
             console.print(f"  [yellow]skipped[/] {skipped}")
-        warning = run.doubling_warning(loaded.batch_size)
-        if warning is not None:
+        warning = run.doubling_warning(loaded.batch_size) if calibration.algorithm != "minmax" else None
+        if warning is not None:  # minmax reads max |x| only, which no doubling changes
             console.print(f"[yellow]warning[/]: {warning}")
         console.print(f"cache    {outputs.cache}\nmanifest {outputs.manifest}\nreport   {outputs.report}")
 
