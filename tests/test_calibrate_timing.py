@@ -13,7 +13,11 @@ from trtq.cli.main import app
 def test_calibrate_prints_a_time_breakdown(write_config: WriteConfig) -> None:
     result = CliRunner().invoke(app, ["calibrate", str(write_config(n_images=6))])
     assert result.exit_code == 0, result.output
-    total = float(re.search(r"6 images in 3 batches, ([\d.]+) s \(([\d.]+) images/s\)", result.output)[1])  # type: ignore[index]
+    total = float(
+        re.search(r"6 images in 3 batches, calibration pass ([\d.]+) s \(([\d.]+) images/s\)", result.output)[
+            1
+        ]
+    )  # type: ignore[index]
     line = re.search(r"time: (.*)", result.output)
     assert line is not None, result.output
     stages = dict(re.findall(r"(\w+) ([\d.]+) s", line[1]))
