@@ -96,6 +96,13 @@ def _identities(path: Path) -> list[object]:
 
 
 def _check_writable(role: str, path: Path) -> None:
+    try:
+        _probe_writable(role, path)
+    except OSError as exc:  # e.g. a file name longer than the file system allows
+        raise TrtqError(f"{role}: cannot be written ({exc.strerror or exc})") from None
+
+
+def _probe_writable(role: str, path: Path) -> None:
     if path.is_dir():
         raise TrtqError(f"{role}: is a directory; give a file path")
     ancestor = path.resolve().parent

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import sys
 import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -16,6 +18,7 @@ stderr = Console(stderr=True, highlight=False)
 
 EXIT_USER_ERROR = 1
 EXIT_INTERNAL_ERROR = 3
+EXIT_BROKEN_PIPE = 141
 GPU_PACKAGES = ("tensorrt", "pycuda")
 
 
@@ -32,6 +35,20 @@ def reported_errors(verbose: bool) -> Iterator[None]:
         raise typer.Exit(EXIT_INTERRUPTED) from None
     except (typer.Exit, typer.Abort):
         raise
+    except BrokenPipeError:
+        # The reader went away (`trtq ... | head`): stop quietly as other command-line tools do, with
+        # the shell's SIGPIPE status; stdout goes to /dev/null so the exit's flush cannot fail again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        raise typer.Exit(EXIT_BROKEN_PIPE) from None
+    except MemoryError:
+        _show(verbose)
+        stderr.print(
+            "[bold red]error:[/] not enough memory for this run; check the input shapes and batch size "
+            "(inputs in the config, --shape)",
+            markup=True,
+            soft_wrap=True,
+        )
+        raise typer.Exit(EXIT_USER_ERROR) from None
     except ImportError as exc:
         if (exc.name or "").partition(".")[0] not in GPU_PACKAGES:
             raise _internal(exc, verbose) from None

@@ -17,7 +17,9 @@ class Section(BaseModel):
 
 
 class ModelSection(Section):
-    path: str = Field(description="ONNX file, relative to the YAML file, or pkg:<package>/<file>")
+    path: str = Field(
+        min_length=1, description="ONNX file, relative to the YAML file, or pkg:<package>/<file>"
+    )
 
 
 class InputSpec(Section):
@@ -79,8 +81,10 @@ class PreprocessSection(Section):
 
 
 class CalibrationSection(Section):
-    images: str = Field(description="text file with one image path per line, or a directory")
-    cache: str = Field(description="calibration cache to write (a manifest is written beside it)")
+    images: str = Field(min_length=1, description="text file with one image path per line, or a directory")
+    cache: str = Field(
+        min_length=1, description="calibration cache to write (a manifest is written beside it)"
+    )
     batch_size: PositiveInt | None = Field(default=None, description="defaults to the input's batch dim")
     max_images: PositiveInt | None = None
     algorithm: Algorithm = "entropy"
