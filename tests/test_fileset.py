@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import stat
 import time
 from collections.abc import Callable
+from multiprocessing.queues import Queue
+from multiprocessing.synchronize import Barrier
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import WriteConfig
 from trtq import fileio, fileset
-from trtq.cache.manifest import manifest_path, read_manifest
+from trtq.cache.manifest import read_manifest
+from trtq.cache.trt_format import format_cache, make_cache, read_cache
 from trtq.calib.outputs import report_path
 from trtq.calib.pipeline import calibrate
 from trtq.config import load_config
@@ -149,7 +153,7 @@ def test_new_files_get_the_umask_mode_without_changing_the_umask(
     assert stat.S_IMODE(kept.stat().st_mode) == 0o600
 
 
-def test_a_mixed_set_is_stale_until_the_next_run_finishes_it(
+def test_a_reader_completes_a_set_a_killed_writer_left_half_renamed(
     write_config: WriteConfig, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     calibrate(load_config(write_config(n_images=2)))
@@ -159,13 +163,57 @@ def test_a_mixed_set_is_stale_until_the_next_run_finishes_it(
     with pytest.raises(KeyboardInterrupt):
         calibrate(newer)  # killed after the cache's rename: new cache beside the old report and manifest
     monkeypatch.undo()
+    assert journal_path(cache).exists()
     entries = calibration_entries(newer)
     current = fingerprint_config(newer, entries)
-    reasons = read_manifest(cache).mismatches(cache, current, entries)
-    assert any("modified after it was written" in r for r in reasons)
-    recover_set([cache, report_path(cache), manifest_path(cache)])  # what the next calibrate does first
+    # The journal is the commit point: the reader finishes the renames and sees the whole new set.
     assert read_manifest(cache).mismatches(cache, current, entries) == []
+    assert report_path(cache).read_bytes() != b""
     assert _leftovers(cache.parent) == []
+
+
+def test_reading_the_cache_completes_a_pending_set(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    paths = _set(tmp_path)
+    _write_old(paths)
+    cache = format_cache(make_cache({"input": 0.5})).encode()
+    new = {**_new(paths), paths[0]: cache}
+    monkeypatch.setattr(fileset.os, "replace", _failing_replace(fail_on=2, times=100))  # no rename done
+    with pytest.raises(KeyboardInterrupt):
+        replace_set(new)
+    monkeypatch.undo()
+    assert read_cache(paths[0]).scales == {"input": 0.5}
+    assert _contents(paths) == new
+    assert _leftovers(tmp_path) == []
+
+
+def _write_set_repeatedly(directory: str, writer: int, start: Barrier, errors: Queue[str]) -> None:
+    paths = _set(Path(directory))
+    start.wait()  # all writers begin together so that their replacements overlap
+    try:
+        for round_ in range(40):
+            replace_set({path: f"{writer} {round_} {path.name}\n".encode() for path in paths})
+    except Exception as exc:  # reported, not raised: the parent shows every writer's failure
+        errors.put(f"writer {writer}: {exc}")
+
+
+def test_concurrent_writers_leave_one_writers_whole_set(tmp_path: Path) -> None:
+    paths = _set(tmp_path)
+    _write_old(paths)
+    context = multiprocessing.get_context("spawn")
+    start, errors = context.Barrier(4), context.Queue()
+    writers = [
+        context.Process(target=_write_set_repeatedly, args=(str(tmp_path), writer, start, errors))
+        for writer in range(4)
+    ]
+    for process in writers:
+        process.start()
+    for process in writers:
+        process.join()
+    assert [process.exitcode for process in writers] == [0] * 4
+    assert errors.empty()
+    stamps = {path.read_text().rsplit(" ", 1)[0] for path in paths}  # "WRITER ROUND" of each file
+    assert len(stamps) == 1, stamps
+    assert _leftovers(tmp_path) == []
 
 
 def test_a_single_write_also_removes_its_stale_temporary_files(tmp_path: Path) -> None:

@@ -4,15 +4,18 @@ Every new file is first written to a temporary name and fsynced. A journal (``.N
 first file of the set) naming each temporary file and its target is then written atomically: that is
 the commit point. Before it, an interruption leaves the old set and the temporary files are removed;
 after it, the renames are finished, on the spot when Python is interrupted (Ctrl-C) or by the next
-``replace_set`` / ``recover_set`` on the same files when the process was killed.
+``replace_set`` / ``recover_set`` on the same files, or by a reader (``finish_pending``), when the
+process was killed. Writers of one set hold an exclusive lock (``.NAME.lock``, removed on release) so
+that concurrent runs replace it one after the other instead of mixing their files.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 from trtq.errors import TrtqError
@@ -23,12 +26,52 @@ def journal_path(first: Path) -> Path:
     return first.with_name(f".{first.name}.commit")
 
 
+def lock_path(first: Path) -> Path:
+    return first.with_name(f".{first.name}.lock")
+
+
 def replace_set(files: Mapping[Path, bytes]) -> None:
     """Write every file of ``files`` (renamed in the mapping's order) so that they change together."""
     paths = list(files)
     if not paths or len({path.parent for path in paths}) != 1:
         raise ValueError("a file set needs at least one file, all in one directory")
-    recover_set(paths)
+    try:
+        paths[0].parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise TrtqError(f"{paths[0]}: cannot write ({exc.strerror or exc})") from None
+    with _locked(paths[0]):
+        _recover(paths)
+        _replace(files)
+
+
+def recover_set(paths: Sequence[Path]) -> None:
+    """Finish a committed replacement a killed run left behind; remove stale temporary files."""
+    with _locked(paths[0]):
+        _recover(paths)
+
+
+def finish_pending(first: Path) -> None:
+    """For readers: complete a committed replacement a killed writer left half-renamed.
+
+    Cheap when nothing is pending (one stat). The journal is the commit point, so finishing its renames
+    gives the set the writer committed; without this a reader would see a mixed set.
+    """
+    journal = journal_path(first)
+    if not journal.exists():
+        return
+    try:
+        with _locked(first):
+            if journal.exists():
+                _finish(journal)
+    except (OSError, TrtqError) as exc:
+        raise TrtqError(
+            f"{first}: an interrupted write of this file set is pending and cannot be finished here ({exc}); "
+            "rerun trtq calibrate"
+        ) from None
+
+
+def _replace(files: Mapping[Path, bytes]) -> None:
+    paths = list(files)
     journal = journal_path(paths[0])
     temps: list[Path] = []
     try:
@@ -48,8 +91,7 @@ def replace_set(files: Mapping[Path, bytes]) -> None:
                 tmp.unlink(missing_ok=True)
 
 
-def recover_set(paths: Sequence[Path]) -> None:
-    """Finish a committed replacement a killed run left behind; remove stale temporary files."""
+def _recover(paths: Sequence[Path]) -> None:
     journal = journal_path(paths[0])
     if journal.exists():
         _finish(journal)
@@ -57,10 +99,43 @@ def recover_set(paths: Sequence[Path]) -> None:
         remove_stale_temps(path)
 
 
+@contextlib.contextmanager
+def _locked(first: Path) -> Iterator[None]:
+    """Hold the set's exclusive lock. The lock file is removed on release, so a waiter that wakes up
+    holding a lock on a removed file retries on the current one (the usual flock-and-unlink protocol)."""
+    lock = lock_path(first)
+    while True:
+        try:
+            fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666)
+        except OSError as exc:
+            raise TrtqError(f"{lock}: cannot lock the file set ({exc.strerror or exc})") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            current = os.stat(lock)
+        except FileNotFoundError:
+            os.close(fd)
+            continue
+        except BaseException:
+            os.close(fd)
+            raise
+        if os.path.samestat(os.fstat(fd), current):
+            break
+        os.close(fd)
+    try:
+        yield
+    finally:
+        lock.unlink(missing_ok=True)  # while still locked: nobody can hold a lock on the new name yet
+        os.close(fd)
+
+
 def _finish(journal: Path) -> None:
     directory = journal.parent
     try:
-        plan = json.loads(journal.read_text(encoding="utf-8"))
+        text = journal.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return  # finished meanwhile by a writer that does not take the lock (an older trtq)
+    try:
+        plan = json.loads(text)
         renames = [(directory / str(tmp), directory / str(final)) for final, tmp in plan.items()]
     except (OSError, UnicodeDecodeError, ValueError, AttributeError) as exc:
         raise TrtqError(f"{journal}: unreadable file-set journal ({exc}); delete it and rerun") from None

@@ -12,6 +12,7 @@ from trtq import __version__
 from trtq.data.image_list import ImageEntry
 from trtq.errors import TrtqError
 from trtq.fileio import atomic_write_text, sha256_file
+from trtq.fileset import finish_pending
 from trtq.fingerprint import Fingerprint
 
 _T = TypeVar("_T")
@@ -90,6 +91,7 @@ def manifest_text(manifest: Manifest) -> str:
 
 def read_manifest(cache_path: Path) -> Manifest:
     path = manifest_path(cache_path)
+    finish_pending(cache_path)  # the cache is the set's first file: its journal covers the manifest
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:

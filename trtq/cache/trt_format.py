@@ -19,6 +19,7 @@ from typing import IO
 
 from trtq.errors import TrtqError
 from trtq.fileio import atomic_write_text
+from trtq.fileset import finish_pending
 
 KNOWN_ALGORITHMS = ("EntropyCalibration2", "MinMaxCalibration", "EntropyCalibration", "LegacyCalibration")
 _HEADER = re.compile(r"^TRT-(\d+)-(\w+)$")
@@ -136,6 +137,7 @@ def parse_cache(text: str, source: str = "<cache>") -> CalibrationCache:
 def open_cache(path: Path | str) -> Iterator[tuple[int, str, Iterator[tuple[str, float]]]]:
     """(version, algorithm, streamed (tensor, scale) pairs) of a cache file, read line by line."""
     path = Path(path)
+    finish_pending(path)  # a killed writer's committed set is completed before it is read
     try:
         handle = path.open("rb")
     except FileNotFoundError:
