@@ -1,0 +1,40 @@
+"""Ordinary mistakes and ordinary shell use never end in "internal error"."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import yaml
+from conftest import REPO, WriteConfig
+from typer.testing import CliRunner
+
+from trtq.cli.main import app
+
+
+def test_output_piped_into_head_ends_quietly(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    cache = tmp_path / "big.cache"
+    cache.write_text("TRT-101601-EntropyCalibration2\n" + "".join(f"t{i}: 3c010204\n" for i in range(20000)))
+    pipe = subprocess.run(
+        f"{sys.executable} -m trtq cache inspect {cache} | head -1; echo status=${{PIPESTATUS[0]}}",
+        shell=True,
+        executable="/bin/bash",
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        check=False,
+    )
+    assert "status=141" in pipe.stdout, pipe
+    assert "internal error" not in pipe.stderr and "Traceback" not in pipe.stderr
+
+
+def test_empty_or_too_long_cache_names_are_user_errors(write_config: WriteConfig) -> None:
+    config = write_config(n_images=2)
+    runner = CliRunner()
+    for name in ("", "out/" + "a" * 300 + ".cache"):
+        data = yaml.safe_load(config.read_text())
+        data["calibration"]["cache"] = name
+        config.write_text(yaml.safe_dump(data))
+        result = runner.invoke(app, ["calibrate", str(config)])
+        assert result.exit_code == 1, result.output
+        assert "internal error" not in result.output and "calibration.cache" in result.output
