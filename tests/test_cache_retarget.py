@@ -54,6 +54,8 @@ def test_cli_retarget_in_place_keeps_the_manifest_consistent(write_config: Write
     scales_by = manifest_of(cache)["scales_by"]
     assert isinstance(scales_by, str) and scales_by.startswith("trtq ")
 
+    code, output = invoke("cache", "retarget", str(cache), "--trt-version", "10.200.1")
+    assert code == 1 and "--trt-version: '10.200.1': minor and patch must be 0..99" in output, output
     code, output = invoke("cache", "retarget", str(cache), "--trt-version", "10.13.3")
     assert code == 0, output
     assert "TensorRT 10.16.1 -> 10.13.3" in output

@@ -136,6 +136,11 @@ def test_defaults(tmp_path: Path) -> None:
         ),
         (
             "  cache: out/model.cache",
+            "  cache: out/model.cache\n  trt_version: '10.200.1'",
+            r"model.yaml:13: calibration.trt_version: .*minor and patch must be 0..99",
+        ),
+        (
+            "  cache: out/model.cache",
             "  cache: out/model.cache\nbuild:\n  precision: int4",
             r"model.yaml:14: build.precision: 'int4': Input should be",
         ),
@@ -155,6 +160,38 @@ def test_every_error_is_reported_at_once(tmp_path: Path) -> None:
     message = error_of(tmp_path, text)
     assert "preprocess.colour" in message and "calibration.algorithm" in message
     assert len(message.splitlines()) == 2
+
+
+@pytest.mark.parametrize(
+    ("replace", "by", "expected"),
+    [
+        (
+            "calibration:",
+            "preprocess:\n  color: bgr\ncalibration:",
+            "model.yaml:10: key 'preprocess' appears twice (first at line 6)",
+        ),
+        (
+            "  cache: out/model.cache",
+            "  cache: out/model.cache\n  images: more.txt",
+            "model.yaml:13: key 'images' appears twice (first at line 11)",
+        ),
+    ],
+)
+def test_a_key_given_twice_is_an_error(tmp_path: Path, replace: str, by: str, expected: str) -> None:
+    """YAML itself keeps the last value silently; the first one would be lost without a word."""
+    assert (
+        error_of(tmp_path, GOOD.replace(replace, by, 1))
+        == f"{tmp_path / 'model.yaml'}:{expected.split(':', 1)[1]}"
+    )
+
+
+def test_exponent_without_a_dot_is_a_number(tmp_path: Path) -> None:
+    """PyYAML (YAML 1.1) reads 4e-3 as a string; YAML 1.2 and every user read it as 0.004."""
+    loaded = load_text(tmp_path, GOOD.replace("  color: rgb", "  color: rgb\n  scale: 4e-3"))
+    assert loaded.spec.preprocess.scale == 0.004  # type: ignore[attr-defined]
+    assert "not a valid" not in error_of(
+        tmp_path, GOOD.replace("  color: rgb", "  color: rgb\n  scale: .inf")
+    )
 
 
 def test_invalid_yaml_names_the_line(tmp_path: Path) -> None:

@@ -145,6 +145,17 @@ def test_compare_with_labels(write_config: WriteConfig, tmp_path: Path) -> None:
     )
     assert code == 1 and "2 labels for 5 images" in output
 
+    # The classifier has 2 classes (its output is N x 2): a label outside 0..1 names its line.
+    for bad, expected in [
+        ("-1", "label -1 outside 0..1 (the model has 2 classes)"),
+        ("x", "'x' is not an integer"),
+    ]:
+        (tmp_path / "bad.txt").write_text(f"# header\n0\n1\n{bad}\n0\n1\n")
+        code, output = invoke(
+            "compare", config, "--images", tmp_path / "held_out.txt", "--labels", tmp_path / "bad.txt"
+        )
+        assert code == 1 and f"bad.txt:4: {expected}" in output.replace("\n", ""), output
+
 
 def test_bench_several_targets_with_shape(
     write_config: WriteConfig, classifier_path: Path, tmp_path: Path

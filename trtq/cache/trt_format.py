@@ -48,6 +48,8 @@ def encode_version(version: str | int) -> int:
     if not _VERSION.match(version):
         raise ValueError(f"'{version}' is not a TensorRT version like 10.16.1")
     major, minor, patch = [*map(int, version.split(".")), 0][:3]
+    if minor > 99 or patch > 99:
+        raise ValueError(f"'{version}': minor and patch must be 0..99 (the cache header has two digits each)")
     return major * (10000 if major >= 10 else 1000) + minor * 100 + patch
 
 

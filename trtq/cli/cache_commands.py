@@ -23,6 +23,7 @@ from trtq.cli.errors import EXIT_USER_ERROR, reported_errors
 from trtq.cli.state import OPTIONS
 from trtq.config import load_config
 from trtq.data.from_config import calibration_entries
+from trtq.errors import TrtqError
 from trtq.fingerprint import fingerprint_config
 
 console = Console()
@@ -138,6 +139,10 @@ def retarget_command(
 ) -> None:
     """Rewrite the header for another TensorRT version; scales and manifest provenance are kept."""
     with reported_errors(OPTIONS.verbose):
+        try:
+            version_name(trt_version)
+        except ValueError as exc:
+            raise TrtqError(f"--trt-version: {exc}") from None
         done = retarget_file(cache, trt_version, output)
         console.print(
             f"{done.output}: header TensorRT {done.old_version} -> {done.new_version}, scales unchanged"

@@ -15,6 +15,7 @@ from trtq.cli.state import OPTIONS
 from trtq.cli.tables import add_columns
 from trtq.compare.models import (
     HeldOutBatches,
+    class_count,
     collect_outputs,
     compare_models,
     heldout_batches,
@@ -64,9 +65,11 @@ def compare_command(
         cache_path, scales = (None, {}) if algorithms else cache_scales(loaded, cache, warn)
         batches = heldout_batches(loaded, images)  # decoded per model run: one batch in memory at a time
         count = batches.count
-        truth = read_labels(labels, count) if labels else None
+        if labels:
+            read_labels(labels, count)  # a malformed file fails before the FP32 run
         input_name = loaded.image_input.name
         reference = run(inference_session(loaded.model_path), input_name, batches, count)
+        truth = read_labels(labels, count, class_count(reference)) if labels else None
         results: dict[str, list[OutputMetrics]] = {}
         if algorithms:
             chosen = _algorithms(algorithms)

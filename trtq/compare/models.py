@@ -85,17 +85,33 @@ def compare_models(
     return [compare_output(name, reference[name], quantized[name], labels) for name in reference]
 
 
-def read_labels(path: Path, count: int) -> list[int]:
-    """One integer class per line, in the order of the image list."""
+def read_labels(path: Path, count: int, classes: int | None = None) -> list[int]:
+    """One integer class per line (the last word of it), in the order of the image list; with
+    ``classes``, each must be in 0..classes-1."""
     try:
-        lines = [
-            line.strip()
-            for line in path.read_text().splitlines()
-            if line.strip() and not line.startswith("#")
-        ]
-        labels = [int(line.split()[-1]) for line in lines]
-    except (OSError, ValueError) as exc:
-        raise TrtqError(f"{path}: expected one integer label per line ({exc})") from None
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise TrtqError(f"{path}: cannot read labels: {exc}") from None
+    labels: list[int] = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip() or line.startswith("#"):
+            continue
+        word = line.split()[-1]
+        try:
+            label = int(word)
+        except ValueError:
+            raise TrtqError(f"{path}:{number}: '{word}' is not an integer label") from None
+        if classes is not None and not 0 <= label < classes:
+            raise TrtqError(
+                f"{path}:{number}: label {label} outside 0..{classes - 1} (the model has {classes} classes)"
+            )
+        labels.append(label)
     if len(labels) != count:
         raise TrtqError(f"{path}: {len(labels)} labels for {count} images")
     return labels
+
+
+def class_count(outputs: dict[str, Array]) -> int | None:
+    """Classes of the smallest output that is scored against labels (2-D, more than one column)."""
+    widths = [int(o.shape[1]) for o in outputs.values() if o.ndim == 2 and o.shape[1] > 1]
+    return min(widths) if widths else None
