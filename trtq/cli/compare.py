@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
@@ -122,30 +123,23 @@ def _algorithms(text: str) -> list[Algorithm]:
 
 def _print(results: dict[str, list[OutputMetrics]], count: int) -> None:
     table = Table(title=f"INT8 (Q/DQ, ONNX Runtime) vs FP32 on {count} held-out images")
-    columns = (
-        "scales",
-        "output",
-        "cosine",
-        "SNR dB",
-        "max |err|",
-        "mean |err|",
-        "top-1",
-        "top-5",
-        "acc fp32/int8",
-    )
-    add_columns(table, columns, ("scales", "output"))
+    every = [m for metrics in results.values() for m in metrics]
+    cells: dict[str, Callable[[OutputMetrics], str | None]] = {
+        "cosine": lambda m: f"{m.cosine:.4f}",
+        "SNR dB": lambda m: f"{m.snr_db:.1f}",
+        "max |err|": lambda m: f"{m.max_abs_error:.4g}",
+        "mean |err|": lambda m: f"{m.mean_abs_error:.4g}",
+        "top-1": lambda m: None if m.top1_agreement is None else f"{m.top1_agreement:.3f}",
+        "top-5": lambda m: None if m.top5_agreement is None else f"{m.top5_agreement:.3f}",
+        "acc fp32/int8": lambda m: (
+            None if m.fp32_accuracy is None else f"{m.fp32_accuracy:.3f}/{m.int8_accuracy:.3f}"
+        ),
+    }
+    # Columns no output has (top-5 of a 2-class model, accuracy without --labels) are left out, so the
+    # table fits 80 columns in a pipe.
+    shown = {name: cell for name, cell in cells.items() if any(cell(m) is not None for m in every)}
+    add_columns(table, ["scales", "output", *shown], ("scales", "output"))
     for label, metrics in results.items():
         for m in metrics:
-            accuracy = "-" if m.fp32_accuracy is None else f"{m.fp32_accuracy:.3f}/{m.int8_accuracy:.3f}"
-            table.add_row(
-                label,
-                m.output,
-                f"{m.cosine:.4f}",
-                f"{m.snr_db:.1f}",
-                f"{m.max_abs_error:.4g}",
-                f"{m.mean_abs_error:.4g}",
-                "-" if m.top1_agreement is None else f"{m.top1_agreement:.3f}",
-                "-" if m.top5_agreement is None else f"{m.top5_agreement:.3f}",
-                accuracy,
-            )
+            table.add_row(label, m.output, *[cell(m) or "-" for cell in shown.values()])
     console.print(table)

@@ -8,10 +8,11 @@ from rich.table import Table
 
 
 def add_columns(table: Table, names: Iterable[str], text: Collection[str]) -> None:
-    """Columns in ``text`` hold names and fold when the table is too wide; every other column holds
+    """Columns in ``text`` hold names and fold when the table is too wide (never below a readable
+    width: the rows must stay telling which is which); every other column holds
     numbers, right-aligned and never wrapped (a number split over two lines reads as two numbers)."""
     for name in names:
         if name in text:
-            table.add_column(name, overflow="fold")
+            table.add_column(name, overflow="fold", min_width=min(len(name), 12) or 6)
         else:
             table.add_column(name, justify="right", no_wrap=True)
