@@ -16,7 +16,7 @@ from trtq.cache import decode_version, encode_version, format_cache, parse_cache
 from trtq.cache.trt_format import CalibrationCache, open_cache
 from trtq.errors import TrtqError
 
-# Lines from public caches written by TensorRT (see ../shared/docs/tensorrt-notes.md, section 2.4).
+# Lines from public caches written by TensorRT (docs/tensorrt.md, section 2).
 REAL_CACHE = """TRT-100900-EntropyCalibration2
 images: 3c021406
 /model/backbone/stem/stem1/conv/Conv_output_0: 3aec0f08

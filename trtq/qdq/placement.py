@@ -1,8 +1,8 @@
 """Where TensorRT wants Q/DQ: activations per-tensor on the inputs of the ops it runs in INT8, weights
 per-channel, and on residual Adds only the skip branch (so the Conv + Add fusion stays possible).
 
-Sources: ../shared/docs/tensorrt-notes.md section 4 (TensorRT's Q/DQ placement guidance, the ONNX
-parser's constraints, ModelOpt's TensorRT-oriented choices).
+Sources: docs/tensorrt.md section 5 (TensorRT's Q/DQ placement guidance, the ONNX parser's
+constraints, ModelOpt's TensorRT-oriented choices).
 """
 
 from __future__ import annotations
