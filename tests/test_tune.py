@@ -22,10 +22,10 @@ from trtq.cli.main import app
 from trtq.config import ALGORITHMS, load_config
 from trtq.data.from_config import batch_source, calibration_entries
 from trtq.data.image_list import ImageEntry
+from trtq.data.overlap import overlap
 from trtq.fingerprint import fingerprint_config
 from trtq.qdq.export import export_qdq
 from trtq.qdq.graph import GraphIndex
-from trtq.tune.heldout import overlap
 from trtq.tune.layers import WeightedLayer, collect_layer_inputs, weighted_layers
 from trtq.tune.weights import bias_shift, max_scales, output_error, quantize_weights, round_nearest
 

@@ -25,7 +25,8 @@ from trtq.compare.models import (
 )
 from trtq.compare.outputs import Array, OutputMetrics
 from trtq.config import ALGORITHMS, Algorithm, LoadedConfig, load_config
-from trtq.data.from_config import calibration_entries
+from trtq.data.from_config import calibration_entries, calibration_entries_if_listed
+from trtq.data.overlap import overlap
 from trtq.errors import TrtqError
 from trtq.fileio import atomic_write_text
 from trtq.onnxruntime_session import inference_session
@@ -65,6 +66,12 @@ def compare_command(
         check_outputs([(f"--json {json_path}", json_path)], inputs)
         cache_path, scales = (None, {}) if algorithms else cache_scales(loaded, cache, warn)
         batches = heldout_batches(loaded, images)  # decoded per model run: one batch in memory at a time
+        shared = overlap(calibration_entries_if_listed(loaded), batches.entries)
+        if shared:
+            warn(
+                f"{len(shared)} held-out image(s) are also calibration images, so these numbers flatter "
+                f"INT8 (score on images calibration never saw); first: {shared[0]}"
+            )
         count = batches.count
         if labels:
             read_labels(labels, count)  # a malformed file fails before the FP32 run

@@ -18,6 +18,9 @@ from trtq.cli.tables import add_columns
 from trtq.compare.models import evaluation_inputs
 from trtq.compare.sensitivity import analyse_sensitivity
 from trtq.config import load_config
+from trtq.data.from_config import calibration_entries_if_listed
+from trtq.data.image_list import read_image_list
+from trtq.data.overlap import overlap
 from trtq.fileio import atomic_write_text
 from trtq.paths import check_outputs, config_inputs, given_inputs, heldout_inputs
 from trtq.qdq.scales import cache_scales
@@ -50,6 +53,13 @@ def sensitivity_command(
         )
         _, scales = cache_scales(loaded, cache, warn)
         batches, count = evaluation_inputs(loaded, images)
+        shared = overlap(calibration_entries_if_listed(loaded), read_image_list(images))
+        if shared:
+            warn(
+                f"{len(shared)} of these images are also calibration images (first: {shared[0]}); the "
+                "ranking and the proposal's score are measured on them, so score the proposal on other "
+                "images with trtq compare"
+            )
         with Progress(console=console) as progress:
             task = progress.add_task("tensors", total=None)
             result = analyse_sensitivity(

@@ -27,9 +27,10 @@ from trtq.cli.state import OPTIONS
 from trtq.compare.outputs import OutputMetrics
 from trtq.config import load_config
 from trtq.data.image_list import read_image_list
+from trtq.data.overlap import overlap
 from trtq.errors import TrtqError
 from trtq.paths import check_outputs, config_inputs, given_inputs, image_inputs
-from trtq.tune.heldout import evaluate, overlap
+from trtq.tune.heldout import evaluate
 from trtq.tune.outputs import tune_paths, write_outputs
 from trtq.tune.pipeline import SEARCH_BATCHES, ProgressHooks, Step, TuneSettings, conv_layer_count, tune
 

@@ -28,3 +28,12 @@ def batch_source(config: LoadedConfig, entries: list[ImageEntry]) -> BatchSource
         on_bad_image=calibration.on_bad_image,
         workers=calibration.workers,
     )
+
+
+def calibration_entries_if_listed(config: LoadedConfig) -> list[ImageEntry]:
+    """The calibration images, or none when the list cannot be read (a command that only reads a
+    cache does not need it): for checks such as "held-out images are not calibration images"."""
+    try:
+        return calibration_entries(config)
+    except TrtqError:
+        return []
