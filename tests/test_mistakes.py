@@ -172,6 +172,8 @@ def test_unwritable_outputs_are_refused_before_any_work(
     [
         ["bench", "m.onnx", "--duration", "nan"],
         ["bench", "m.onnx", "--duration", "0"],
+        ["bench", "m.onnx", "--duration", "1e308"],
+        ["bench", "m.onnx", "--warmup-ms", "1e300"],
         ["bench", "m.onnx", "--warmup-ms", "nan"],
         ["bench", "m.onnx", "--warmup-ms", "-1"],
         ["bench", "m.onnx", "--iterations", "0"],

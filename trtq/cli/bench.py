@@ -38,11 +38,16 @@ def bench_command(
     targets: Annotated[list[Path], typer.Argument(help="YAML configs, .onnx models or .engine files")],
     backend: Annotated[BackendName | None, typer.Option(help="default from the config")] = None,
     warmup_ms: Annotated[
-        float | None, typer.Option(min=0, callback=finite, help="time-based warm-up (trtexec: 200)")
+        float | None,
+        typer.Option(
+            min=0, max=3_600_000, callback=finite, help="time-based warm-up, at most an hour (trtexec: 200)"
+        ),
     ] = None,
     duration: Annotated[
         float | None,
-        typer.Option(callback=positive_finite, help="minimum seconds measured (trtexec: 3)"),
+        typer.Option(
+            max=86_400, callback=positive_finite, help="minimum seconds measured, at most a day (trtexec: 3)"
+        ),
     ] = None,
     iterations: Annotated[
         int | None, typer.Option(min=1, help="minimum queries measured (trtexec: 10)")
