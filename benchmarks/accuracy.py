@@ -55,7 +55,7 @@ from trtq.config import ALGORITHMS, LoadedConfig, load_config
 from trtq.data.from_config import batch_source, calibration_entries
 from trtq.onnxruntime_session import inference_session
 from trtq.qdq import export_qdq
-from trtq.qdq.export import MIN_OPSET
+from trtq.qdq.export import at_least_qdq_opset
 
 PERCENTILE = 99.99
 
@@ -84,18 +84,27 @@ def _config(work: Path, name: str, data: dict[str, Any]) -> LoadedConfig:
     return load_config(path)
 
 
-def detector(work: Path) -> Task:
+def det_config(work: Path, calibration_images: int, eval_images: int) -> tuple[LoadedConfig, Path]:
+    """The demo detector calibrated on the first scikit-image photos; the held-out list of the first
+    opencv-doc photos (benchmarks/tune.py uses the same)."""
     data = yaml.safe_load((REPO / "configs" / "demo.yaml").read_text())
     listed = [
         line
         for line in (REPO / "calibrators" / "skimage_photos.txt").read_text().splitlines()
         if line.startswith("pkg:")
     ]
-    (work / "det_calibration.txt").write_text("\n".join(listed[:12]) + "\n")
+    (work / "det_calibration.txt").write_text("\n".join(listed[:calibration_images]) + "\n")
     data["model"]["path"] = "pkg:rapidocr_onnxruntime/models/ch_PP-OCRv4_det_infer.onnx"
     data["calibration"].update(images=str(work / "det_calibration.txt"), cache=str(work / "det.cache"))
-    photos = [str(p) for p in sorted(p for p in OPENCV_DOC.iterdir() if p.suffix in (".jpg", ".png"))[:40]]
-    return Task("ppocrv4_det", _config(work, "det", data), *_split(photos, work, "det", 20))
+    photos = sorted(p for p in OPENCV_DOC.iterdir() if p.suffix in (".jpg", ".png"))[:eval_images]
+    heldout = work / "det_eval.txt"
+    heldout.write_text("\n".join(str(p) for p in photos) + "\n")
+    return _config(work, "det", data), heldout
+
+
+def detector(work: Path) -> Task:
+    config, heldout = det_config(work, 12, 40)
+    return Task("ppocrv4_det", config, *_split(heldout.read_text().splitlines(), work, "det", 20))
 
 
 def orientation(work: Path) -> Task:
@@ -133,10 +142,7 @@ def lite0(work: Path) -> Task:
 
 
 def ort_quantized(config: LoadedConfig, method: CalibrationMethod, work: Path) -> onnx.ModelProto:
-    model = onnx.load(str(config.model_path))
-    opset = next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
-    if opset < MIN_OPSET:
-        model = onnx.version_converter.convert_version(model, MIN_OPSET)
+    model = at_least_qdq_opset(onnx.load(str(config.model_path)))  # the opset trtq's Q/DQ models have
     source, target = work / "fp32.onnx", work / "ort_qdq.onnx"
     onnx.save(model, str(source))
     batches = iter(batch_source(config, calibration_entries(config)))

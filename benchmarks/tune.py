@@ -51,7 +51,7 @@ from trtq.compare.sensitivity import analyse_sensitivity
 from trtq.config import ALGORITHMS, LoadedConfig, load_config
 from trtq.data.from_config import batch_source, calibration_entries
 from trtq.onnxruntime_session import inference_session
-from trtq.qdq.export import MIN_OPSET, export_qdq
+from trtq.qdq.export import at_least_qdq_opset, export_qdq
 
 SENSITIVITY_BATCHES = 2
 GROUPS = ("tune", "single", "sensitivity", "ort", "modelopt")
@@ -94,10 +94,7 @@ def run_tune(config: LoadedConfig, eval_list: Path, work: Path, extra: list[str]
 def ort_model(
     config: LoadedConfig, method: CalibrationMethod, symmetric: bool, work: Path
 ) -> onnx.ModelProto:
-    model = onnx.load(str(config.model_path))
-    opset = next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
-    if opset < MIN_OPSET:
-        model = onnx.version_converter.convert_version(model, MIN_OPSET)
+    model = at_least_qdq_opset(onnx.load(str(config.model_path)))  # the opset trtq's Q/DQ models have
     source, target = work / "fp32.onnx", work / "ort_qdq.onnx"
     onnx.save(model, str(source))
     data = [batch.data for batch in batch_source(config, calibration_entries(config))]
@@ -238,7 +235,7 @@ def main() -> None:
             work, args.config, args.tune_images or 48, args.eval_images or 240
         )
     else:
-        config, eval_list, _ = det_config(work, args.tune_images or 12, args.eval_images or 40)
+        config, eval_list = det_config(work, args.tune_images or 12, args.eval_images or 40)
     groups = set(args.rows.split(","))
     for row in benchmark(args.model, config, eval_list, work, tune_args, groups):
         print(row)

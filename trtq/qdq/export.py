@@ -53,7 +53,7 @@ class QdqResult:
 
 def export_qdq(model: onnx.ModelProto, scales: Mapping[str, float], exclude: Sequence[str] = ()) -> QdqResult:
     """A Q/DQ copy of ``model`` with activation ``scales`` (tensor -> scale, e.g. a TensorRT cache's)."""
-    model = _at_least_opset(model)
+    model = at_least_qdq_opset(model)
     index = GraphIndex.of(model)
     plan = plan_qdq(index, exclude)
     result = QdqResult(model=model, excluded_nodes=plan.excluded_nodes, residual_adds=plan.residual_adds)
@@ -95,7 +95,8 @@ def export_qdq(model: onnx.ModelProto, scales: Mapping[str, float], exclude: Seq
     return result
 
 
-def _at_least_opset(model: onnx.ModelProto) -> onnx.ModelProto:
+def at_least_qdq_opset(model: onnx.ModelProto) -> onnx.ModelProto:
+    """A copy of ``model`` at opset 13 or later, where DequantizeLinear takes a per-channel axis."""
     copy = onnx.ModelProto()
     copy.CopyFrom(model)
     opset = next((o.version for o in copy.opset_import if o.domain in ("", "ai.onnx")), 0)
