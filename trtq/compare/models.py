@@ -13,6 +13,7 @@ import onnxruntime as ort
 
 from trtq.compare.outputs import Array, OutputMetrics, compare_output
 from trtq.config.loader import LoadedConfig
+from trtq.data.batches import BatchSource
 from trtq.data.from_config import batch_source
 from trtq.data.image_list import ImageEntry, read_image_list
 from trtq.errors import TrtqError
@@ -29,20 +30,22 @@ class HeldOutBatches:
     entries: list[ImageEntry]
 
     def __iter__(self) -> Iterator[Array]:
-        source = batch_source(self.config, self.entries)
-        source.last_batch = "wrap"
-        for batch in source:
+        for batch in self._source():
             yield batch.data
 
     @cached_property
     def count(self) -> int:
         if self.config.spec.calibration.on_bad_image == "error":
             return len(self.entries)  # every image decodes, or the pass stops with an error
-        source = batch_source(self.config, self.entries)
-        source.last_batch = "wrap"
+        source = self._source()
         for _ in source:  # skipped images are only known by decoding them
             pass
         return source.stats.used
+
+    def _source(self) -> BatchSource:
+        source = batch_source(self.config, self.entries)
+        source.last_batch = "wrap"
+        return source
 
 
 def heldout_batches(config: LoadedConfig, images: Path, max_images: int | None = None) -> HeldOutBatches:
