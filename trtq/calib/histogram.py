@@ -4,19 +4,20 @@ The first batch fixes the range at its max |x|. When a later batch exceeds it, t
 (adjacent bins merge in pairs, keeping 2048 bins) as often as needed, so the final histogram, and
 every threshold computed from it, depends on batch order, as TensorRT's does.
 
-Binning streams each tensor through cache-sized chunks (scale and truncate in one ufunc call, then
-``np.bincount``), so no tensor-sized temporary is made. A batch's values may be binned in any split
-(counts add up exactly) once the batch's range is known, which lets ``update_batch`` spread one
-batch over threads without changing a single count.
+Binning is one compiled pass per value (trtq/calib/binning.py) at the range the histogram already
+has: a batch whose max |x| stays within it, as nearly every batch after the first does, is read once.
+A batch that grows the range (and the first batch) has its max taken first and is then counted at
+the new range. A batch's values may be counted in any split (counts add up exactly), which lets
+``update_batch`` spread one batch over threads without changing a single count.
 """
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from itertools import pairwise
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -24,11 +25,15 @@ import numpy.typing as npt
 from trtq.errors import TrtqError
 
 NUM_BINS = 2048
-CHUNK = 1 << 16
-"""Values scaled and counted per step: the scratch stays in the core's cache."""
+CHUNK = 1 << 12
+"""Values whose max is checked just before they are counted: they are still in the core's cache."""
+PIECE = 1 << 20
+"""Tensors are cut into pieces of at most this many values to balance threads."""
 Counts = npt.NDArray[np.int64]
 FloatArray = npt.NDArray[np.float32]
-_scratch = threading.local()
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+Mapper = Callable[[Callable[[Any], Any], Iterable[Any]], Iterable[Any]]
+"""``map`` or ``Executor.map``: how the pieces of a batch are spread."""
 
 
 class NonFiniteError(FloatingPointError):
@@ -37,46 +42,6 @@ class NonFiniteError(FloatingPointError):
     def __init__(self, tensor: str) -> None:
         super().__init__(f"tensor '{tensor}' contains NaN or infinity")
         self.tensor = tensor
-
-
-def _scratch_buffers() -> tuple[FloatArray, npt.NDArray[np.intp]]:
-    """Per-thread chunk buffers (|x| and bin indices), reused for every chunk of every tensor."""
-    buffers: tuple[FloatArray, npt.NDArray[np.intp]] | None = getattr(_scratch, "buffers", None)
-    if buffers is None or buffers[0].size < CHUNK:
-        buffers = (np.empty(CHUNK, dtype=np.float32), np.empty(CHUNK, dtype=np.intp))
-        _scratch.buffers = buffers
-    return buffers
-
-
-def value_bounds(flat: FloatArray) -> tuple[float, float]:
-    """(min, max) of the values, NaN if any is NaN; chunk by chunk so the second pass reads from cache."""
-    lows = np.empty(-(-flat.size // CHUNK), dtype=np.float32)
-    highs = np.empty_like(lows)
-    for index, start in enumerate(range(0, flat.size, CHUNK)):
-        chunk = flat[start : start + CHUNK]
-        lows[index] = chunk.min()
-        highs[index] = chunk.max()
-    return float(lows.min()), float(highs.max())
-
-
-def bin_counts(flat: FloatArray, scale: np.float32, signed: bool, num_bins: int = NUM_BINS) -> Counts:
-    """Counts of floor(|x| * scale) in float32, as num_bins + 1 bins (the last one: |x| == range).
-
-    ``signed``: some values may be negative (else |x| is x and the abs step is skipped). With
-    |x| <= range and scale = float32(num_bins / range), the float32 product never passes num_bins.
-    """
-    magnitudes, indices = _scratch_buffers()
-    counts = np.zeros(num_bins + 1, dtype=np.int64)
-    for start in range(0, flat.size, CHUNK):
-        chunk = flat[start : start + CHUNK]
-        size = chunk.size
-        if signed:
-            chunk = np.abs(chunk, out=magnitudes[:size])
-        # float32 product, truncated to an integer on output: the same bin as scaling then casting.
-        np.multiply(chunk, scale, out=indices[:size], casting="unsafe")
-        # ufunc.at (fast since NumPy 1.25) adds in place: no min/max pre-pass, no per-chunk array.
-        np.add.at(counts, indices[:size], 1)
-    return counts
 
 
 @dataclass
@@ -104,20 +69,20 @@ class TrtHistogram:
 
     def update(self, values: npt.ArrayLike) -> None:
         """Add one batch. Non-finite values are an error: a NaN or inf activation has no usable scale."""
-        flat = np.asarray(values, dtype=np.float32).ravel()
-        if flat.size == 0:
-            return
-        low, high = value_bounds(flat)
-        scale = self.start_batch(low, high, flat.size, "")
-        if scale is not None:
-            self.add_counts(bin_counts(flat, scale, low < 0, self.num_bins))
+        _update([self], [""], [values], map, 1)
 
-    def start_batch(self, low: float, high: float, size: int, tensor: str) -> np.float32 | None:
-        """Take a batch's bounds: record max |x|, set or grow the range; the scale to bin it with.
+    def scale(self) -> np.float32 | None:
+        """The float32 factor that maps |x| to its bin at the current range (None before any range)."""
+        if self.range == 0.0:
+            return None
+        with np.errstate(over="ignore"):
+            return np.float32(self.num_bins / self.range)
+
+    def start_batch(self, batch_max: float, size: int, tensor: str) -> np.float32 | None:
+        """Take a batch's max |x|: record it, set or grow the range; the scale to bin the batch with.
 
         None when the batch is all zeros (its values are counted in bin 0 here).
         """
-        batch_max = float(np.maximum(high, -low))
         if not np.isfinite(batch_max):
             raise NonFiniteError(tensor)
         self.max_abs = max(self.max_abs, batch_max)
@@ -128,9 +93,8 @@ class TrtHistogram:
             self.range = batch_max
         else:
             self._grow_to(batch_max)
-        with np.errstate(over="ignore"):
-            scale = np.float32(self.num_bins / self.range)
-        if not np.isfinite(scale):  # max |x| below 2048 / FLT_MAX (about 6e-36): no float32 bin width
+        scale = self.scale()
+        if scale is None or not np.isfinite(scale):  # max |x| below 2048 / FLT_MAX (about 6e-36)
             raise TrtqError(
                 f"{f'tensor {tensor!r}' if tensor else 'an activation'} has max |x| {self.range:.3g}, "
                 "too small for a float32 calibration histogram; check the preprocessing and the model"
@@ -138,7 +102,7 @@ class TrtHistogram:
         return scale
 
     def add_counts(self, counts: Counts) -> None:
-        """Add ``bin_counts`` output: values equal to the range fold into the last bin."""
+        """Add counts over num_bins + 1 bins: values equal to the range fold into the last bin."""
         self.counts += counts[: self.num_bins]
         self.counts[-1] += counts[self.num_bins :].sum()
 
@@ -148,10 +112,6 @@ class TrtHistogram:
             self.counts = np.concatenate([merged, np.zeros(self.num_bins - merged.size, dtype=np.int64)])
             self.range *= 2.0
             self.doublings += 1
-
-
-PIECE = 16 * CHUNK
-"""Tensors are cut into pieces of at most this many values to balance threads."""
 
 
 @dataclass(frozen=True)
@@ -173,8 +133,77 @@ def _shares(flats: Sequence[FloatArray], parts: int) -> list[list[_Piece]]:
     return [pieces[a:b] for a, b in pairwise(bounds) if b > a]
 
 
-def _share_bounds(share: list[_Piece]) -> list[tuple[float, float]]:
-    return [value_bounds(piece.values) for piece in share]
+def _count_at(
+    histograms: Sequence[TrtHistogram], flats: Sequence[FloatArray], mapper: Mapper, parts: int
+) -> tuple[list[float], list[Counts | None]]:
+    """Each tensor's max |x| and counts at its histogram's current range (None: a value beyond it)."""
+    from trtq.calib.binning import scan_counts  # imports Numba: only when something is binned
+
+    limits = [min(h.range, _FLOAT32_MAX) for h in histograms]
+
+    def share_counts(share: list[_Piece]) -> list[tuple[int, float, Counts | None]]:
+        found: list[tuple[int, float, Counts | None]] = []
+        for piece in share:
+            histogram = histograms[piece.tensor]
+            scale = histogram.scale()
+            if scale is None:  # no range yet: the max comes first
+                found.append((piece.tensor, np.inf, None))
+                continue
+            top, counts = scan_counts(piece.values, scale, limits[piece.tensor], histogram.num_bins, CHUNK)
+            found.append((piece.tensor, top, counts))
+        return found
+
+    tops = [0.0] * len(flats)
+    totals: list[Counts | None] = [np.zeros(h.num_bins + 1, dtype=np.int64) for h in histograms]
+    for found in mapper(share_counts, _shares(flats, parts)):
+        for tensor, top, counts in found:
+            tops[tensor] = max(tops[tensor], top)
+            total = totals[tensor]
+            totals[tensor] = None if total is None or counts is None else total + counts
+    return tops, totals
+
+
+def _update(
+    histograms: Sequence[TrtHistogram],
+    names: Sequence[str],
+    activations: Sequence[npt.ArrayLike],
+    mapper: Mapper,
+    parts: int,
+) -> None:
+    from trtq.calib.binning import max_abs  # imports Numba: only when something is binned
+
+    flats = [np.ascontiguousarray(np.asarray(values, dtype=np.float32).ravel()) for values in activations]
+    live = [index for index, flat in enumerate(flats) if flat.size]
+    tops, totals = _count_at([histograms[i] for i in live], [flats[i] for i in live], mapper, parts)
+    regrown: list[int] = []
+    for index, top, total in zip(live, tops, totals, strict=True):
+        if total is None:
+            regrown.append(index)
+        # Every |x| was within the range: the batch cannot grow it, and the counts stand.
+        elif histograms[index].start_batch(top, flats[index].size, names[index]) is not None:
+            histograms[index].add_counts(total)
+    if not regrown:
+        return
+    # First batch, or the range grows: exact max of every value, then the counts at the new range.
+    maxima = [0.0] * len(regrown)
+    for found in mapper(
+        lambda share: [(piece.tensor, max_abs(piece.values)) for piece in share],
+        _shares([flats[i] for i in regrown], parts),
+    ):
+        for position, top in found:
+            maxima[position] = float(np.maximum(maxima[position], top))  # keeps a NaN
+    again = [
+        position
+        for position, index in enumerate(regrown)
+        if histograms[index].start_batch(maxima[position], flats[index].size, names[index]) is not None
+    ]
+    _, recounted = _count_at(
+        [histograms[regrown[p]] for p in again], [flats[regrown[p]] for p in again], mapper, parts
+    )
+    for position, counts in zip(again, recounted, strict=True):
+        if counts is None:
+            raise AssertionError(f"tensor {names[regrown[position]]!r} exceeds the range its own max set")
+        histograms[regrown[position]].add_counts(counts)
 
 
 def update_batch(
@@ -184,38 +213,6 @@ def update_batch(
     pool: Executor,
     parts: int,
 ) -> None:
-    """One batch for many tensors (histograms[i] gets activations[i]), its values spread over ``parts``.
-
-    Bounds first (every piece), then the ranges, then counts with each tensor's scale for this batch:
-    the same counts as ``update`` per tensor, whatever the split.
-    """
-    flats = [np.asarray(values, dtype=np.float32).ravel() for values in activations]
-    shares = _shares(flats, parts)
-    lows = [np.inf] * len(flats)
-    highs = [-np.inf] * len(flats)
-    for share, bounds in zip(shares, pool.map(_share_bounds, shares), strict=True):
-        for piece, (low, high) in zip(share, bounds, strict=True):
-            # np.minimum/np.maximum keep a NaN (Python's min and max may drop it)
-            lows[piece.tensor] = float(np.minimum(lows[piece.tensor], low))
-            highs[piece.tensor] = float(np.maximum(highs[piece.tensor], high))
-    scales = [
-        histogram.start_batch(low, high, flat.size, name) if flat.size else None
-        for histogram, flat, low, high, name in zip(histograms, flats, lows, highs, names, strict=True)
-    ]
-
-    def share_counts(share: list[_Piece]) -> list[tuple[int, Counts]]:
-        return [
-            (
-                piece.tensor,
-                bin_counts(piece.values, scale, lows[piece.tensor] < 0, histograms[piece.tensor].num_bins),
-            )
-            for piece in share
-            if (scale := scales[piece.tensor]) is not None
-        ]
-
-    totals: dict[int, Counts] = {}
-    for counts in pool.map(share_counts, shares):
-        for tensor, piece_counts in counts:
-            totals[tensor] = totals[tensor] + piece_counts if tensor in totals else piece_counts
-    for tensor, total in totals.items():
-        histograms[tensor].add_counts(total)
+    """One batch for many tensors (histograms[i] gets activations[i]), its values spread over ``parts``
+    tasks on ``pool``: the same counts as ``TrtHistogram.update`` per tensor, whatever the split."""
+    _update(histograms, names, activations, pool.map, parts)
