@@ -13,6 +13,8 @@ the new range. A batch's values may be counted in any split (counts add up exact
 
 from __future__ import annotations
 
+import functools
+import threading
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
@@ -42,6 +44,24 @@ class NonFiniteError(FloatingPointError):
     def __init__(self, tensor: str) -> None:
         super().__init__(f"tensor '{tensor}' contains NaN or infinity")
         self.tensor = tensor
+
+
+@functools.cache
+def load_binning_in_background() -> None:
+    """Import Numba and load the compiled kernels (about 0.4 s) on a thread, overlapping whatever the
+    caller does next (reading the model, hashing, the first images); the first count waits for it."""
+    threading.Thread(target=_load_binning, name="trtq-binning-load", daemon=True).start()
+
+
+def _load_binning() -> None:
+    try:
+        from trtq.calib.binning import max_abs, scan_counts
+
+        values = np.ones(4, dtype=np.float32)
+        max_abs(values)
+        scan_counts(values, np.float32(NUM_BINS), 1.0, NUM_BINS, CHUNK)
+    except Exception:  # the same failure is raised where binning is used, with its message
+        pass
 
 
 @dataclass

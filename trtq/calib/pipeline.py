@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 
+from trtq.calib.histogram import load_binning_in_background
 from trtq.calib.outputs import CalibrationOutputs, save_outputs
 from trtq.calib.run import CalibrationRun, ProgressCallback, collect_histograms
 from trtq.config.loader import LoadedConfig
@@ -17,6 +18,7 @@ def calibrate(
     config: LoadedConfig, on_batch: ProgressCallback | None = None, entries: list[ImageEntry] | None = None
 ) -> tuple[CalibrationRun, CalibrationOutputs]:
     """The whole ``trtq calibrate`` job for one config (``entries``: the image list, if already read)."""
+    load_binning_in_background()
     entries = calibration_entries(config) if entries is None else entries
     check_outputs(calibration_outputs(config), config_inputs(config, entries))
     fingerprint = fingerprint_config(config, entries)

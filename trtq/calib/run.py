@@ -12,7 +12,7 @@ import numpy as np
 
 from trtq.calib.algorithms import amax_from, mse_amaxes, scale_from_amax
 from trtq.calib.collect import ActivationCollector
-from trtq.calib.histogram import NonFiniteError, TrtHistogram, update_batch
+from trtq.calib.histogram import NonFiniteError, TrtHistogram, load_binning_in_background, update_batch
 from trtq.config.loader import LoadedConfig
 from trtq.config.schema import ALGORITHMS, Algorithm
 from trtq.data.batches import Batch, BatchStats
@@ -75,6 +75,7 @@ def collect_histograms(
     config: LoadedConfig, entries: list[ImageEntry], on_batch: ProgressCallback | None = None
 ) -> CalibrationRun:
     """Stream every batch through ONNX Runtime; each activation updates its histogram and is dropped."""
+    load_binning_in_background()
     collector = ActivationCollector(
         config.model_path, config.image_input.name, config.image_input.calibration_shape
     )
