@@ -104,3 +104,36 @@ def test_a_nan_names_its_tensor() -> None:
     with ThreadPoolExecutor(max_workers=2) as pool, pytest.raises(NonFiniteError) as error:
         update_batch([TrtHistogram(), TrtHistogram()], ["good", "bad"], [good, bad], pool, parts=2)
     assert error.value.tensor == "bad"
+
+
+def test_a_later_batch_of_zeros_or_a_late_non_finite_value_is_handled(real_batches: Batches) -> None:
+    # After the first batch the range is known and values are counted in the same pass as their
+    # max: an all-zero batch must be counted once, and a NaN or inf must still name its tensor.
+    names = list(real_batches[0])
+    first = real_batches[0]
+    zeros = {name: np.zeros_like(values) for name, values in first.items()}
+    histograms = [TrtHistogram() for _ in names]
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        for batch in (first, zeros, real_batches[1]):
+            update_batch(histograms, names, [batch[name] for name in names], pool, parts=2)
+        for name, h in zip(names, histograms, strict=True):
+            counts, value_range, _ = plain_histogram([first[name], zeros[name], real_batches[1][name]])
+            assert np.array_equal(h.counts, counts) and h.range == value_range, name
+        target = names[len(names) // 2]
+        for bad_value in (np.nan, np.inf, -np.inf):
+            bad = {name: values.copy() for name, values in real_batches[2].items()}
+            bad[target].reshape(-1)[bad[target].size // 2] = bad_value
+            with pytest.raises(NonFiniteError) as error:
+                update_batch(histograms, names, [bad[name] for name in names], pool, parts=2)
+            assert error.value.tensor == target
+
+
+def test_counting_refuses_a_scale_that_would_index_past_the_bins() -> None:
+    # The compiled kernel does not check indices: the caller's scale and limit must keep them in range.
+    from trtq.calib.binning import scan_counts
+
+    values = np.ones(8, dtype=np.float32)
+    with pytest.raises(ValueError, match="outside"):
+        scan_counts(values, np.float32(NUM_BINS / 0.5), 1.0, NUM_BINS, 4096)
+    found, counts = scan_counts(values, np.float32(NUM_BINS), 1.0, NUM_BINS, 4096)
+    assert found == 1.0 and counts is not None and counts[NUM_BINS] == 8
