@@ -28,6 +28,24 @@ def test_output_piped_into_head_ends_quietly(tmp_path) -> None:  # type: ignore[
     assert "internal error" not in pipe.stderr and "Traceback" not in pipe.stderr
 
 
+def test_calibrate_piped_into_head_ends_quietly_with_its_outputs_written(write_config: WriteConfig) -> None:
+    # rich's own broken-pipe handling exits with status 1, which reads as a failure in a pipeline.
+    config = write_config(n_images=4)
+    pipe = subprocess.run(
+        f"{sys.executable} -m trtq calibrate {config} | head -1; echo status=${{PIPESTATUS[0]}}",
+        shell=True,
+        executable="/bin/bash",
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        check=False,
+    )
+    assert pipe.stdout.startswith("calibrating") and "status=141" in pipe.stdout, pipe
+    assert "internal error" not in pipe.stderr and "Traceback" not in pipe.stderr
+    cache = config.parent / yaml.safe_load(config.read_text())["calibration"]["cache"]
+    assert cache.read_text().startswith("TRT-")
+
+
 def test_empty_or_too_long_cache_names_are_user_errors(write_config: WriteConfig) -> None:
     config = write_config(n_images=2)
     runner = CliRunner()

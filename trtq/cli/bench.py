@@ -11,10 +11,9 @@ import numpy as np
 import numpy.typing as npt
 import onnx
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from trtq.cli.errors import reported_errors
+from trtq.cli.errors import command_console, reported_errors
 from trtq.cli.options import finite, positive_finite
 from trtq.cli.state import OPTIONS
 from trtq.config import LoadedConfig, load_config
@@ -25,7 +24,7 @@ from trtq.paths import check_outputs, config_inputs
 from trtq.runner.onnxruntime_backend import OnnxRuntimeBackend
 from trtq.runner.timing import Backend, BenchResult, TimingSettings, analyse, run_timed
 
-console = Console()
+console = command_console()
 _CONFIG_SUFFIXES = (".yaml", ".yml")
 
 

@@ -6,14 +6,13 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from trtq.cli.errors import reported_errors
+from trtq.cli.errors import command_console, reported_errors
 from trtq.cli.state import OPTIONS
 from trtq.config import load_config
 
-console = Console()
+console = command_console()
 
 
 def build_command(

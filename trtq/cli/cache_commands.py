@@ -13,20 +13,19 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 
 from trtq.cache.manifest import manifest_path, read_manifest
 from trtq.cache.retarget import retarget_file
 from trtq.cache.trt_format import encode_version, open_cache, read_cache, version_name
 from trtq.calib.algorithms import INT8_MAX
-from trtq.cli.errors import EXIT_USER_ERROR, reported_errors
+from trtq.cli.errors import EXIT_USER_ERROR, command_console, reported_errors
 from trtq.cli.state import OPTIONS
 from trtq.config import load_config
 from trtq.data.from_config import calibration_entries
 from trtq.errors import TrtqError
 from trtq.fingerprint import fingerprint_config
 
-console = Console()
+console = command_console()
 cache_app = typer.Typer(
     help="Inspect TensorRT calibration caches and check them against a config.", no_args_is_help=True
 )

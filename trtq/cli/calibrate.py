@@ -6,7 +6,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -23,7 +22,7 @@ from rich.text import Text
 from trtq.calib.algorithms import scale_from_amax
 from trtq.calib.pipeline import calibrate
 from trtq.calib.run import CalibrationRun
-from trtq.cli.errors import reported_errors
+from trtq.cli.errors import command_console, reported_errors
 from trtq.cli.state import OPTIONS
 from trtq.cli.tables import add_columns
 from trtq.config import ALGORITHMS, Algorithm, load_config
@@ -31,7 +30,7 @@ from trtq.data.batches import Batch
 from trtq.data.from_config import batch_source, calibration_entries
 from trtq.text import counted
 
-console = Console()
+console = command_console()
 
 
 def calibrate_command(

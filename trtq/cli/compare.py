@@ -8,10 +8,9 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from trtq.cli.errors import reported_errors, warn
+from trtq.cli.errors import command_console, reported_errors, warn
 from trtq.cli.state import OPTIONS
 from trtq.cli.tables import add_columns
 from trtq.compare.models import (
@@ -33,7 +32,7 @@ from trtq.onnxruntime_session import inference_session
 from trtq.paths import check_outputs, config_inputs, given_inputs, heldout_inputs
 from trtq.qdq.scales import cache_scales, qdq_from_scales, qdq_per_algorithm
 
-console = Console()
+console = command_console()
 
 
 def compare_command(

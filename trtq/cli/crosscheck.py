@@ -8,13 +8,12 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from trtq.cache.headers import algorithm_for_header
 from trtq.cache.trt_format import read_cache
 from trtq.calib.run import collect_histograms
-from trtq.cli.errors import reported_errors, warn
+from trtq.cli.errors import command_console, reported_errors, warn
 from trtq.cli.state import OPTIONS
 from trtq.cli.tables import add_columns
 from trtq.compare.scales import cross_check
@@ -25,7 +24,7 @@ from trtq.fileio import atomic_write_text
 from trtq.paths import check_outputs, config_inputs
 from trtq.qdq.scales import check_coverage
 
-console = Console()
+console = command_console()
 
 
 def crosscheck_command(

@@ -14,6 +14,21 @@ from rich.console import Console
 from trtq.cli.entry import EXIT_INTERRUPTED
 from trtq.errors import TrtqError
 
+
+class _CommandConsole(Console):
+    """rich's Console, except that a reader going away (`trtq ... | head`) raises BrokenPipeError, which
+    ``reported_errors`` ends with the shell's SIGPIPE status, where rich would exit with status 1."""
+
+    def on_broken_pipe(self) -> None:
+        self.quiet = True
+        raise BrokenPipeError
+
+
+def command_console() -> Console:
+    """The console a command prints its results with (stdout)."""
+    return _CommandConsole()
+
+
 stderr = Console(stderr=True, highlight=False)
 
 EXIT_USER_ERROR = 1

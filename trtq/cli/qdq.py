@@ -7,9 +7,8 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
-from trtq.cli.errors import reported_errors, warn
+from trtq.cli.errors import command_console, reported_errors, warn
 from trtq.cli.state import OPTIONS
 from trtq.config import load_config
 from trtq.fileio import atomic_write_bytes, atomic_write_text
@@ -17,7 +16,7 @@ from trtq.paths import check_outputs, config_inputs
 from trtq.qdq.scales import cache_scales, qdq_from_scales
 from trtq.qdq.smoke import run_once
 
-console = Console()
+console = command_console()
 
 
 def qdq_command(

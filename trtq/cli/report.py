@@ -6,11 +6,10 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
 from trtq.cache.trt_format import read_cache
 from trtq.calib.run import collect_histograms
-from trtq.cli.errors import reported_errors, warn
+from trtq.cli.errors import command_console, reported_errors, warn
 from trtq.cli.state import OPTIONS
 from trtq.config import load_config
 from trtq.data.from_config import calibration_entries
@@ -20,7 +19,7 @@ from trtq.qdq.scales import check_coverage
 from trtq.report.build import report_html
 from trtq.report.inputs import read_bench, read_sensitivity, read_tune
 
-console = Console()
+console = command_console()
 
 
 def report_command(

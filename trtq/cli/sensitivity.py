@@ -7,12 +7,11 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
 from trtq.calib.collect import load_onnx
-from trtq.cli.errors import reported_errors, warn
+from trtq.cli.errors import command_console, reported_errors, warn
 from trtq.cli.state import OPTIONS
 from trtq.cli.tables import add_columns
 from trtq.compare.models import evaluation_inputs
@@ -25,7 +24,7 @@ from trtq.fileio import atomic_write_text
 from trtq.paths import check_outputs, config_inputs, given_inputs, heldout_inputs
 from trtq.qdq.scales import cache_scales
 
-console = Console()
+console = command_console()
 
 
 def sensitivity_command(

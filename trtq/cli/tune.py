@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -21,7 +20,7 @@ from rich.table import Table
 
 from trtq.cache.manifest import manifest_path
 from trtq.calib.collect import load_onnx
-from trtq.cli.errors import reported_errors
+from trtq.cli.errors import command_console, reported_errors
 from trtq.cli.options import finite
 from trtq.cli.state import OPTIONS
 from trtq.compare.outputs import OutputMetrics
@@ -34,7 +33,7 @@ from trtq.tune.heldout import evaluate
 from trtq.tune.outputs import tune_paths, write_outputs
 from trtq.tune.pipeline import SEARCH_BATCHES, ProgressHooks, Step, TuneSettings, conv_layer_count, tune
 
-console = Console()
+console = command_console()
 _BUDGET = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(%?)\s*$")
 
 
