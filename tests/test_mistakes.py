@@ -217,6 +217,7 @@ def _inputless_model(path: Path) -> None:
         (["bench", "m.onnx", "--shape", "image:1x3x48x192"], "--shape image: m.onnx has no such input"),
         (["bench", "m.onnx", "--shape", "x:1x3x48"], "--shape x:1x3x48: the model's input has shape"),
         (["bench", "m.onnx", "--shape", "x:1x3x0x192"], "positive dims"),
+        (["bench", "m.onnx", "--shape", "x:1x3x48x192", "--shape", "x:2x3x48x192"], "already has a --shape"),
         (
             ["compare", "text.yaml", "--images", "images.txt", "--cache", "given.cache"],
             "not a readable ONNX model",

@@ -164,9 +164,11 @@ def random_inputs(model_path: Path, shapes: dict[str, list[int]]) -> dict[str, n
 
 
 def _parse_shapes(specs: list[str]) -> dict[str, list[int]]:
-    shapes = {}
+    shapes: dict[str, list[int]] = {}
     for spec in specs:
         name, _, dims = spec.rpartition(":")
+        if name in shapes:
+            raise TrtqError(f"--shape {spec!r}: input {name!r} already has a --shape; give one per input")
         try:
             shapes[name] = [int(d) for d in dims.split("x")]
         except ValueError:
