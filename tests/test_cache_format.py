@@ -168,3 +168,12 @@ def test_the_cache_is_parsed_as_it_is_read(tmp_path: Path) -> None:
         assert next(scales) == ("b", 1.0)
         with pytest.raises(TrtqError, match=re.escape(f"{path}:4: expected '<tensor name>: <hex float32>'")):
             next(scales)
+
+
+def test_a_byte_order_mark_is_named(tmp_path: Path) -> None:
+    # Editors on Windows add one; TensorRT compares the header's bytes and would reject the cache.
+    path = tmp_path / "model.cache"
+    path.write_bytes(b"\xef\xbb\xbfTRT-101601-EntropyCalibration2\na: 3c010204\n")
+    expected = re.escape(f"{path}:1: the file starts with a UTF-8 byte-order mark")
+    with pytest.raises(TrtqError, match=expected), open_cache(path) as (_, _, scales):
+        next(scales)

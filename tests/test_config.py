@@ -72,6 +72,12 @@ def test_defaults(tmp_path: Path) -> None:
             r"model.yaml:7: preprocess.colour: unknown key \(did you mean 'color'\?\)",
         ),
         (
+            "  color: rgb",
+            "  color: rgb\n  short_side: 256",
+            r"model.yaml:6: preprocess: short_side only applies to resize: short_side_crop "
+            r"\(resize is stretch\)",
+        ),
+        (
             "calibration:",
             "calibraton:",
             r"model.yaml:10: calibraton: unknown key \(did you mean 'calibration'\?\)",

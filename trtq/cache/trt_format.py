@@ -91,6 +91,11 @@ def parse_header(line: str, source: str = "<cache>") -> tuple[int, str]:
     """(version number, algorithm) of line 1, each checked for what TensorRT really writes there."""
     header = _HEADER.match(line.strip())
     if header is None:
+        if line.startswith("\ufeff"):
+            raise TrtqError(
+                f"{source}:1: the file starts with a UTF-8 byte-order mark (an editor added it); TensorRT "
+                "reads the header byte for byte and would reject it: save the file without one"
+            )
         raise TrtqError(f"{source}:1: expected a header like 'TRT-101601-EntropyCalibration2', got {line!r}")
     version, algorithm = int(header.group(1)), header.group(2)
     if not (1000 <= version < 20000 or 100000 <= version < 1000000):

@@ -68,6 +68,12 @@ class PreprocessSection(Section):
     std: list[float] = Field(default_factory=lambda: [1.0])
     layout: Literal["nchw", "nhwc"] = "nchw"
 
+    @model_validator(mode="after")
+    def _short_side_needs_its_resize(self) -> PreprocessSection:
+        if self.short_side is not None and self.resize != "short_side_crop":
+            raise ValueError(f"short_side only applies to resize: short_side_crop (resize is {self.resize})")
+        return self
+
     @field_validator("std")
     @classmethod
     def _nonzero_std(cls, std: list[float]) -> list[float]:
