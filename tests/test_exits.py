@@ -56,3 +56,17 @@ def test_empty_or_too_long_cache_names_are_user_errors(write_config: WriteConfig
         result = runner.invoke(app, ["calibrate", str(config)])
         assert result.exit_code == 1, result.output
         assert "internal error" not in result.output and "calibration.cache" in result.output
+
+
+def test_a_cache_name_near_the_file_system_limit_still_gets_its_files(write_config: WriteConfig) -> None:
+    # 241 bytes: its manifest's name is 255, the limit; the hidden temporary files, journal and lock
+    # would pass it if they added their suffixes to the full name.
+    config = write_config(n_images=2)
+    name = "a" * 235 + ".cache"
+    data = yaml.safe_load(config.read_text())
+    data["calibration"]["cache"] = f"out/{name}"
+    config.write_text(yaml.safe_dump(data))
+    result = CliRunner().invoke(app, ["calibrate", str(config)])
+    assert result.exit_code == 0, result.output
+    written = sorted(path.name for path in (config.parent / "out").iterdir())
+    assert written == [name, f"{name}.manifest.json", f"{name}.report.json"]

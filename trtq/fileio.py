@@ -16,9 +16,23 @@ TMP_SUFFIX = ".tmp"
 STALE_AFTER_S = 60.0
 
 
+_LONG_NAME_BYTES = 200
+"""Names longer than this are shortened in their hidden siblings, which add up to 20 bytes: a name
+near the file system's 255-byte limit must still get a temporary file, journal and lock."""
+
+
+def hidden_stem(path: Path) -> str:
+    """``.NAME``, or for a long NAME ``.`` + its first bytes + a hash of all of it (same every run)."""
+    encoded = path.name.encode()
+    if len(encoded) <= _LONG_NAME_BYTES:
+        return f".{path.name}"
+    head = encoded[: _LONG_NAME_BYTES - 20].decode(errors="ignore")
+    return f".{head}~{hashlib.sha256(encoded).hexdigest()[:16]}"
+
+
 def temp_name(path: Path) -> Path:
     """A fresh hidden name beside ``path``: ``.NAME.<random>.tmp`` (stale ones match ``.NAME.*.tmp``)."""
-    return path.with_name(f".{path.name}.{secrets.token_hex(6)}{TMP_SUFFIX}")
+    return path.with_name(f"{hidden_stem(path)}.{secrets.token_hex(6)}{TMP_SUFFIX}")
 
 
 def remove_stale_temps(path: Path) -> None:
@@ -26,9 +40,9 @@ def remove_stale_temps(path: Path) -> None:
 
     Only files untouched for STALE_AFTER_S: a temporary file lives for the moment between its
     write and its rename, so a younger one may belong to another trtq writing the same output."""
-    escaped = "".join(f"[{c}]" if c in "*?[" else c for c in path.name)
+    escaped = "".join(f"[{c}]" if c in "*?[" else c for c in hidden_stem(path))
     now = time.time()
-    for stale in path.parent.glob(f".{escaped}.*{TMP_SUFFIX}"):
+    for stale in path.parent.glob(f"{escaped}.*{TMP_SUFFIX}"):
         with contextlib.suppress(FileNotFoundError):
             if now - stale.stat().st_mtime > STALE_AFTER_S:
                 stale.unlink()

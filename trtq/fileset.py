@@ -19,15 +19,15 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 from trtq.errors import TrtqError
-from trtq.fileio import atomic_write_text, fsync_dir, remove_stale_temps, write_temp
+from trtq.fileio import atomic_write_text, fsync_dir, hidden_stem, remove_stale_temps, write_temp
 
 
 def journal_path(first: Path) -> Path:
-    return first.with_name(f".{first.name}.commit")
+    return first.with_name(f"{hidden_stem(first)}.commit")
 
 
 def lock_path(first: Path) -> Path:
-    return first.with_name(f".{first.name}.lock")
+    return first.with_name(f"{hidden_stem(first)}.lock")
 
 
 def replace_set(files: Mapping[Path, bytes]) -> None:

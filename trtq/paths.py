@@ -110,6 +110,9 @@ def _probe_writable(role: str, path: Path) -> None:
         ancestor = ancestor.parent
     if not ancestor.is_dir():
         raise TrtqError(f"{role}: {ancestor} is a file, so no directory can be made there")
+    name_max = os.pathconf(ancestor, "PC_NAME_MAX")
+    if len(os.fsencode(path.name)) > name_max:
+        raise TrtqError(f"{role}: the file name is longer than the file system allows ({name_max} bytes)")
     probe = temp_name(ancestor / path.name)
     try:  # try it: os.access says yes to root, and knows nothing of /proc or /sys
         os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL))
