@@ -80,7 +80,8 @@ def sensitivity_command(
         console.print(table)
         console.print(
             f"cosine: full INT8 {result.full_int8:.4f}, weights only {result.weights_only:.4f}, "
-            f"with the proposal {result.with_proposal:.4f}\n"
+            f"with the proposal {result.with_proposal:.4f} (on the images it was chosen on: an optimistic "
+            "figure; score it on other images with trtq compare)\n"
             f"proposal (add to {config}):\n{result.proposal_yaml()}"
         )
         atomic_write_text(json_path, json.dumps(result.to_json(), indent=1) + "\n")
