@@ -22,6 +22,9 @@ from trtq.errors import TrtqError
 
 ProgressCallback = Callable[[Batch], None]
 HISTOGRAM_THREADS = 2
+HISTOGRAM_TASKS = 16 * HISTOGRAM_THREADS
+"""Tasks per batch: many more than threads, so a thread that loses its core for a while (another
+process, the decoding threads) does not hold the batch up; the others take its share."""
 WIDESPREAD_DOUBLINGS = 0.25
 """Share of tensors whose histogram range doubled above which calibrate warns."""
 
@@ -97,9 +100,7 @@ def collect_histograms(
             activations = dict(collector.run(batch.data))
             timings["model"] += (mark := time.perf_counter()) - now
             try:
-                update_batch(
-                    histograms, names, [activations[name] for name in names], pool, HISTOGRAM_THREADS
-                )
+                update_batch(histograms, names, [activations[name] for name in names], pool, HISTOGRAM_TASKS)
             except NonFiniteError as exc:
                 raise TrtqError(
                     f"tensor '{exc.tensor}' has NaN or infinite values on the batch starting at "
