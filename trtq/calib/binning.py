@@ -24,9 +24,9 @@ wait on one another's increments. Summed when a piece is done."""
 MAX_PIECE = (1 << 32) - 1
 """Values one call may count: the lane counters are 32-bit."""
 _ABS_MASK = 0x7FFFFFFF
-_NON_FINITE_BITS = 0x7F800000
-"""For x >= 0, float32 order is the order of the bit patterns read as int32; inf and NaN are the
-patterns from 0x7F800000 up, so the max of the masked bits is max |x| and flags any non-finite value."""
+"""Clears a float32's sign bit. For x >= 0, float32 order is the order of the bit patterns read as
+int32, and inf and NaN are the patterns from 0x7F800000 up: the max of the masked bits is the bits of
+max |x|, and is above any finite limit when a value is not finite."""
 
 
 def _jit(func: Callable[..., Any]) -> Any:
@@ -80,13 +80,15 @@ def _scan(values: Any, scale: Any, limit_bits: Any, counts: Any, block: Any) -> 
 
 
 def float_from_bits(bits: int) -> float:
-    """The float32 whose bit pattern is ``bits`` (a max from ``max_bits``), as a Python float."""
+    """The float32 whose bit pattern is ``bits`` (a max of masked bits), as a Python float."""
     return float(np.array(bits, dtype=np.int32).view(np.float32))
 
 
 def max_abs(values: npt.NDArray[np.float32]) -> float:
-    """Max |x| of contiguous float32 values; inf or NaN when any value is non-finite."""
-    return float_from_bits(int(_max_bits(values)))
+    """Max |x| of float32 values; inf or NaN when any value is non-finite."""
+    if values.dtype != np.float32:
+        raise TypeError("max_abs takes float32 values")
+    return float_from_bits(int(_max_bits(np.ascontiguousarray(values))))
 
 
 def scan_counts(
@@ -98,6 +100,8 @@ def scan_counts(
     values read so far. ``limit * scale`` must stay within the bins (checked: the float32 product is
     monotonic, so every |x| <= limit lands in a bin; the kernel itself does not check indices).
     """
+    if values.dtype != np.float32 or not isinstance(scale, np.float32):
+        raise TypeError("binning takes float32 values and a float32 scale, as TensorRT's rule does")
     if values.size > MAX_PIECE:
         raise ValueError(f"{values.size} values in one piece; at most {MAX_PIECE}")
     limit32 = np.float32(limit)
