@@ -3,6 +3,7 @@ TensorRT-rule histogram and dropped; every algorithm's threshold read from those
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -21,7 +22,17 @@ from trtq.data.image_list import ImageEntry
 from trtq.errors import TrtqError
 
 ProgressCallback = Callable[[Batch], None]
-HISTOGRAM_THREADS = 2
+
+
+def _usable_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))  # the cores this process may run on (taskset, cpusets)
+    except AttributeError:  # not on macOS
+        return os.cpu_count() or 1
+
+
+HISTOGRAM_THREADS = _usable_cores()
+"""Binning runs between ONNX Runtime's batches, so it may use every core, as ONNX Runtime does."""
 HISTOGRAM_TASKS = 16 * HISTOGRAM_THREADS
 """Tasks per batch: many more than threads, so a thread that loses its core for a while (another
 process, the decoding threads) does not hold the batch up; the others take its share."""
