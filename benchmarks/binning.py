@@ -7,7 +7,7 @@ EfficientNet-Lite0 classifier at batch 8), each tensor binned at its own max |x|
 - ``NumPy add.at``: |x| * scale truncated into an index array, then ``np.add.at`` (the previous
   implementation, 64 K values at a time);
 - ``trtq kernel``: ``trtq.calib.binning.scan_counts`` (max |x| and counts, compiled), one thread;
-- ``trtq update_batch``: the whole batch as ``trtq calibrate`` bins it (32 tasks on 2 threads).
+- ``trtq update_batch``: the whole batch as ``trtq calibrate`` bins it (16 tasks per usable core).
 
 The counts of the NumPy and trtq rows are checked equal before anything is timed.
 

@@ -9,7 +9,8 @@ the time went. Methods:
   looks at every activation can cost.
 - ``trtq``: what ``trtq calibrate`` does: histograms, all four algorithms' thresholds for every tensor,
   cache, manifest and report.
-- ``trtq-base``: the same from another checkout (``--baseline DIR``), for before/after in one run.
+- ``trtq-base``: the same from another checkout (``--baseline DIR``, commit 3020b70 or later), for
+  before/after in one run.
 - ``ort-minmax``: ``onnxruntime.quantization.quantize_static`` with MinMax, end to end (writes the
   QDQ model). ``ort-entropy``/``ort-percentile``: its calibrators' collect + compute steps, which keep
   every activation in memory (a few images only).
@@ -135,6 +136,8 @@ def run_trtq(config_path: Path, clock: StageClock) -> int:
     from trtq.config import load_config
 
     run, _ = calibrate(load_config(config_path))
+    if not {"thresholds", "writing"} <= set(getattr(run, "timings", {})):
+        raise SystemExit("--baseline: needs a checkout whose calibrate job times its stages (3020b70 on)")
     # decode and model are timed from outside (the same way on any checkout); the pass's remainder
     # is statistics; thresholds and writing are trtq's own timers around those steps.
     clock.seconds["statistics"] = run.seconds - clock.seconds["decode"] - clock.seconds["model"]

@@ -3,7 +3,11 @@ activations of the PP-OCR text classifier (range doublings and values exactly at
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
@@ -14,7 +18,7 @@ from conftest import WriteConfig, classifier_config, listed_photos
 from trtq.calib import histogram
 from trtq.calib.collect import ActivationCollector
 from trtq.calib.histogram import NUM_BINS, NonFiniteError, TrtHistogram, update_batch
-from trtq.calib.run import collect_histograms
+from trtq.calib.run import collect_histograms, usable_cores
 from trtq.config import load_config
 from trtq.data.from_config import batch_source, calibration_entries
 
@@ -137,3 +141,38 @@ def test_counting_refuses_a_scale_that_would_index_past_the_bins() -> None:
         scan_counts(values, np.float32(NUM_BINS / 0.5), 1.0, NUM_BINS, 4096)
     found, counts = scan_counts(values, np.float32(NUM_BINS), 1.0, NUM_BINS, 4096)
     assert found == 1.0 and counts is not None and counts[NUM_BINS] == 8
+
+
+@pytest.mark.parametrize(
+    "break_cache",
+    [
+        # nowhere to write the cache: Numba refuses cache=True when the kernels are defined
+        "import numba.core.caching as c; c.CacheImpl._locator_classes = []",
+        # a corrupt cache index: Numba raises when the first call loads it
+        "import numba.core.caching as c, pickle\n"
+        "def corrupt(self): raise pickle.UnpicklingError('corrupt index')\n"
+        "c.IndexDataCacheFile._load_index = corrupt",
+    ],
+)
+def test_binning_works_when_numbas_cache_does_not(break_cache: str) -> None:
+    # The cache only saves compile time: the counts must come out, and right, without it.
+    code = (
+        f"{break_cache}\n"
+        "import numpy as np\n"
+        "from trtq.calib.binning import scan_counts\n"
+        "values = np.array([0.5, -1.0, 0.25], np.float32)\n"
+        "top, counts = scan_counts(values, np.float32(2048), 1.0, 2048, 4096)\n"
+        "print(top, counts[512], counts[1024], counts[2048], counts.sum())\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["1.0", "1", "1", "1", "3"]  # 0.25*2048, 0.5*2048, |-1|*2048
+
+
+def test_binning_threads_respect_a_container_cpu_quota(tmp_path: Path) -> None:
+    cores = len(os.sched_getaffinity(0))
+    cpu_max = tmp_path / "cpu.max"
+    for text, expected in [("max 100000\n", cores), ("150000 100000\n", min(cores, 2)), ("50000 100000", 1)]:
+        cpu_max.write_text(text)
+        assert usable_cores(cpu_max) == expected, text
+    assert usable_cores(tmp_path / "absent") == cores

@@ -33,6 +33,8 @@ def test_build_time_smoke_step_imports_what_a_gpu_run_imports() -> None:
     assert imported is not None
     modules = {name.strip() for name in imported.group(1).split(",")}
     assert {"trtq", "cv2", "tensorrt", "pycuda.driver", "trtq.trt.builder", "trtq.trt.runner"} <= modules
+    # the compiled binning kernels too: built (and cached in the image) before any calibration needs them
+    assert "trtq.calib.binning" in modules and "scan_counts(" in steps[smoke[0]]
 
 
 def test_smoke_step_fails_loudly_without_the_cuda_stub() -> None:

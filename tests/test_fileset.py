@@ -21,6 +21,7 @@ from trtq.calib.outputs import report_path
 from trtq.calib.pipeline import calibrate
 from trtq.config import load_config
 from trtq.data.from_config import calibration_entries
+from trtq.fileio import hidden_stem
 from trtq.fileset import journal_path, recover_set, replace_set
 from trtq.fingerprint import fingerprint_config
 
@@ -223,3 +224,15 @@ def test_a_single_write_also_removes_its_stale_temporary_files(tmp_path: Path) -
     fileio.atomic_write_text(report, "<html></html>")
     assert report.read_text() == "<html></html>"
     assert _leftovers(tmp_path) == [".report.htmlx.0123456789ab.tmp"]
+
+
+def test_names_that_are_not_utf8_get_their_hidden_files(tmp_path: Path) -> None:
+    # Linux names are bytes; Python carries the ones that are not UTF-8 as surrogate escapes.
+    short = tmp_path / os.fsdecode(b"out\xff.json")
+    long = tmp_path / os.fsdecode(b"\xff" * 240)
+    replace_set({short: b"a"})
+    assert short.read_bytes() == b"a"
+    stem = hidden_stem(long)
+    assert len(os.fsencode(stem)) <= 200 and stem == hidden_stem(long)  # shortened, and the same every run
+    replace_set({long: b"b"})
+    assert long.read_bytes() == b"b" and sorted(os.listdir(tmp_path)) == sorted([short.name, long.name])

@@ -23,11 +23,10 @@ near the file system's 255-byte limit must still get a temporary file, journal a
 
 def hidden_stem(path: Path) -> str:
     """``.NAME``, or for a long NAME ``.`` + its first bytes + a hash of all of it (same every run)."""
-    encoded = path.name.encode()
+    encoded = os.fsencode(path.name)  # the bytes on disk, also for names that are not UTF-8
     if len(encoded) <= _LONG_NAME_BYTES:
         return f".{path.name}"
-    head = encoded[: _LONG_NAME_BYTES - 20].decode(errors="ignore")
-    return f".{head}~{hashlib.sha256(encoded).hexdigest()[:16]}"
+    return f".{os.fsdecode(encoded[: _LONG_NAME_BYTES - 20])}~{hashlib.sha256(encoded).hexdigest()[:16]}"
 
 
 def temp_name(path: Path) -> Path:

@@ -3,24 +3,29 @@
 Every calibrated activation value must be scaled, truncated and counted. NumPy's cheapest exact
 counting (``np.add.at`` or ``np.bincount`` on an index array) costs about 1.5 ns a value on real
 activations, against 0.2 ns for reading the values once; Numba compiles the loop below to about
-0.6 ns a value (docs/benchmarks.md), and releases the GIL so pieces of a batch bin on several threads.
+0.6 ns a value (benchmarks/binning.py), and releases the GIL so pieces of a batch bin on several
+threads.
 
-Numba compiles the kernels on first use (under a second) and caches them on disk; trtq/calib/histogram.py
-imports this module only when it bins, so commands that never bin do not import Numba.
+Numba compiles the kernels on first use (about a second) and caches them on disk;
+trtq/calib/histogram.py imports this module only when it bins, so commands that never bin do not
+import Numba, and loads it on a thread while the model is read.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
 import numba
 import numpy as np
 import numpy.typing as npt
+from numba.core.caching import NullCache
 
 LANES = 4
 """Independent count rows, cycled value by value: runs of equal bins (a ReLU's zeros) then do not
-wait on one another's increments. Summed when a piece is done."""
+wait on one another's increments. Summed when a piece is done. ``_count_block`` is unrolled for
+exactly these four rows (and checks no index): change both together."""
 MAX_PIECE = (1 << 32) - 1
 """Values one call may count: the lane counters are 32-bit."""
 _ABS_MASK = 0x7FFFFFFF
@@ -50,7 +55,7 @@ def _max_bits(values: Any) -> Any:
 @_jit
 def _count_block(values: Any, scale: Any, counts: Any) -> None:
     # float32 |x| * float32 scale, truncated: the same bin as NumPy's float32 product cast to int.
-    # Four lanes, as LANES says.
+    # Rows 0-3: the LANES rows.
     n = values.size
     i = 0
     while i + 4 <= n:
@@ -79,6 +84,21 @@ def _scan(values: Any, scale: Any, limit_bits: Any, counts: Any, block: Any) -> 
     return top, True
 
 
+@functools.cache
+def _compiled() -> None:
+    """Compile the kernels, or load them from Numba's cache, once per process. A cache Numba cannot
+    read or write (a corrupt index, a full disk: it raises either) must not stop calibration, so the
+    kernels are then compiled in memory, as when no cache folder is writable."""
+    values = np.ones(LANES, dtype=np.float32)
+    counts = np.zeros((LANES, 2), dtype=np.uint32)
+    try:
+        _scan(values, np.float32(1.0), int(np.float32(1.0).view(np.int32)), counts, LANES)
+    except Exception:
+        for kernel in (_max_bits, _count_block, _scan):
+            kernel._cache = NullCache()  # Numba's own no-cache object (Dispatcher.enable_caching's opposite)
+        _scan(values, np.float32(1.0), int(np.float32(1.0).view(np.int32)), counts, LANES)
+
+
 def float_from_bits(bits: int) -> float:
     """The float32 whose bit pattern is ``bits`` (a max of masked bits), as a Python float."""
     return float(np.array(bits, dtype=np.int32).view(np.float32))
@@ -88,6 +108,7 @@ def max_abs(values: npt.NDArray[np.float32]) -> float:
     """Max |x| of float32 values; inf or NaN when any value is non-finite."""
     if values.dtype != np.float32:
         raise TypeError("max_abs takes float32 values")
+    _compiled()
     return float_from_bits(int(_max_bits(np.ascontiguousarray(values))))
 
 
@@ -107,6 +128,7 @@ def scan_counts(
     limit32 = np.float32(limit)
     if not (np.isfinite(scale) and scale > 0 and np.isfinite(limit32) and int(limit32 * scale) <= num_bins):
         raise ValueError(f"scale {scale} with limit {limit} falls outside {num_bins} bins")
+    _compiled()
     counts = np.zeros((LANES, num_bins + 1), dtype=np.uint32)
     limit_bits = int(limit32.view(np.int32))
     top, complete = _scan(np.ascontiguousarray(values), scale, limit_bits, counts, block)

@@ -108,8 +108,8 @@ def _level_terms(
     """Per candidate: sum_k L_k log(L_k/n_k) over its levels, and log Q of its last level.
 
     A level is a run of 1 to 16 bins, and candidates share runs: L log(L/n) is computed once per
-    (first bin, width), about 37 thousand runs instead of 1921 x 128 levels, then gathered per candidate
-    (the same values summed in the same order as level by level, 3x faster).
+    (first bin, width), a 2049 x 17 table instead of 1921 x 128 levels, then gathered per candidate
+    (the same values summed in the same order as level by level).
     """
     layout = _run_layout(tuple(candidates.tolist()), prefix.size - 1)
     run_mass = prefix[layout.run_ends] - prefix[layout.run_starts]
@@ -132,7 +132,8 @@ class _RunLayout:
 
 @lru_cache(maxsize=4)
 def _run_layout(candidates: tuple[int, ...], num_bins: int) -> _RunLayout:
-    """Level k of candidate i covers bins [ceil(k*i/128), ceil((k+1)*i/128)); the same for every histogram."""
+    """Every run of bins (first bin, width) and the run each level covers: level k of candidate i
+    covers bins [ceil(k*i/128), ceil((k+1)*i/128)). The same for every histogram, so computed once."""
     i = np.asarray(candidates, dtype=np.int64)[:, None]
     k = np.arange(QUANT_LEVELS + 1, dtype=np.int64)[None, :]
     edges = (k * i + QUANT_LEVELS - 1) // QUANT_LEVELS

@@ -190,6 +190,9 @@ def _update(
     mapper: Mapper,
     parts: int,
 ) -> None:
+    """Count each tensor at its histogram's current range, reading every value once: the right counts
+    unless a value lies beyond that range. Only those tensors (all of them on the first batch) are
+    read again: the exact max first, which sets or grows the range, then the counts at that range."""
     from trtq.calib.binning import max_abs  # imports Numba: only when something is binned
 
     flats = [np.ascontiguousarray(np.asarray(values, dtype=np.float32).ravel()) for values in activations]

@@ -3,11 +3,13 @@ TensorRT-rule histogram and dropped; every algorithm's threshold read from those
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -24,14 +26,26 @@ from trtq.errors import TrtqError
 ProgressCallback = Callable[[Batch], None]
 
 
-def _usable_cores() -> int:
+def usable_cores(cpu_max: Path = Path("/sys/fs/cgroup/cpu.max")) -> int:
+    """The cores this process may run on (taskset, cpusets), capped by a cgroup v2 CPU quota
+    (``docker --cpus``): more threads than the quota allows only queue."""
     try:
-        return len(os.sched_getaffinity(0))  # the cores this process may run on (taskset, cpusets)
-    except AttributeError:  # not on macOS
-        return os.cpu_count() or 1
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS has no sched_getaffinity
+        cores = os.cpu_count() or 1
+    try:
+        quota, period = cpu_max.read_text().split()[:2]
+    except (OSError, ValueError):  # no cgroup v2 file: no quota to respect
+        return cores
+    if quota == "max":
+        return cores
+    try:
+        return max(1, min(cores, math.ceil(int(quota) / int(period))))
+    except (ValueError, ZeroDivisionError):
+        return cores
 
 
-HISTOGRAM_THREADS = _usable_cores()
+HISTOGRAM_THREADS = usable_cores()
 """Binning runs between ONNX Runtime's batches, so it may use every core, as ONNX Runtime does."""
 HISTOGRAM_TASKS = 16 * HISTOGRAM_THREADS
 """Tasks per batch: many more than threads, so a thread that loses its core for a while (another
@@ -100,7 +114,7 @@ def collect_histograms(
     started = time.perf_counter()
     batches = iter(source)
     # Each histogram gets one update per batch, batches in order; within a batch the values are split
-    # over threads (NumPy releases the GIL) and the counts added, so the result is the same.
+    # over threads (the compiled kernel releases the GIL) and the counts added, so the result is the same.
     with ThreadPoolExecutor(max_workers=HISTOGRAM_THREADS, thread_name_prefix="trtq-hist") as pool:
         while True:
             mark = time.perf_counter()
