@@ -82,7 +82,7 @@ def _mse_error_table(num_bins: int) -> npt.NDArray[np.float64]:
     centres = np.arange(num_bins, dtype=np.float64) + 0.5
     bins_kept = np.arange(FIRST_CANDIDATE, num_bins + 1, dtype=np.float64)[:, None]
     step = bins_kept / INT8_MAX
-    # One 30 MB array worked in place: fresh temporaries of that size cost 10x the arithmetic.
+    # One 30 MB array worked in place: fresh temporaries of that size cost more than the arithmetic.
     table = np.divide(centres[None, :], step)
     np.rint(table, out=table)
     np.minimum(table, INT8_MAX, out=table)
