@@ -25,6 +25,10 @@ def test_outputs_onto_a_caches_manifest_or_report_are_refused(write_config: Writ
         ["crosscheck", str(config), "--cache", str(cache), "--json", str(report)],
         ["qdq", str(config), "-o", str(out / "model.cache.report")],  # its summary is NAME.json
         ["cache", "retarget", str(cache), "--trt-version", "10.9.0", "-o", str(report)],
+        # commands that do not read the cache must not write over the config's set either
+        ["report", str(config), "-o", str(cache)],
+        ["report", str(config), "-o", str(report)],
+        ["bench", str(config), "--backend", "onnxruntime", "--duration", "0.1", "--json", str(manifest)],
     ]
     for args in attempts:
         result = runner.invoke(app, args)

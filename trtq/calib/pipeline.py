@@ -20,7 +20,7 @@ def calibrate(
     """The whole ``trtq calibrate`` job for one config (``entries``: the image list, if already read)."""
     load_binning_in_background()
     entries = calibration_entries(config) if entries is None else entries
-    check_outputs(calibration_outputs(config), config_inputs(config, entries))
+    check_outputs(calibration_outputs(config), config_inputs(config, entries, with_cache=False))
     fingerprint = fingerprint_config(config, entries)
     run = collect_histograms(config, entries, on_batch)
     started = time.perf_counter()
