@@ -70,3 +70,18 @@ def test_a_cache_name_near_the_file_system_limit_still_gets_its_files(write_conf
     assert result.exit_code == 0, result.output
     written = sorted(path.name for path in (config.parent / "out").iterdir())
     assert written == [name, f"{name}.manifest.json", f"{name}.report.json"]
+
+
+def test_stdout_on_a_full_disk_is_a_user_error(write_config: WriteConfig) -> None:
+    config = write_config(n_images=2)
+    with open("/dev/full", "w") as full:
+        done = subprocess.run(
+            [sys.executable, "-m", "trtq", "calibrate", str(config)],
+            stdout=full,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=REPO,
+            check=False,
+        )
+    assert done.returncode == 1, done.stderr
+    assert "cannot write: No space left on device" in done.stderr and "internal error" not in done.stderr

@@ -21,6 +21,7 @@ from trtq.calib.outputs import report_path
 from trtq.calib.pipeline import calibrate
 from trtq.config import load_config
 from trtq.data.from_config import calibration_entries
+from trtq.errors import TrtqError
 from trtq.fileio import hidden_stem
 from trtq.fileset import journal_path, recover_set, replace_set
 from trtq.fingerprint import fingerprint_config
@@ -236,3 +237,18 @@ def test_names_that_are_not_utf8_get_their_hidden_files(tmp_path: Path) -> None:
     assert len(os.fsencode(stem)) <= 200 and stem == hidden_stem(long)  # shortened, and the same every run
     replace_set({long: b"b"})
     assert long.read_bytes() == b"b" and sorted(os.listdir(tmp_path)) == sorted([short.name, long.name])
+
+
+def test_a_full_disk_is_a_clear_error_and_leaves_no_temporary_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import errno
+
+    def full(_fd: int) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    target = tmp_path / "model.cache"
+    monkeypatch.setattr(fileio.os, "fsync", full)
+    with pytest.raises(TrtqError, match=f"{target}: cannot write \\(No space left on device\\)"):
+        replace_set({target: b"TRT-101601-EntropyCalibration2\n"})
+    assert list(tmp_path.iterdir()) == []  # no temporary file, no lock

@@ -66,6 +66,9 @@ def write_temp(path: Path, data: bytes) -> Path:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
+    except OSError as exc:  # a full disk or quota, an I/O error
+        tmp.unlink(missing_ok=True)
+        raise TrtqError(f"{path}: cannot write ({exc.strerror or exc})") from None
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import sys
 import traceback
@@ -35,6 +36,7 @@ EXIT_USER_ERROR = 1
 EXIT_INTERNAL_ERROR = 3
 EXIT_BROKEN_PIPE = 141
 GPU_PACKAGES = ("tensorrt", "pycuda")
+_ENVIRONMENT_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EROFS}
 
 
 @contextmanager
@@ -55,6 +57,12 @@ def reported_errors(verbose: bool) -> Iterator[None]:
         # the shell's SIGPIPE status; stdout goes to /dev/null so the exit's flush cannot fail again.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         raise typer.Exit(EXIT_BROKEN_PIPE) from None
+    except OSError as exc:
+        if exc.errno not in _ENVIRONMENT_ERRORS:
+            raise _internal(exc, verbose) from None
+        _show(verbose)  # e.g. stdout on a full disk: the machine's state, not a bug
+        stderr.print(f"[bold red]error:[/] cannot write: {exc.strerror or exc}", markup=True, soft_wrap=True)
+        raise typer.Exit(EXIT_USER_ERROR) from None
     except MemoryError:
         _show(verbose)
         stderr.print(
