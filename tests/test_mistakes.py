@@ -297,11 +297,36 @@ def test_interrupt_while_starting_up_is_one_line(tmp_path: Path) -> None:
     assert result.stderr == "interrupted\n"
 
 
+def test_interrupt_inside_an_extensions_import_is_one_line(tmp_path: Path) -> None:
+    """Ctrl-C while a C extension initialises surfaces as its ImportError, caused by the interrupt."""
+    fake = tmp_path / "typer"
+    fake.mkdir()
+    (fake / "__init__.py").write_text(
+        "try:\n    raise KeyboardInterrupt\nexcept KeyboardInterrupt as exc:\n"
+        "    raise ImportError('initialization failed') from exc\n"
+    )
+    env = {**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{REPO}"}
+    result = subprocess.run(
+        [sys.executable, "-m", "trtq", "--version"], env=env, capture_output=True, text=True, check=False
+    )
+    assert (result.returncode, result.stderr) == (130, "interrupted\n")
+
+
 def test_interrupt_inside_a_command_is_one_line(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     def interrupted(*_: object) -> None:
         raise KeyboardInterrupt
 
     monkeypatch.setattr("trtq.cli.calibrate.load_config", interrupted)
+    code, output = invoke("calibrate", project / "cfg.yaml")
+    assert code == 130 and output.strip() == "interrupted: no output was half-written"
+
+    def import_interrupted(*_: object) -> None:
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt as exc:
+            raise ImportError("initialization failed") from exc
+
+    monkeypatch.setattr("trtq.cli.calibrate.load_config", import_interrupted)
     code, output = invoke("calibrate", project / "cfg.yaml")
     assert code == 130 and output.strip() == "interrupted: no output was half-written"
 

@@ -11,11 +11,29 @@ import sys
 EXIT_INTERRUPTED = 130
 
 
+def caused_by_interrupt(exc: BaseException) -> bool:
+    """Ctrl-C inside a C extension's import surfaces as that import's error (e.g. ONNX Runtime's
+    "initialization failed"), with the KeyboardInterrupt as its cause or context."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, KeyboardInterrupt):
+            return True
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return False
+
+
 def main() -> None:
     try:
         from trtq.cli.main import app
 
         app()
+    except Exception as exc:
+        if not caused_by_interrupt(exc):
+            raise
+        sys.stderr.write("interrupted\n")
+        sys.exit(EXIT_INTERRUPTED)
     except KeyboardInterrupt:
         sys.stderr.write("interrupted\n")
         sys.exit(EXIT_INTERRUPTED)

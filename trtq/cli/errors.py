@@ -12,7 +12,7 @@ from contextlib import contextmanager
 import typer
 from rich.console import Console
 
-from trtq.cli.entry import EXIT_INTERRUPTED
+from trtq.cli.entry import EXIT_INTERRUPTED, caused_by_interrupt
 from trtq.errors import TrtqError
 
 
@@ -88,7 +88,11 @@ def reported_errors(verbose: bool) -> Iterator[None]:
 
 
 def _internal(exc: Exception, verbose: bool) -> typer.Exit:
-    """Anything but a TrtqError is a bug (an AttributeError inside trtq/trt included): say so."""
+    """Anything but a TrtqError is a bug (an AttributeError inside trtq/trt included): say so.
+    Unless Ctrl-C caused it (inside a C extension's import, say): then it is the interrupt."""
+    if caused_by_interrupt(exc):
+        stderr.print("[yellow]interrupted[/]: no output was half-written", markup=True)
+        return typer.Exit(EXIT_INTERRUPTED)
     _show(verbose)
     stderr.print(
         f"[bold red]internal error[/] (a bug in trtq, not in your input): {type(exc).__name__}: {exc}"
