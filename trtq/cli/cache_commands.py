@@ -25,7 +25,7 @@ from trtq.data.from_config import calibration_entries
 from trtq.errors import TrtqError
 from trtq.fingerprint import fingerprint_config
 
-console = command_console()
+console = command_console(results_on_stdout=True)
 cache_app = typer.Typer(
     help="Inspect TensorRT calibration caches and check them against a config.", no_args_is_help=True
 )

@@ -17,17 +17,26 @@ from trtq.errors import TrtqError
 
 
 class _CommandConsole(Console):
-    """rich's Console, except that a reader going away (`trtq ... | head`) raises BrokenPipeError, which
-    ``reported_errors`` ends with the shell's SIGPIPE status, where rich would exit with status 1."""
+    """rich's Console with trtq's answer to a reader going away (`trtq ... | head`), where rich would
+    exit with status 1: a command whose results are files carries on without its progress text; one
+    whose results are this text stops with BrokenPipeError, which ``reported_errors`` ends with the
+    shell's SIGPIPE status."""
+
+    def __init__(self, results_on_stdout: bool) -> None:
+        super().__init__()
+        self.results_on_stdout = results_on_stdout
 
     def on_broken_pipe(self) -> None:
         self.quiet = True
-        raise BrokenPipeError
+        if self.results_on_stdout:
+            raise BrokenPipeError
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # later flushes cannot fail
 
 
-def command_console() -> Console:
-    """The console a command prints its results with (stdout)."""
-    return _CommandConsole()
+def command_console(results_on_stdout: bool = False) -> Console:
+    """The console a command prints with (stdout); ``results_on_stdout``: the printed text is the
+    command's result (e.g. ``cache inspect``), not a report on files it writes."""
+    return _CommandConsole(results_on_stdout)
 
 
 stderr = Console(stderr=True, highlight=False)
