@@ -14,6 +14,7 @@ the new range. A batch's values may be counted in any split (counts add up exact
 from __future__ import annotations
 
 import functools
+import os
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Executor
@@ -44,6 +45,11 @@ class NonFiniteError(FloatingPointError):
     def __init__(self, tensor: str) -> None:
         super().__init__(f"tensor '{tensor}' contains NaN or infinity")
         self.tensor = tensor
+
+
+def binning_compiled() -> bool:
+    """False under NUMBA_DISABLE_JIT: the kernels then run as Python, hundreds of times slower."""
+    return os.environ.get("NUMBA_DISABLE_JIT", "0").strip() in ("", "0")
 
 
 @functools.cache

@@ -20,9 +20,10 @@ from rich.table import Table
 from rich.text import Text
 
 from trtq.calib.algorithms import scale_from_amax
+from trtq.calib.histogram import binning_compiled
 from trtq.calib.pipeline import calibrate
 from trtq.calib.run import CalibrationRun
-from trtq.cli.errors import command_console, reported_errors
+from trtq.cli.errors import command_console, reported_errors, warn
 from trtq.cli.state import OPTIONS
 from trtq.cli.tables import add_columns
 from trtq.config import ALGORITHMS, Algorithm, load_config
@@ -48,6 +49,8 @@ def calibrate_command(
             f"({counted(expected, 'batch')} of {loaded.batch_size}, "
             f"input {list(loaded.image_input.calibration_shape)})"
         )
+        if not binning_compiled():
+            warn("NUMBA_DISABLE_JIT is set: histograms are counted in plain Python, hundreds of times slower")
         with _progress() as progress:
             task = progress.add_task("calibrating", total=expected * loaded.batch_size)
 
