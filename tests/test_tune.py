@@ -53,10 +53,11 @@ def _relative_error(model: onnx.ModelProto, reference: list[np.ndarray], batches
 
 @pytest.fixture(scope="module")
 def tuned(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """One `trtq tune` run: 4 tuning photos (2 batches of 2), 4 other photos held out, 2 float layers."""
+    """One `trtq tune` run: 6 tuning photos (3 batches of 2: 2 search, 1 validation), 4 other photos
+    held out, 2 float layers."""
     tmp = tmp_path_factory.mktemp("tune")
-    (tmp / "images.txt").write_text("\n".join(listed_photos(4)) + "\n")
-    (tmp / "heldout.txt").write_text("\n".join(listed_photos(4, start=4)) + "\n")
+    (tmp / "images.txt").write_text("\n".join(listed_photos(6)) + "\n")
+    (tmp / "heldout.txt").write_text("\n".join(listed_photos(4, start=6)) + "\n")
     from conftest import classifier_config
 
     (tmp / "model.yaml").write_text(yaml.safe_dump(classifier_config("images.txt", "model.cache")))
@@ -91,9 +92,9 @@ def tuned(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 def test_tuned_never_worse_than_best_single_algorithm(tuned: dict[str, Path]) -> None:
+    """On the search and validation batches together (here all 3 tuning batches)."""
     config = load_config(tuned["config"])
-    config_with_tuning_images = config
-    entries = calibration_entries(config_with_tuning_images)
+    entries = calibration_entries(config)
     run = collect_histograms(config, entries)
     batches = [b.data for b in batch_source(config, entries)]
     model = onnx.load(str(config.model_path))
@@ -109,6 +110,28 @@ def test_tuned_never_worse_than_best_single_algorithm(tuned: dict[str, Path]) ->
         f"plain INT8 ({report['best_single_algorithm']})",
         "tuned INT8",
     }
+
+
+def test_validation_errors_are_those_of_the_last_batch(tuned: dict[str, Path]) -> None:
+    """tune.json's validation errors, recomputed here on the last tuning batch (the one no step was fitted
+    on), for the plain start and for the written tuned model; every kept step lowered both errors."""
+    config = load_config(tuned["config"])
+    entries = calibration_entries(config)
+    last = [b.data for b in batch_source(config, entries)][-1:]
+    model = onnx.load(str(config.model_path))
+    reference = [_ort(model).run(None, {"x": b})[0].astype(np.float64) for b in last]
+    report = json.loads(tuned["json"].read_text())
+    assert report["settings"]["batches_used"] == {"search": 2, "fitting": 2, "validation": 1}
+    plain = export_qdq(model, collect_histograms(config, entries).scales(report["best_single_algorithm"]))
+    steps = report["steps"]
+    start = _relative_error(plain.model, reference, last)
+    np.testing.assert_allclose(steps[0]["validation_error"], start, rtol=1e-3)
+    final = _relative_error(onnx.load(str(tuned["qdq"])), reference, last)
+    np.testing.assert_allclose(steps[-1]["validation_error"], final, rtol=1e-3)
+    assert final <= start
+    kept = [s for s in steps[1:] if s["kept"] and s["gain"] > 0]
+    for before, step in zip([steps[0], *kept], kept, strict=False):
+        assert step["validation_error"] < before["validation_error"], step["step"]
 
 
 def _float_weighted_nodes(model: onnx.ModelProto) -> set[str]:

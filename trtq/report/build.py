@@ -146,11 +146,12 @@ def _tune(page: HtmlReport, data: dict[str, Any]) -> None:
         f"{', '.join(floats) or 'none'}."
     )
     page.table(
-        ["step", "relative error", "cosine", "gain", "kept", "seconds"],
+        ["step", "relative error", "validation error", "cosine", "gain", "kept", "seconds"],
         [
             [
                 s["step"],
                 f"{s['relative_error']:.5f}",
+                "-" if s.get("validation_error") is None else f"{s['validation_error']:.5f}",
                 f"{s['cosine']:.5f}",
                 f"{s['gain']:+.5f}",
                 "yes" if s["kept"] else "no",
