@@ -27,6 +27,7 @@ from trtq.fingerprint import fingerprint_config
 from trtq.qdq.export import export_qdq
 from trtq.qdq.graph import GraphIndex
 from trtq.tune.layers import WeightedLayer, collect_layer_inputs, weighted_layers
+from trtq.tune.pipeline import validation_positions
 from trtq.tune.weights import bias_shift, max_scales, output_error, quantize_weights, round_nearest
 
 runner = CliRunner()
@@ -354,3 +355,13 @@ def test_tune_refuses_outputs_that_are_inputs_and_bad_numbers(
     )
     assert result.exit_code == 2 and "--target-cosine" in result.output
     assert not list(tmp_path.glob("t.*"))
+
+
+def test_validation_batches_spread_from_the_last() -> None:
+    """27 batches, 8 validation: every 27/8th batch counted back from the last; the search batches are
+    never given up for validation."""
+    assert validation_positions(27, 8, 8) == [3, 6, 10, 13, 16, 20, 23, 26]
+    assert validation_positions(6, 2, 2) == [2, 5]
+    assert validation_positions(3, 2, 2) == [2]
+    assert validation_positions(2, 2, 2) == []
+    assert validation_positions(6, 0, 2) == []

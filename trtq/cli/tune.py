@@ -76,7 +76,7 @@ def tune_command(
         int,
         typer.Option(
             min=0,
-            help="last tuning batches kept out of every fit; a step must lower their error too",
+            help="tuning batches, spread over the list, no step is fitted on; kept steps lower their error",
         ),
     ] = VALIDATION_BATCHES,
 ) -> None:

@@ -1,11 +1,11 @@
 """``trtq tune``: plain INT8 per algorithm -> tuned weights and biases -> searched thresholds -> float layers.
 
-The tuning batches are split: the last ``validation_batches`` are validation batches that no step is
-fitted on; the first ``search_batches`` of the others are the search batches every candidate is
-measured on; the weight statistics come from all but the validation batches. Every step is kept only
-when it lowers the output error against FP32 on the search batches and on the validation batches
-(trtq/tune/judge.py), so the result is never worse on those batches together than the best single
-calibration algorithm (chosen on them together).
+The tuning batches are split: ``validation_batches`` of them, spread evenly over the list and ending
+with the last, are validation batches that no step is fitted on; the first ``search_batches`` of the
+others are the search batches every candidate is measured on; the weight statistics come from all
+but the validation batches. Every step is kept only when it lowers the output error against FP32 on
+the search batches and on the validation batches (trtq/tune/judge.py), so the result is never worse
+on those batches together than the best single calibration algorithm (chosen on them together).
 """
 
 from __future__ import annotations
@@ -119,9 +119,9 @@ def tune(
     batches = [batch.data for batch in source]
     model = onnx.load(str(config.model_path))
     fp32 = inference_session(model)
-    validating = max(0, min(settings.validation_batches, len(batches) - settings.search_batches))
-    fitting = batches[: len(batches) - validating]
-    search, validation = fitting[: settings.search_batches], batches[len(fitting) :]
+    held = set(validation_positions(len(batches), settings.validation_batches, settings.search_batches))
+    fitting = [b for i, b in enumerate(batches) if i not in held]
+    search, validation = fitting[: settings.search_batches], [batches[i] for i in sorted(held)]
     outputs = [o.name for o in fp32.get_outputs()]
     reference = {
         id(b): dict(zip(outputs, fp32.run(None, {input_name: b}), strict=True)) for b in search + validation
@@ -323,6 +323,14 @@ def tune(
         conv_layers=conv_layer_count(model),
         split={"search": len(search), "fitting": len(fitting), "validation": len(validation)},
     )
+
+
+def validation_positions(batches: int, wanted: int, search: int) -> list[int]:
+    """Positions of the validation batches: ``wanted`` of them (fewer when the search batches would not
+    be left), evenly spaced from the last batch back, so a list sorted by source or kind of image
+    gives validation batches of every part of it."""
+    count = max(0, min(wanted, batches - search))
+    return sorted(batches - 1 - (i * batches) // count for i in range(count)) if count else []
 
 
 def conv_layer_count(model: onnx.ModelProto) -> int:
