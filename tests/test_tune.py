@@ -27,7 +27,7 @@ from trtq.fingerprint import fingerprint_config
 from trtq.qdq.export import export_qdq
 from trtq.qdq.graph import GraphIndex
 from trtq.tune.layers import WeightedLayer, collect_layer_inputs, weighted_layers
-from trtq.tune.pipeline import validation_positions
+from trtq.tune.pipeline import default_search_batches, validation_positions
 from trtq.tune.weights import bias_shift, max_scales, output_error, quantize_weights, round_nearest
 
 runner = CliRunner()
@@ -77,6 +77,8 @@ def tuned(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
             "2",
             "--search-batches",
             "2",
+            "--validation-batches",
+            "1",
         ],
     )
     assert result.exit_code == 0, result.output
@@ -365,3 +367,7 @@ def test_validation_batches_spread_from_the_last() -> None:
     assert validation_positions(3, 2, 2) == [2]
     assert validation_positions(2, 2, 2) == []
     assert validation_positions(6, 0, 2) == []
+
+
+def test_default_search_covers_eight_images_and_two_batches() -> None:
+    assert [default_search_batches(b) for b in (1, 2, 3, 8, 16)] == [8, 4, 3, 2, 2]

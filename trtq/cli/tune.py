@@ -34,11 +34,13 @@ from trtq.tune.heldout import evaluate
 from trtq.tune.outputs import tune_paths, write_outputs
 from trtq.tune.pipeline import (
     SEARCH_BATCHES,
+    SEARCH_IMAGES,
     VALIDATION_BATCHES,
     ProgressHooks,
     Step,
     TuneSettings,
     conv_layer_count,
+    default_search_batches,
     tune,
 )
 
@@ -70,8 +72,14 @@ def tune_command(
         int | None, typer.Option(min=1, help="use the first N held-out images")
     ] = None,
     search_batches: Annotated[
-        int, typer.Option(min=1, help="batches each threshold / float-layer candidate is measured on")
-    ] = SEARCH_BATCHES,
+        int | None,
+        typer.Option(
+            min=1,
+            help=f"batches each threshold / float-layer candidate is measured on (default: enough for "
+            f"{SEARCH_IMAGES} images, at least {SEARCH_BATCHES})",
+            show_default=False,
+        ),
+    ] = None,
     validation_batches: Annotated[
         int,
         typer.Option(
@@ -110,6 +118,8 @@ def tune_command(
             if len(shared) > 5:
                 console.print(f"[yellow]warning[/] ... {len(shared)} overlapping images in all")
         budget = _budget(max_float_layers, conv_layer_count(load_onnx(loaded.model_path)))
+        if search_batches is None:
+            search_batches = default_search_batches(loaded.batch_size)
         settings = TuneSettings(budget, target_cosine, search_batches, validation_batches=validation_batches)
         with Progress(
             TextColumn("{task.description}"),
