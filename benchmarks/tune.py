@@ -1,7 +1,7 @@
 """`trtq tune` against everything a user would try first, on the same tuning and held-out images.
 
     python benchmarks/tune.py classifier --config CLASSIFIER.yaml [--tune-images 48] [--eval-images 240]
-    python benchmarks/tune.py detector [--tune-images 27] [--eval-images 40] [--search-batches 4]
+    python benchmarks/tune.py detector [--tune-images 27] [--eval-images 40]
 
 Options not listed here go to `trtq tune`.
 

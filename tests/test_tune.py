@@ -309,6 +309,7 @@ def test_report_shows_the_tuning_steps(tuned: dict[str, Path]) -> None:
     html = page.read_text()
     report = json.loads(tuned["json"].read_text())
     assert "trtq tune: what each step gained" in html
+    assert "6 tuning images (2 search and 1 validation batches of 2)" in html
     for step in report["steps"]:
         assert step["step"] in html
         assert f"{step['relative_error']:.5f}" in html
