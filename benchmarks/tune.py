@@ -14,6 +14,8 @@ against FP32 on the held-out images only):
 - ONNX Runtime quantize_static (QDQ, per-channel int8 weights; MinMax and Percentile, symmetric
   activations as TensorRT needs and asymmetric ones TensorRT cannot run),
 - ModelOpt's ONNX INT8 quantizer (entropy and max calibration), when its [onnx] extra imports.
+- per_image: no model of its own; every single algorithm's relative output error on each tuning
+  and each held-out image, summed two ways: pooled, and as the mean of per-image errors.
 
 The classifier is EfficientNet-Lite0 from benchmarks/classifier.py (its config's calibration list
 gives the tuning images, its heldout.txt the held-out ones); the detector is configs/demo.yaml's
@@ -56,7 +58,7 @@ from trtq.onnxruntime_session import inference_session
 from trtq.qdq.export import at_least_qdq_opset, export_qdq
 
 SENSITIVITY_BATCHES = 2
-GROUPS = ("tune", "single", "sensitivity", "ort", "modelopt")
+GROUPS = ("tune", "single", "sensitivity", "ort", "modelopt", "per_image")
 
 _SKIMAGE = ["cell", "chelsea", "clock_motion", "coffee", "horse", "moon", "page", "phantom", "rocket"]
 _OPENCV_DOC = [
@@ -169,6 +171,35 @@ def modelopt_model(config: LoadedConfig, method: str, work: Path) -> onnx.ModelP
     return onnx.load(str(target))
 
 
+def per_image(config: LoadedConfig, images: Path, models: dict[str, onnx.ModelProto]) -> dict[str, Any]:
+    """Each image's relative output error (squared error over FP32 energy) per model, and the two ways
+    to sum them: pooled (what trtq tune minimises) and the mean of per-image errors (over the images
+    whose FP32 output energy is at least 1e-4 of the largest: the others divide by almost nothing)."""
+    batches, count = evaluation_inputs(config, images)
+    input_name = config.image_input.name
+    names = [line for line in images.read_text().splitlines() if line.strip()][:count]
+    reference = run(inference_session(onnx.load(str(config.model_path))), input_name, batches, count)
+    total = sum(_per_sample(ref.astype(np.float64) ** 2) for ref in reference.values())
+    result: dict[str, Any] = {"images": [Path(n).name for n in names], "fp32_energy": total.tolist()}
+    for label, model in models.items():
+        outputs = run(inference_session(model), input_name, batches, count)
+        noise = sum(
+            _per_sample((ref.astype(np.float64) - outputs[o].astype(np.float64)) ** 2)
+            for o, ref in reference.items()
+        )
+        lit = total > 1e-4 * total.max()
+        result[label] = {
+            "per_image": (noise / np.maximum(total, 1e-12)).round(4).tolist(),
+            "pooled": float(noise.sum() / total.sum()),
+            "mean_per_image": float(np.mean(noise[lit] / total[lit])),
+        }
+    return result
+
+
+def _per_sample(values: np.ndarray) -> np.ndarray:
+    return np.asarray(values.reshape(values.shape[0], -1).sum(axis=1))
+
+
 def benchmark(
     name: str, config: LoadedConfig, eval_list: Path, work: Path, tune_args: list[str], groups: set[str]
 ) -> list[dict[str, Any]]:
@@ -196,6 +227,12 @@ def benchmark(
             f"{tuned['benchmark']['wall_s']} s wall, {tuned['benchmark']['cpu_s']} s CPU",
         )
     calibration = collect_histograms(config, calibration_entries(config))
+    if "per_image" in groups:
+        singles = {a: export_qdq(fp32, calibration.scales(a)).model for a in ALGORITHMS}
+        for part, images in (("tuning", config.images_path), ("held-out", eval_list)):
+            errors = per_image(config, images, singles)
+            rows.append({"model": name, "variant": f"per-image errors, {part}", **errors})
+            print(json.dumps(rows[-1]), flush=True)
     if "single" in groups:
         for algorithm in ALGORITHMS:
             record(f"trtq {algorithm}", export_qdq(fp32, calibration.scales(algorithm)).model)
