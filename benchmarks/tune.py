@@ -77,8 +77,36 @@ DET_TUNING = [
 ] + [str(OPENCV_DOC / name) for name in _OPENCV_DOC[len(_SKIMAGE) :]]
 """The detector's tuning photos: every scikit-image photo and every opencv-doc photo outside the
 held-out first 40 (leaving out left*/right*.jpg, stereo partners of held-out chessboard photos) in
-which the FP32 detector marks at least 0.1% of the pixels as text (probability > 0.3), alternating
-the two sources. Its PP-OCRv4 map is zero on most photos; tuning on those fits noise (docs/accuracy.md)."""
+which the FP32 detector marks about 0.1% of the pixels or more as text (probability > 0.3; the
+least, pic6.png, 0.097%), alternating the two sources; `--text-shares` lists every candidate's
+share. Its PP-OCRv4 map is zero on many photos; tuning on those fitted noise (docs/accuracy.md)."""
+TEXT_PROBABILITY = 0.3
+
+
+def text_shares(work: Path) -> None:
+    """Print the share of map pixels above TEXT_PROBABILITY for every candidate tuning photo."""
+    config, eval_list = det_config(work, 0, 40)
+    held_out = {Path(line).name for line in eval_list.read_text().splitlines()}
+    skimage = [
+        line
+        for line in (REPO / "calibrators" / "skimage_photos.txt").read_text().splitlines()
+        if line.startswith("pkg:")
+    ]
+    opencv = [
+        str(p)
+        for p in sorted(OPENCV_DOC.iterdir())
+        if p.suffix in (".jpg", ".png")
+        and p.name not in held_out
+        and not p.name.startswith(("left", "right"))
+    ]
+    candidates = work / "text_candidates.txt"
+    candidates.write_text("\n".join(skimage + opencv) + "\n")
+    batches, count = evaluation_inputs(config, candidates)
+    fp32 = inference_session(onnx.load(str(config.model_path)))
+    (probability,) = run(fp32, config.image_input.name, batches, count).values()
+    for photo, image in zip(skimage + opencv, probability, strict=True):
+        share = float(np.mean(image > TEXT_PROBABILITY))
+        print(f"{share:8.5f}  {'DET_TUNING' if photo in DET_TUNING else '          '}  {photo}")
 
 
 def classifier_config(
@@ -290,6 +318,7 @@ def main() -> None:
     parser.add_argument("--tune-images", type=int)
     parser.add_argument("--eval-images", type=int)
     parser.add_argument("--out", type=Path, default=REPO / "out" / "tune_benchmark")
+    parser.add_argument("--text-shares", action="store_true", help="detector: how DET_TUNING was chosen")
     parser.add_argument(
         "--rows",
         default=",".join(GROUPS),
@@ -298,6 +327,9 @@ def main() -> None:
     args, tune_args = parser.parse_known_args()  # the rest goes to trtq tune
     work = args.out / args.model
     work.mkdir(parents=True, exist_ok=True)
+    if args.text_shares:
+        text_shares(work)
+        return
     if args.model == "classifier":
         if args.config is None:
             parser.error("classifier needs --config")
