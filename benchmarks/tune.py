@@ -1,7 +1,7 @@
 """`trtq tune` against everything a user would try first, on the same tuning and held-out images.
 
     python benchmarks/tune.py classifier --config CLASSIFIER.yaml [--tune-images 48] [--eval-images 240]
-    python benchmarks/tune.py detector [--tune-images 12] [--eval-images 40] [--search-batches 1]
+    python benchmarks/tune.py detector [--tune-images 27] [--eval-images 40]
 
 Options not listed here go to `trtq tune`.
 
@@ -14,10 +14,13 @@ against FP32 on the held-out images only):
 - ONNX Runtime quantize_static (QDQ, per-channel int8 weights; MinMax and Percentile, symmetric
   activations as TensorRT needs and asymmetric ones TensorRT cannot run),
 - ModelOpt's ONNX INT8 quantizer (entropy and max calibration), when its [onnx] extra imports.
+- per_image: no model of its own; every single algorithm's relative output error on each tuning
+  and each held-out image, summed two ways: pooled, and as the mean of per-image errors.
 
 The classifier is EfficientNet-Lite0 from benchmarks/classifier.py (its config's calibration list
 gives the tuning images, its heldout.txt the held-out ones); the detector is configs/demo.yaml's
-PP-OCRv4 with scikit-image photos for tuning and Debian opencv-doc photos held out.
+PP-OCRv4, held out on the first 40 Debian opencv-doc photos (as in benchmarks/accuracy.py) and tuned
+on DET_TUNING: photos in which it finds text, none of them held out.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ import onnx
 import yaml
 from accuracy import det_config
 from common import REPO
+from datasets import OPENCV_DOC
 from onnxruntime.quantization import (
     CalibrationDataReader,
     CalibrationMethod,
@@ -54,7 +58,55 @@ from trtq.onnxruntime_session import inference_session
 from trtq.qdq.export import at_least_qdq_opset, export_qdq
 
 SENSITIVITY_BATCHES = 2
-GROUPS = ("tune", "single", "sensitivity", "ort", "modelopt")
+GROUPS = ("tune", "single", "sensitivity", "ort", "modelopt", "per_image")
+
+_SKIMAGE = ["cell", "chelsea", "clock_motion", "coffee", "horse", "moon", "page", "phantom", "rocket"]
+_OPENCV_DOC = [
+    "licenseplate_motion.jpg", "messi5.jpg", "notes.png", "opencv-logo-white.png", "opencv-logo.png",
+    "orange.jpg", "pca_test1.jpg", "pic1.png", "pic2.png", "pic3.png", "pic5.png", "pic6.png",
+    "rubberwhale1.png", "rubberwhale2.png", "smarties.png", "starry_night.jpg", "stuff.jpg", "sudoku.png",
+]  # fmt: skip
+DET_TUNING = [
+    photo
+    for pair in zip(
+        [f"pkg:skimage/data/{name}.{'jpg' if name == 'rocket' else 'png'}" for name in _SKIMAGE],
+        [str(OPENCV_DOC / name) for name in _OPENCV_DOC[: len(_SKIMAGE)]],
+        strict=True,
+    )
+    for photo in pair
+] + [str(OPENCV_DOC / name) for name in _OPENCV_DOC[len(_SKIMAGE) :]]
+"""The detector's tuning photos: every scikit-image photo and every opencv-doc photo outside the
+held-out first 40 (leaving out left*/right*.jpg, stereo partners of held-out chessboard photos) in
+which the FP32 detector marks about 0.1% of the pixels or more as text (probability > 0.3; the
+least, pic6.png, 0.097%), alternating the two sources; `--text-shares` lists every candidate's
+share. Its PP-OCRv4 map is zero on many photos; tuning on those fitted noise (docs/accuracy.md)."""
+TEXT_PROBABILITY = 0.3
+
+
+def text_shares(work: Path) -> None:
+    """Print the share of map pixels above TEXT_PROBABILITY for every candidate tuning photo."""
+    config, eval_list = det_config(work, 0, 40)
+    held_out = {Path(line).name for line in eval_list.read_text().splitlines()}
+    skimage = [
+        line
+        for line in (REPO / "calibrators" / "skimage_photos.txt").read_text().splitlines()
+        if line.startswith("pkg:")
+    ]
+    opencv = [
+        str(p)
+        for p in sorted(OPENCV_DOC.iterdir())
+        if p.suffix in (".jpg", ".png")
+        and p.name not in held_out
+        and not p.name.startswith(("left", "right"))
+    ]
+    candidates = work / "text_candidates.txt"
+    candidates.write_text("\n".join(skimage + opencv) + "\n")
+    batches, count = evaluation_inputs(config, candidates)
+    fp32 = inference_session(onnx.load(str(config.model_path)))
+    (probability,) = run(fp32, config.image_input.name, batches, count).values()
+    for photo, image in zip(skimage + opencv, probability, strict=True):
+        share = float(np.mean(image > TEXT_PROBABILITY))
+        print(f"{share:8.5f}  {'DET_TUNING' if photo in DET_TUNING else '          '}  {photo}")
 
 
 def classifier_config(
@@ -71,6 +123,17 @@ def classifier_config(
     path = work / "classifier.yaml"
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     return load_config(path), work / "eval.txt"
+
+
+def detector_config(work: Path, tune_images: int, eval_images: int) -> tuple[LoadedConfig, Path]:
+    """benchmarks/accuracy.py's detector config and held-out photos, with DET_TUNING as its images."""
+    config, eval_list = det_config(work, 0, eval_images)
+    held_out = set(eval_list.read_text().splitlines())
+    tuning = DET_TUNING[:tune_images]
+    if held_out.intersection(tuning):
+        raise SystemExit(f"tuning photos held out: {sorted(held_out.intersection(tuning))}")
+    config.images_path.write_text("\n".join(tuning) + "\n")
+    return load_config(config.source), eval_list
 
 
 def run_tune(config: LoadedConfig, eval_list: Path, work: Path, extra: list[str]) -> dict[str, Any]:
@@ -136,6 +199,35 @@ def modelopt_model(config: LoadedConfig, method: str, work: Path) -> onnx.ModelP
     return onnx.load(str(target))
 
 
+def per_image(config: LoadedConfig, images: Path, models: dict[str, onnx.ModelProto]) -> dict[str, Any]:
+    """Each image's relative output error (squared error over FP32 energy) per model, and the two ways
+    to sum them: pooled (what trtq tune minimises) and the mean of per-image errors (over the images
+    whose FP32 output energy is at least 1e-4 of the largest: the others divide by almost nothing)."""
+    batches, count = evaluation_inputs(config, images)
+    input_name = config.image_input.name
+    names = [line for line in images.read_text().splitlines() if line.strip()][:count]
+    reference = run(inference_session(onnx.load(str(config.model_path))), input_name, batches, count)
+    total = sum(_per_sample(ref.astype(np.float64) ** 2) for ref in reference.values())
+    result: dict[str, Any] = {"images": [Path(n).name for n in names], "fp32_energy": total.tolist()}
+    for label, model in models.items():
+        outputs = run(inference_session(model), input_name, batches, count)
+        noise = sum(
+            _per_sample((ref.astype(np.float64) - outputs[o].astype(np.float64)) ** 2)
+            for o, ref in reference.items()
+        )
+        lit = total > 1e-4 * total.max()
+        result[label] = {
+            "per_image": (noise / np.maximum(total, 1e-12)).round(4).tolist(),
+            "pooled": float(noise.sum() / total.sum()),
+            "mean_per_image": float(np.mean(noise[lit] / total[lit])),
+        }
+    return result
+
+
+def _per_sample(values: np.ndarray) -> np.ndarray:
+    return np.asarray(values.reshape(values.shape[0], -1).sum(axis=1))
+
+
 def benchmark(
     name: str, config: LoadedConfig, eval_list: Path, work: Path, tune_args: list[str], groups: set[str]
 ) -> list[dict[str, Any]]:
@@ -163,6 +255,12 @@ def benchmark(
             f"{tuned['benchmark']['wall_s']} s wall, {tuned['benchmark']['cpu_s']} s CPU",
         )
     calibration = collect_histograms(config, calibration_entries(config))
+    if "per_image" in groups:
+        singles = {a: export_qdq(fp32, calibration.scales(a)).model for a in ALGORITHMS}
+        for part, images in (("tuning", config.images_path), ("held-out", eval_list)):
+            errors = per_image(config, images, singles)
+            rows.append({"model": name, "variant": f"per-image errors, {part}", **errors})
+            print(json.dumps(rows[-1]), flush=True)
     if "single" in groups:
         for algorithm in ALGORITHMS:
             record(f"trtq {algorithm}", export_qdq(fp32, calibration.scales(algorithm)).model)
@@ -220,6 +318,7 @@ def main() -> None:
     parser.add_argument("--tune-images", type=int)
     parser.add_argument("--eval-images", type=int)
     parser.add_argument("--out", type=Path, default=REPO / "out" / "tune_benchmark")
+    parser.add_argument("--text-shares", action="store_true", help="detector: how DET_TUNING was chosen")
     parser.add_argument(
         "--rows",
         default=",".join(GROUPS),
@@ -228,6 +327,9 @@ def main() -> None:
     args, tune_args = parser.parse_known_args()  # the rest goes to trtq tune
     work = args.out / args.model
     work.mkdir(parents=True, exist_ok=True)
+    if args.text_shares:
+        text_shares(work)
+        return
     if args.model == "classifier":
         if args.config is None:
             parser.error("classifier needs --config")
@@ -235,7 +337,7 @@ def main() -> None:
             work, args.config, args.tune_images or 48, args.eval_images or 240
         )
     else:
-        config, eval_list = det_config(work, args.tune_images or 12, args.eval_images or 40)
+        config, eval_list = detector_config(work, args.tune_images or len(DET_TUNING), args.eval_images or 40)
     groups = set(args.rows.split(","))
     for row in benchmark(args.model, config, eval_list, work, tune_args, groups):
         print(row)

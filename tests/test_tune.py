@@ -27,6 +27,7 @@ from trtq.fingerprint import fingerprint_config
 from trtq.qdq.export import export_qdq
 from trtq.qdq.graph import GraphIndex
 from trtq.tune.layers import WeightedLayer, collect_layer_inputs, weighted_layers
+from trtq.tune.pipeline import default_search_batches, validation_positions
 from trtq.tune.weights import bias_shift, max_scales, output_error, quantize_weights, round_nearest
 
 runner = CliRunner()
@@ -53,10 +54,11 @@ def _relative_error(model: onnx.ModelProto, reference: list[np.ndarray], batches
 
 @pytest.fixture(scope="module")
 def tuned(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """One `trtq tune` run: 4 tuning photos (2 batches of 2), 4 other photos held out, 2 float layers."""
+    """One `trtq tune` run: 6 tuning photos (3 batches of 2: 2 search, 1 validation), 4 other photos
+    held out, 2 float layers."""
     tmp = tmp_path_factory.mktemp("tune")
-    (tmp / "images.txt").write_text("\n".join(listed_photos(4)) + "\n")
-    (tmp / "heldout.txt").write_text("\n".join(listed_photos(4, start=4)) + "\n")
+    (tmp / "images.txt").write_text("\n".join(listed_photos(6)) + "\n")
+    (tmp / "heldout.txt").write_text("\n".join(listed_photos(4, start=6)) + "\n")
     from conftest import classifier_config
 
     (tmp / "model.yaml").write_text(yaml.safe_dump(classifier_config("images.txt", "model.cache")))
@@ -75,6 +77,8 @@ def tuned(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
             "2",
             "--search-batches",
             "2",
+            "--validation-batches",
+            "1",
         ],
     )
     assert result.exit_code == 0, result.output
@@ -91,9 +95,9 @@ def tuned(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 def test_tuned_never_worse_than_best_single_algorithm(tuned: dict[str, Path]) -> None:
+    """On the search and validation batches together (here all 3 tuning batches)."""
     config = load_config(tuned["config"])
-    config_with_tuning_images = config
-    entries = calibration_entries(config_with_tuning_images)
+    entries = calibration_entries(config)
     run = collect_histograms(config, entries)
     batches = [b.data for b in batch_source(config, entries)]
     model = onnx.load(str(config.model_path))
@@ -109,6 +113,28 @@ def test_tuned_never_worse_than_best_single_algorithm(tuned: dict[str, Path]) ->
         f"plain INT8 ({report['best_single_algorithm']})",
         "tuned INT8",
     }
+
+
+def test_validation_errors_are_those_of_the_last_batch(tuned: dict[str, Path]) -> None:
+    """tune.json's validation errors, recomputed here on the last tuning batch (the one no step was fitted
+    on), for the plain start and for the written tuned model; every kept step lowered both errors."""
+    config = load_config(tuned["config"])
+    entries = calibration_entries(config)
+    last = [b.data for b in batch_source(config, entries)][-1:]
+    model = onnx.load(str(config.model_path))
+    reference = [_ort(model).run(None, {"x": b})[0].astype(np.float64) for b in last]
+    report = json.loads(tuned["json"].read_text())
+    assert report["settings"]["batches_used"] == {"search": 2, "fitting": 2, "validation": 1}
+    plain = export_qdq(model, collect_histograms(config, entries).scales(report["best_single_algorithm"]))
+    steps = report["steps"]
+    start = _relative_error(plain.model, reference, last)
+    np.testing.assert_allclose(steps[0]["validation_error"], start, rtol=1e-3)
+    final = _relative_error(onnx.load(str(tuned["qdq"])), reference, last)
+    np.testing.assert_allclose(steps[-1]["validation_error"], final, rtol=1e-3)
+    assert final <= start
+    kept = [s for s in steps[1:] if s["kept"] and s["gain"] > 0]
+    for before, step in zip([steps[0], *kept], kept, strict=False):
+        assert step["validation_error"] < before["validation_error"], step["step"]
 
 
 def _float_weighted_nodes(model: onnx.ModelProto) -> set[str]:
@@ -283,6 +309,7 @@ def test_report_shows_the_tuning_steps(tuned: dict[str, Path]) -> None:
     html = page.read_text()
     report = json.loads(tuned["json"].read_text())
     assert "trtq tune: what each step gained" in html
+    assert "6 tuning images (2 search and 1 validation batches of 2)" in html
     for step in report["steps"]:
         assert step["step"] in html
         assert f"{step['relative_error']:.5f}" in html
@@ -331,3 +358,17 @@ def test_tune_refuses_outputs_that_are_inputs_and_bad_numbers(
     )
     assert result.exit_code == 2 and "--target-cosine" in result.output
     assert not list(tmp_path.glob("t.*"))
+
+
+def test_validation_batches_spread_from_the_last() -> None:
+    """27 batches, 8 validation: every 27/8th batch counted back from the last; the search batches are
+    never given up for validation."""
+    assert validation_positions(27, 8, 8) == [3, 6, 10, 13, 16, 20, 23, 26]
+    assert validation_positions(6, 2, 2) == [2, 5]
+    assert validation_positions(3, 2, 2) == [2]
+    assert validation_positions(2, 2, 2) == []
+    assert validation_positions(6, 0, 2) == []
+
+
+def test_default_search_covers_eight_images_and_two_batches() -> None:
+    assert [default_search_batches(b) for b in (1, 2, 3, 8, 16)] == [8, 4, 3, 2, 2]

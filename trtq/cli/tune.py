@@ -31,7 +31,17 @@ from trtq.errors import TrtqError
 from trtq.paths import check_outputs, config_inputs, given_inputs, image_inputs
 from trtq.tune.heldout import evaluate
 from trtq.tune.outputs import tune_paths, write_outputs
-from trtq.tune.pipeline import SEARCH_BATCHES, ProgressHooks, Step, TuneSettings, conv_layer_count, tune
+from trtq.tune.pipeline import (
+    SEARCH_BATCHES,
+    SEARCH_IMAGES,
+    VALIDATION_BATCHES,
+    ProgressHooks,
+    Step,
+    TuneSettings,
+    conv_layer_count,
+    default_search_batches,
+    tune,
+)
 
 console = command_console()
 _BUDGET = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(%?)\s*$")
@@ -61,8 +71,21 @@ def tune_command(
         int | None, typer.Option(min=1, help="use the first N held-out images")
     ] = None,
     search_batches: Annotated[
-        int, typer.Option(min=1, help="batches each threshold / float-layer candidate is measured on")
-    ] = SEARCH_BATCHES,
+        int | None,
+        typer.Option(
+            min=1,
+            help=f"batches each threshold / float-layer candidate is measured on (default: enough for "
+            f"{SEARCH_IMAGES} images, at least {SEARCH_BATCHES})",
+            show_default=False,
+        ),
+    ] = None,
+    validation_batches: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            help="tuning batches, spread over the list, no step is fitted on; kept steps lower their error",
+        ),
+    ] = VALIDATION_BATCHES,
 ) -> None:
     """Tune weights (rounding, clipping, bias correction), thresholds and float layers; write the Q/DQ
     model, a corrected FP32 model with its cache and config for implicit builds, and tune.json."""
@@ -94,7 +117,9 @@ def tune_command(
             if len(shared) > 5:
                 console.print(f"[yellow]warning[/] ... {len(shared)} overlapping images in all")
         budget = _budget(max_float_layers, conv_layer_count(load_onnx(loaded.model_path)))
-        settings = TuneSettings(budget, target_cosine, search_batches)
+        if search_batches is None:
+            search_batches = default_search_batches(loaded.batch_size)
+        settings = TuneSettings(budget, target_cosine, search_batches, validation_batches=validation_batches)
         with Progress(
             TextColumn("{task.description}"),
             BarColumn(),
@@ -118,7 +143,9 @@ def tune_command(
                 "conv_gemm_layers": result.conv_layers,
                 "target_cosine": target_cosine,
                 "search_batches": search_batches,
+                "validation_batches": validation_batches,
                 "batch_size": loaded.batch_size,
+                "batches_used": result.split,
             },
             "steps": [step.to_json() for step in result.steps],
             "best_single_algorithm": result.best_algorithm,
@@ -173,13 +200,14 @@ def _budget(text: str, layers: int) -> int:
 
 
 def _print_steps(steps: list[Step]) -> None:
-    table = Table(title="Tuning steps (tuning images, all outputs vs FP32)")
-    for column in ("step", "relative error", "cosine", "gain", "kept", "s"):
+    table = Table(title="Tuning steps (search and validation batches, all outputs vs FP32)")
+    for column in ("step", "relative error", "validation", "cosine", "gain", "kept", "s"):
         table.add_column(column, justify="left" if column == "step" else "right")
     for step in steps:
         table.add_row(
             step.name,
             f"{step.error:.5f}",
+            "-" if step.validation_error is None else f"{step.validation_error:.5f}",
             f"{step.cosine:.5f}",
             f"{step.gain:+.5f}",
             "yes" if step.kept else "no",

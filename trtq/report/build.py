@@ -139,18 +139,26 @@ def _tune(page: HtmlReport, data: dict[str, Any]) -> None:
     page.heading("trtq tune: what each step gained")
     settings = data.get("settings", {})
     floats = data["float_layers"]
+    used = settings.get("batches_used")
+    split = (
+        f" ({used['search']} search and {used['validation']} validation batches of "
+        f"{settings.get('batch_size', '?')})"
+        if isinstance(used, dict)
+        else ""
+    )
     page.paragraph(
-        f"{data['tuning_images']['count']} tuning images; best single algorithm "
+        f"{data['tuning_images']['count']} tuning images{split}; best single algorithm "
         f"{data['best_single_algorithm']}; {len(floats)} of {settings.get('conv_gemm_layers', '?')} "
         f"Conv/Gemm layers kept in FP16 (budget {settings.get('max_float_layers', '?')}): "
         f"{', '.join(floats) or 'none'}."
     )
     page.table(
-        ["step", "relative error", "cosine", "gain", "kept", "seconds"],
+        ["step", "relative error", "validation error", "cosine", "gain", "kept", "seconds"],
         [
             [
                 s["step"],
                 f"{s['relative_error']:.5f}",
+                "-" if s.get("validation_error") is None else f"{s['validation_error']:.5f}",
                 f"{s['cosine']:.5f}",
                 f"{s['gain']:+.5f}",
                 "yes" if s["kept"] else "no",

@@ -54,6 +54,7 @@ class BenchEntry(_Json):
 class TuneStep(_Json):
     step: str
     relative_error: float
+    validation_error: float | None = None
     cosine: float
     gain: float
     kept: bool

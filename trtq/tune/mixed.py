@@ -1,8 +1,9 @@
 """Mixed precision, last: the Conv/Gemm layers whose float copy helps most are kept in FP16.
 
 Each layer is measured alone in float (everything else INT8 as tuned), ranked by the output error it
-removes, then added in that order while it still lowers the error, until the target cosine is met or
-the budget of float layers is spent.
+removes (on the search batches), then added in that order while it still lowers the error (on the
+search and the validation batches, trtq/tune/judge.py), until the target cosine is met or the budget
+of float layers is spent.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from trtq.tune.search_model import Evaluator, Score
+from trtq.tune.judge import Judge, Measured
 
 
 @dataclass(frozen=True)
@@ -21,18 +22,19 @@ class FloatStep:
     error: float
     cosine: float
     kept: bool
+    validation_error: float | None = None
 
 
 @dataclass
 class MixedPrecision:
     float_nodes: list[str]
-    score: Score
+    score: Measured
     ranking: list[tuple[str, float]] = field(default_factory=list)
     steps: list[FloatStep] = field(default_factory=list)
 
 
 def choose_float_layers(
-    evaluator: Evaluator,
+    judge: Judge,
     scales: Mapping[str, float],
     nodes: Sequence[str],
     budget: int,
@@ -40,13 +42,13 @@ def choose_float_layers(
     progress: Callable[[], None] | None = None,
 ) -> MixedPrecision:
     gates = dict.fromkeys(nodes, 1.0)
-    best = evaluator.score(scales, gates)
+    best = judge.measure(scales, gates)
     result = MixedPrecision([], best)
     if budget <= 0 or (target_cosine is not None and best.cosine >= target_cosine):
         return result
     gains = []
     for node in nodes:
-        gains.append((node, best.error - evaluator.score(scales, {**gates, node: 0.0}).error))
+        gains.append((node, best.error - judge.search.score(scales, {**gates, node: 0.0}).error))
         if progress is not None:
             progress()
     result.ranking = sorted(gains, key=lambda item: -item[1])
@@ -55,9 +57,9 @@ def choose_float_layers(
             break
         if target_cosine is not None and best.cosine >= target_cosine:
             break
-        trial = evaluator.score(scales, {**gates, node: 0.0})
-        kept = trial.error < best.error
-        result.steps.append(FloatStep(node, gain, trial.error, trial.cosine, kept))
+        verdict = judge.challenge(scales, {**gates, node: 0.0}, best)
+        trial, kept = verdict.measured, verdict.kept
+        result.steps.append(FloatStep(node, gain, trial.error, trial.cosine, kept, trial.validation_error))
         if kept:
             gates[node] = 0.0
             best = trial

@@ -98,6 +98,9 @@ class Score:
     """Squared output error over the FP32 outputs' energy (1 / SNR): what the search minimises."""
     cosine: float
     """Of all outputs, flattened, against FP32."""
+    noise: float = 0.0
+    energy: float = 0.0
+    """The sums ``error`` divides, so scores of disjoint batches can be pooled."""
 
 
 class Evaluator:
@@ -138,4 +141,6 @@ class Evaluator:
                 product += float(np.sum(ref * out))
                 out_energy += float(np.sum(out**2))
         norms = math.sqrt(energy * out_energy)
-        return Score(noise / energy if energy > 0 else noise, product / norms if norms > 0 else 0.0)
+        return Score(
+            noise / energy if energy > 0 else noise, product / norms if norms > 0 else 0.0, noise, energy
+        )

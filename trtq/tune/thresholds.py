@@ -4,7 +4,8 @@ Every candidate comes from the one calibration pass (each algorithm's threshold,
 a few levels); near-equal candidates are merged so no run is spent on a difference INT8 cannot see.
 Coordinate descent: one tensor at a time, every candidate tried with the others held, the best kept;
 tensors are visited in the order of how much their choice mattered in the previous sweep (graph order
-in the first), so the tensors that matter most settle first.
+in the first), so the tensors that matter most settle first. A candidate that lowers the search error
+is kept only when it also lowers the validation error (trtq/tune/judge.py).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from dataclasses import dataclass, field
 from trtq.calib.algorithms import amax_from, percentile_from, scale_from_amax
 from trtq.calib.run import CalibrationRun
 from trtq.config.schema import ALGORITHMS
-from trtq.tune.search_model import Evaluator, Score
+from trtq.tune.judge import Judge, Measured
 
 PERCENTILES = (99.9, 99.99, 99.999)
 SAME_SCALE = 0.01
@@ -61,12 +62,14 @@ class ThresholdStep:
 class ThresholdSearch:
     scales: dict[str, float]
     labels: dict[str, str]
-    score: Score
+    score: Measured
     steps: list[ThresholdStep] = field(default_factory=list)
+    rejected: int = 0
+    """Candidates that lowered the search error but not the validation error."""
 
 
 def search_thresholds(
-    evaluator: Evaluator,
+    judge: Judge,
     start: Mapping[str, float],
     start_label: str,
     candidates: Candidates,
@@ -76,7 +79,7 @@ def search_thresholds(
 ) -> ThresholdSearch:
     scales = dict(start)
     labels = dict.fromkeys(scales, start_label)
-    best = evaluator.score(scales, gates)
+    best = judge.measure(scales, gates)
     search = ThresholdSearch(scales, labels, best)
     order = list(candidates)
     for _ in range(sweeps):
@@ -88,9 +91,11 @@ def search_thresholds(
                     progress()
                 if abs(scale / scales[tensor] - 1) <= SAME_SCALE:
                     continue
-                trial = evaluator.score({**scales, tensor: scale}, gates)
+                verdict = judge.challenge({**scales, tensor: scale}, gates, best)
+                trial = verdict.measured
                 errors[label] = trial.error
-                if trial.error < best.error:
+                search.rejected += verdict.rejected_by_validation
+                if verdict.kept:
                     search.steps.append(
                         ThresholdStep(tensor, label, scale, trial.error, best.error - trial.error)
                     )
