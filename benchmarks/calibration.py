@@ -6,7 +6,8 @@ the time went. Methods:
 
 - ``floor``: decode + preprocess + the FP32 model in ONNX Runtime with every calibrated tensor
   exposed (trtq's own session: same options) + max|x| of each tensor; the least any calibrator that
-  looks at every activation can cost.
+  looks at every activation can cost. ``floor-spinning``: the same with ONNX Runtime's default of
+  spinning threads, which trtq turns off.
 - ``trtq``: what ``trtq calibrate`` does: histograms, all four algorithms' thresholds for every tensor,
   cache, manifest and report.
 - ``trtq-base``: the same from another checkout (``--baseline DIR``, commit 3020b70 or later), for
@@ -43,7 +44,7 @@ from rich.console import Console
 from rich.table import Table
 
 REPO = Path(__file__).resolve().parent.parent
-METHODS = ("floor", "trtq", "trtq-base", "ort-minmax", "ort-entropy", "ort-percentile")
+METHODS = ("floor", "floor-spinning", "trtq", "trtq-base", "ort-minmax", "ort-entropy", "ort-percentile")
 STAGES = ("decode", "model", "statistics", "thresholds", "writing")
 
 
@@ -187,6 +188,19 @@ def run_ort(method: str, config_path: Path, work: Path) -> int:
     return len(calibrator.compute_data().data)
 
 
+def allow_spinning() -> None:
+    """ONNX Runtime's default: its threads spin after a run (trtq's calibration session turns that off)."""
+    import onnxruntime as ort
+
+    original = ort.SessionOptions.add_session_config_entry
+
+    def keep_default(options: Any, key: str, value: str) -> None:
+        if key != "session.intra_op.allow_spinning":
+            original(options, key, value)
+
+    ort.SessionOptions.add_session_config_entry = keep_default  # type: ignore[method-assign]
+
+
 def run_one(method: str, config_path: Path) -> dict[str, Any]:
     """Runs in the child process: one method, then its time, peak RSS and stage times."""
     start = time.perf_counter()
@@ -196,7 +210,9 @@ def run_one(method: str, config_path: Path) -> dict[str, Any]:
             tensors = run_ort(method, config_path, Path(tmp))
         else:
             clock = StageClock()
-            tensors = (run_floor if method == "floor" else run_trtq)(config_path, clock)
+            if method == "floor-spinning":
+                allow_spinning()
+            tensors = (run_floor if method.startswith("floor") else run_trtq)(config_path, clock)
             profile = {stage: round(seconds, 3) for stage, seconds in clock.seconds.items()}
     return {
         "method": method,
