@@ -6,8 +6,8 @@ the time went. Methods:
 
 - ``floor``: decode + preprocess + the FP32 model in ONNX Runtime with every calibrated tensor
   exposed (trtq's own session: same options) + max|x| of each tensor; the least any calibrator that
-  looks at every activation can cost. ``floor-spinning``: the same with ONNX Runtime's default of
-  spinning threads, which trtq turns off.
+  looks at every activation can cost. ``floor-spinning``, ``trtq-spinning``: the same with ONNX
+  Runtime's default of spinning threads, which trtq turns off.
 - ``trtq``: what ``trtq calibrate`` does: histograms, all four algorithms' thresholds for every tensor,
   cache, manifest and report.
 - ``trtq-base``: the same from another checkout (``--baseline DIR``, commit 3020b70 or later), for
@@ -44,7 +44,16 @@ from rich.console import Console
 from rich.table import Table
 
 REPO = Path(__file__).resolve().parent.parent
-METHODS = ("floor", "floor-spinning", "trtq", "trtq-base", "ort-minmax", "ort-entropy", "ort-percentile")
+METHODS = (
+    "floor",
+    "floor-spinning",
+    "trtq",
+    "trtq-spinning",
+    "trtq-base",
+    "ort-minmax",
+    "ort-entropy",
+    "ort-percentile",
+)
 STAGES = ("decode", "model", "statistics", "thresholds", "writing")
 
 
@@ -210,7 +219,7 @@ def run_one(method: str, config_path: Path) -> dict[str, Any]:
             tensors = run_ort(method, config_path, Path(tmp))
         else:
             clock = StageClock()
-            if method == "floor-spinning":
+            if method.endswith("-spinning"):
                 allow_spinning()
             tensors = (run_floor if method.startswith("floor") else run_trtq)(config_path, clock)
             profile = {stage: round(seconds, 3) for stage, seconds in clock.seconds.items()}

@@ -33,8 +33,7 @@ def inference_session(
     if keep_every_tensor:
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
         # Calibration alternates this session and binning on the same cores: ONNX Runtime's threads
-        # spinning after each run would take them from the binning (measured: binning 18% slower,
-        # the model 7% faster, the pass 10% slower on the demo detector).
+        # spinning after each run would take them from the binning (docs/benchmarks.md).
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     where = source if source is not None else model if isinstance(model, Path) else "the model"
     if isinstance(model, Path) and not model.is_file():
