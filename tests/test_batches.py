@@ -112,3 +112,9 @@ def test_empty_or_missing_list(tmp_path: Path) -> None:
         read_image_list(tmp_path / "list.txt")
     with pytest.raises(TrtqError, match="image list not found"):
         read_image_list(tmp_path / "nope.txt")
+
+
+def test_a_list_with_a_byte_order_mark_reads_its_first_image(tmp_path: Path, photos: list[Path]) -> None:
+    listing = tmp_path / "list.txt"
+    listing.write_bytes(b"\xef\xbb\xbf" + f"{photos[0]}\n{photos[1]}\n".encode())
+    assert [entry.path for entry in read_image_list(listing)] == photos[:2]

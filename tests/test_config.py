@@ -78,6 +78,16 @@ def test_defaults(tmp_path: Path) -> None:
             r"\(resize is stretch\)",
         ),
         (
+            "  color: rgb",
+            "  color: rgb\n  scale: 1.0e+39",
+            r"model.yaml:8: preprocess.scale: 1e\+39: outside float32's range",
+        ),
+        (
+            "  std: [0.229, 0.224, 0.225]",
+            "  std: [1.0e-46, 0.224, 0.225]",
+            r"model.yaml:9: preprocess.std: .*1e-46 is too small for float32",
+        ),
+        (
             "calibration:",
             "calibraton:",
             r"model.yaml:10: calibraton: unknown key \(did you mean 'calibration'\?\)",

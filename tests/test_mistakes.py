@@ -218,6 +218,7 @@ def _inputless_model(path: Path) -> None:
         (["bench", "m.onnx", "--shape", "x:1x3x48"], "--shape x:1x3x48: the model's input has shape"),
         (["bench", "m.onnx", "--shape", "x:1x3x0x192"], "positive dims"),
         (["bench", "m.onnx", "--shape", "x:1x3x48x192", "--shape", "x:2x3x48x192"], "already has a --shape"),
+        (["bench", "cfg.yaml", "--shape", "x:1x3x48x192"], "--shape is for bare ONNX models"),
         (
             ["compare", "text.yaml", "--images", "images.txt", "--cache", "given.cache"],
             "not a readable ONNX model",

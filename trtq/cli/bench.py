@@ -76,6 +76,11 @@ def bench_command(
                 inputs += config_inputs(config, listed)
         check_outputs([(f"--json {json_path}", json_path)], inputs)
         shapes = _parse_shapes(shape or [])
+        if shapes and all(config is not None for config in configs.values()):
+            raise TrtqError(
+                "--shape is for bare ONNX models; a config is timed at its calibration (opt) shape: "
+                "change inputs in the config"
+            )
         results: list[BenchResult] = []
         for target, config in configs.items():
             section = config.spec.benchmark if config is not None else None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, field_validator, model_validator
@@ -55,6 +56,11 @@ class InputSpec(Section):
         return tuple(shape)
 
 
+FLOAT32_MAX = 3.4028234663852886e38
+FLOAT32_TINY = 1.1754943508222875e-38
+"""float32's largest value and its smallest normal one."""
+
+
 class PreprocessSection(Section):
     color: Literal["rgb", "bgr", "gray"] = "rgb"
     resize: Literal["stretch", "letterbox", "short_side_crop"] = "stretch"
@@ -80,6 +86,18 @@ class PreprocessSection(Section):
         if any(s == 0 for s in std):
             raise ValueError("std values must be non-zero")
         return std
+
+    @field_validator("scale", "mean", "std")
+    @classmethod
+    def _float32_values(cls, value: float | list[float]) -> float | list[float]:
+        """Preprocessing runs in float32: a value that overflows it, or (scale, std) rounds to 0 in
+        it, would make every input inf or NaN further on, far from the key that caused it."""
+        for v in value if isinstance(value, list) else [value]:
+            if not math.isfinite(v) or abs(v) > FLOAT32_MAX:
+                raise ValueError("outside float32's range (about 3.4e38)")
+            if v != 0 and abs(v) < FLOAT32_TINY:
+                raise ValueError(f"{v} is too small for float32 (below about 1.2e-38), where it is 0")
+        return value
 
     @property
     def channels(self) -> int:

@@ -45,7 +45,7 @@ def read_image_list(source: Path, max_images: int | None = None) -> list[ImageEn
 
 def _read_list_file(source: Path) -> list[ImageEntry]:
     try:
-        text = source.read_text(encoding="utf-8")
+        text = source.read_text(encoding="utf-8-sig")  # a byte-order mark (Windows editors) is no path
     except (OSError, UnicodeDecodeError) as exc:
         raise TrtqError(f"{source}: cannot read image list: {exc}") from None
     entries = []
