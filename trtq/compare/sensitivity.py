@@ -58,6 +58,7 @@ class SensitivityResult:
             "full_int8": self.full_int8,
             "weights_only": self.weights_only,
             "with_proposal": self.with_proposal,
+            "with_proposal_measured_on": "the images that chose the proposal (optimistic)",
             "proposal": self.proposal,
             "proposal_yaml": self.proposal_yaml(),
             "ranking": [
