@@ -313,6 +313,15 @@ def test_report_shows_the_tuning_steps(tuned: dict[str, Path]) -> None:
     for step in report["steps"]:
         assert step["step"] in html
         assert f"{step['relative_error']:.5f}" in html
+    # a hand-edited split is named, not an internal error
+    report["settings"]["batches_used"] = {"x": 1}
+    edited = tuned["dir"] / "edited.tune.json"
+    edited.write_text(json.dumps(report))
+    result = runner.invoke(
+        app, ["report", str(tuned["config"]), "--tune", str(edited), "-o", str(page), "--tensors", "1"]
+    )
+    assert result.exit_code == 1, result.output
+    assert "settings.batches_used.search" in " ".join(result.output.split())
 
 
 def test_overlap_finds_shared_files_and_copies(tmp_path: Path, photos: list[Path]) -> None:
@@ -357,6 +366,14 @@ def test_tune_refuses_outputs_that_are_inputs_and_bad_numbers(
         ],
     )
     assert result.exit_code == 2 and "--target-cosine" in result.output
+    assert not list(tmp_path.glob("t.*"))
+    # 4 images at batch 2 make 2 batches, both for a 2-batch search: no validation batch is left.
+    split = ["--search-batches", "2", "--validation-batches", "1"]
+    result = runner.invoke(
+        app, ["tune", str(config), "--images", str(images), "-o", str(tmp_path / "t.qdq.onnx"), *split]
+    )
+    assert result.exit_code == 1, result.output
+    assert "--validation-batches 1: the tuning images make 2 batches of 2" in " ".join(result.output.split())
     assert not list(tmp_path.glob("t.*"))
 
 

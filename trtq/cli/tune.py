@@ -20,11 +20,12 @@ from rich.table import Table
 
 from trtq.cache.manifest import manifest_path
 from trtq.calib.collect import load_onnx
-from trtq.cli.errors import command_console, reported_errors
+from trtq.cli.errors import command_console, reported_errors, warn
 from trtq.cli.options import finite
 from trtq.cli.state import OPTIONS
 from trtq.compare.outputs import OutputMetrics
 from trtq.config import load_config
+from trtq.data.from_config import batch_source
 from trtq.data.image_list import read_image_list
 from trtq.data.overlap import overlap
 from trtq.errors import TrtqError
@@ -83,7 +84,8 @@ def tune_command(
         int,
         typer.Option(
             min=0,
-            help="tuning batches, spread over the list, no step is fitted on; kept steps lower their error",
+            help="tuning batches, spread over the list, kept out of the weight statistics and the search; "
+            "a step is kept only if it also lowers their error (0: off)",
         ),
     ] = VALIDATION_BATCHES,
 ) -> None:
@@ -117,8 +119,17 @@ def tune_command(
             if len(shared) > 5:
                 console.print(f"[yellow]warning[/] ... {len(shared)} overlapping images in all")
         budget = _budget(max_float_layers, conv_layer_count(load_onnx(loaded.model_path)))
+        available = batch_source(loaded, entries).expected_batches
         if search_batches is None:
             search_batches = default_search_batches(loaded.batch_size)
+        elif search_batches > available:
+            warn(f"--search-batches {search_batches}: the tuning images make {available}; searching on those")
+        if validation_batches and validation_batches > available - min(search_batches, available):
+            raise TrtqError(
+                f"--validation-batches {validation_batches}: the tuning images make {available} batches of "
+                f"{loaded.batch_size}, {min(search_batches, available)} of them for the search; give more "
+                "images, fewer validation batches or fewer --search-batches"
+            )
         settings = TuneSettings(budget, target_cosine, search_batches, validation_batches=validation_batches)
         with Progress(
             TextColumn("{task.description}"),

@@ -65,12 +65,22 @@ class TuneImages(_Json):
     count: int
 
 
+class BatchesUsed(_Json):
+    search: int
+    validation: int
+
+
+class TuneSettingsJson(_Json):
+    batches_used: BatchesUsed | None = None
+    """Absent in files written before the validation split."""
+
+
 class TuneJson(_Json):
     tuning_images: TuneImages
     best_single_algorithm: str
     float_layers: list[str]
     steps: list[TuneStep]
-    settings: dict[str, Any] = {}
+    settings: TuneSettingsJson = TuneSettingsJson()
     heldout: dict[str, Any] | None = None
 
 
