@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from trtq import __version__
@@ -13,10 +14,17 @@ from trtq.calib.run import CalibrationRun
 from trtq.compare.scales import cross_check
 from trtq.config import ALGORITHMS, Algorithm
 from trtq.config.loader import LoadedConfig
-from trtq.report import plots
 from trtq.report.html import HtmlReport
 from trtq.report.inputs import read_bench, read_sensitivity, read_tune
 from trtq.text import counted
+
+
+def _plots() -> ModuleType:
+    """The figures module, imported when a report is drawn: Matplotlib costs every other command
+    a quarter of a second at start-up (and warns where HOME is not writable)."""
+    from trtq.report import plots
+
+    return plots
 
 
 def report_html(
@@ -70,7 +78,7 @@ def _calibration(page: HtmlReport, run: CalibrationRun, tensors: int) -> None:
     for name in chosen:
         amax: dict[str, float] = {a: float(run.amax(name, a)) for a in ALGORITHMS}
         page.image(
-            plots.tensor_figure(name, run.histograms[name], amax, entropy_threshold(run.histograms[name])),
+            _plots().tensor_figure(name, run.histograms[name], amax, entropy_threshold(run.histograms[name])),
             name,
         )
     page.table(["tensor", "max |x|", "doublings", *[f"{a} amax" for a in ALGORITHMS]], rows)
@@ -84,7 +92,7 @@ def _crosscheck(page: HtmlReport, run: CalibrationRun, cache_path: Path) -> None
     page.paragraph(result.summary_line() + ".")
     if result.compared:
         page.image(
-            plots.crosscheck_figure(
+            _plots().crosscheck_figure(
                 [c.cache_scale for c in result.compared], [c.numpy_scale for c in result.compared]
             ),
             "cross-check",
@@ -108,7 +116,7 @@ def _sensitivity(page: HtmlReport, data: dict[str, Any]) -> None:
     )
     if ranking:
         page.image(
-            plots.sensitivity_figure([r["tensor"] for r in ranking], [1 - r["alone"] for r in ranking]),
+            _plots().sensitivity_figure([r["tensor"] for r in ranking], [1 - r["alone"] for r in ranking]),
             "sensitivity",
         )
     page.table(
@@ -124,7 +132,7 @@ def _latency(page: HtmlReport, results: list[dict[str, Any]]) -> None:
     samples = {f"{Path(r['target']).name} ({r['backend']})": r.get("latency_samples_ms", []) for r in results}
     page.heading("Latency")
     if any(samples.values()):
-        page.image(plots.latency_figure({k: v for k, v in samples.items() if v}), "latency")
+        page.image(_plots().latency_figure({k: v for k, v in samples.items() if v}), "latency")
     rows = []
     for r in results:
         latency = r["metrics_ms"]["latency"]
