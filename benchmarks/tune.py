@@ -58,7 +58,8 @@ from trtq.onnxruntime_session import inference_session
 from trtq.qdq.export import at_least_qdq_opset, export_qdq
 
 SENSITIVITY_BATCHES = 2
-GROUPS = ("tune", "single", "sensitivity", "ort", "modelopt", "per_image")
+GROUPS = ("tune", "tuned", "single", "sensitivity", "ort", "modelopt", "per_image")
+"""``tuned``: score the tuned model already in the work folder, without tuning again."""
 
 _SKIMAGE = ["cell", "chelsea", "clock_motion", "coffee", "horse", "moon", "page", "phantom", "rocket"]
 _OPENCV_DOC = [
@@ -81,6 +82,22 @@ which the FP32 detector marks about 0.1% of the pixels or more as text (probabil
 least, pic6.png, 0.097%), alternating the two sources; `--text-shares` lists every candidate's
 share. Its PP-OCRv4 map is zero on many photos; tuning on those fitted noise (docs/accuracy.md)."""
 TEXT_PROBABILITY = 0.3
+DET_FRESH = [
+    "/usr/share/doc/python3-pip/html/topics/deps.png",
+    "/usr/share/doc/nodejs/contributing/doc_img/compare-boxplot.png",
+    "/usr/share/doc/nodejs/contributing/doc_img/youtube-stream-share.png",
+    "/usr/share/doc/nodejs/contributing/doc_img/youtube-stream-analytics.png",
+    "/usr/share/doc/nodejs/contributing/doc_img/scatter-plot.png",
+    "/usr/share/doc/nodejs/contributing/doc_img/youtube-stream-title-description.png",
+    "/usr/share/doc/nodejs/contributing/doc_img/youtube-stream-status.png",
+    "/usr/share/doc/valgrind/html/images/kcachegrind_xtree.png",
+    "/usr/share/doc/valgrind/html/images/dh-tree.png",
+    "/usr/share/info/gnupg-module-overview.png",
+]
+"""``--fresh``: images with rendered text (screenshots, diagrams, plots) from the documentation of
+Debian packages installed here (python3-pip, nodejs, valgrind, gnupg), every PNG or JPEG of 15 kB
+or more under /usr/share/doc and /usr/share/info outside opencv-doc. No choice of trtq tune's
+defaults or tuning photos looked at them: they are scored once, after those choices."""
 
 
 def text_shares(work: Path) -> None:
@@ -247,12 +264,13 @@ def benchmark(
         rows.append({"model": name, "variant": variant, "note": note, **metrics.to_json()})
         print(json.dumps(rows[-1]), flush=True)
 
-    if "tune" in groups:
+    if groups & {"tune", "tuned"}:
+        timing = tuned.get("benchmark")
         record(
             "trtq tune",
             onnx.load(str(work / "tuned.qdq.onnx")),
-            f"{len(tuned['float_layers'])} of {tuned['settings']['conv_gemm_layers']} Conv/Gemm in FP16; "
-            f"{tuned['benchmark']['wall_s']} s wall, {tuned['benchmark']['cpu_s']} s CPU",
+            f"{len(tuned['float_layers'])} of {tuned['settings']['conv_gemm_layers']} Conv/Gemm in FP16"
+            + (f"; {timing['wall_s']} s wall, {timing['cpu_s']} s CPU" if timing else "; tuned earlier"),
         )
     calibration = collect_histograms(config, calibration_entries(config))
     if "per_image" in groups:
@@ -319,6 +337,7 @@ def main() -> None:
     parser.add_argument("--eval-images", type=int)
     parser.add_argument("--out", type=Path, default=REPO / "out" / "tune_benchmark")
     parser.add_argument("--text-shares", action="store_true", help="detector: how DET_TUNING was chosen")
+    parser.add_argument("--fresh", action="store_true", help="detector: score on DET_FRESH, not the held-out")
     parser.add_argument(
         "--rows",
         default=",".join(GROUPS),
@@ -338,6 +357,12 @@ def main() -> None:
         )
     else:
         config, eval_list = detector_config(work, args.tune_images or len(DET_TUNING), args.eval_images or 40)
+        if args.fresh:
+            used = set(eval_list.read_text().splitlines()) | set(DET_TUNING)
+            if used.intersection(DET_FRESH):
+                raise SystemExit(f"fresh images already used: {sorted(used.intersection(DET_FRESH))}")
+            eval_list = work / "det_fresh.txt"
+            eval_list.write_text("\n".join(DET_FRESH) + "\n")
     groups = set(args.rows.split(","))
     for row in benchmark(args.model, config, eval_list, work, tune_args, groups):
         print(row)
