@@ -13,11 +13,10 @@ from typer.testing import CliRunner
 from trtq.cli.main import app
 
 
-def test_output_piped_into_head_ends_quietly(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    cache = tmp_path / "big.cache"
-    cache.write_text("TRT-101601-EntropyCalibration2\n" + "".join(f"t{i}: 3c010204\n" for i in range(20000)))
-    pipe = subprocess.run(
-        f"{sys.executable} -m trtq cache inspect {cache} | head -1; echo status=${{PIPESTATUS[0]}}",
+def piped(arguments: str, reader: str) -> subprocess.CompletedProcess[str]:
+    """`trtq ARGUMENTS | READER` in bash; stdout ends with trtq's exit status as status=N."""
+    return subprocess.run(
+        f"{sys.executable} -m trtq {arguments} | {reader}; echo status=${{PIPESTATUS[0]}}",
         shell=True,
         executable="/bin/bash",
         capture_output=True,
@@ -25,6 +24,12 @@ def test_output_piped_into_head_ends_quietly(tmp_path) -> None:  # type: ignore[
         cwd=REPO,
         check=False,
     )
+
+
+def test_output_piped_into_head_ends_quietly(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    cache = tmp_path / "big.cache"
+    cache.write_text("TRT-101601-EntropyCalibration2\n" + "".join(f"t{i}: 3c010204\n" for i in range(20000)))
+    pipe = piped(f"cache inspect {cache}", "head -1")
     assert "status=141" in pipe.stdout, pipe
     assert "internal error" not in pipe.stderr and "Traceback" not in pipe.stderr
 
@@ -36,15 +41,7 @@ def test_calibrate_piped_into_a_reader_that_leaves_still_writes_its_outputs(
     # calibrate's results are files: its progress text going nowhere must not cancel the job (rich
     # would exit with status 1 at the first print, `| true` before anything was calibrated).
     config = write_config(n_images=4)
-    pipe = subprocess.run(
-        f"{sys.executable} -m trtq calibrate {config} | {reader}; echo status=${{PIPESTATUS[0]}}",
-        shell=True,
-        executable="/bin/bash",
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        check=False,
-    )
+    pipe = piped(f"calibrate {config}", reader)
     assert "status=0" in pipe.stdout, pipe
     assert pipe.stderr == "", pipe.stderr
     cache = config.parent / yaml.safe_load(config.read_text())["calibration"]["cache"]

@@ -85,18 +85,28 @@ def _scan(values: Any, scale: Any, limit_bits: Any, counts: Any, block: Any) -> 
 
 
 @functools.cache
-def _compiled() -> None:
+def load_kernels() -> None:
     """Compile the kernels, or load them from Numba's cache, once per process. A cache Numba cannot
     read or write (a corrupt index, a full disk: it raises either) must not stop calibration, so the
     kernels are then compiled in memory, as when no cache folder is writable."""
-    values = np.ones(LANES, dtype=np.float32)
-    counts = np.zeros((LANES, 2), dtype=np.uint32)
+
+    def first_call() -> None:  # the argument types of every real call: one compiled signature each
+        one = np.float32(1.0)
+        _max_bits(np.ones(LANES, dtype=np.float32))
+        _scan(
+            np.ones(LANES, dtype=np.float32),
+            one,
+            int(one.view(np.int32)),
+            np.zeros((LANES, 2), np.uint32),
+            LANES,
+        )
+
     try:
-        _scan(values, np.float32(1.0), int(np.float32(1.0).view(np.int32)), counts, LANES)
+        first_call()
     except Exception:
         for kernel in (_max_bits, _count_block, _scan):
             kernel._cache = NullCache()  # Numba's own no-cache object (Dispatcher.enable_caching's opposite)
-        _scan(values, np.float32(1.0), int(np.float32(1.0).view(np.int32)), counts, LANES)
+        first_call()
 
 
 def float_from_bits(bits: int) -> float:
@@ -108,7 +118,7 @@ def max_abs(values: npt.NDArray[np.float32]) -> float:
     """Max |x| of float32 values; inf or NaN when any value is non-finite."""
     if values.dtype != np.float32:
         raise TypeError("max_abs takes float32 values")
-    _compiled()
+    load_kernels()
     return float_from_bits(int(_max_bits(np.ascontiguousarray(values))))
 
 
@@ -128,7 +138,7 @@ def scan_counts(
     limit32 = np.float32(limit)
     if not (np.isfinite(scale) and scale > 0 and np.isfinite(limit32) and int(limit32 * scale) <= num_bins):
         raise ValueError(f"scale {scale} with limit {limit} falls outside {num_bins} bins")
-    _compiled()
+    load_kernels()
     counts = np.zeros((LANES, num_bins + 1), dtype=np.uint32)
     limit_bits = int(limit32.view(np.int32))
     top, complete = _scan(np.ascontiguousarray(values), scale, limit_bits, counts, block)

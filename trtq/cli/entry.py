@@ -29,11 +29,8 @@ def main() -> None:
         from trtq.cli.main import app
 
         app()
-    except Exception as exc:
+    except (KeyboardInterrupt, Exception) as exc:  # an interrupt, or an error it caused
         if not caused_by_interrupt(exc):
             raise
-        sys.stderr.write("interrupted\n")
-        sys.exit(EXIT_INTERRUPTED)
-    except KeyboardInterrupt:
         sys.stderr.write("interrupted\n")
         sys.exit(EXIT_INTERRUPTED)

@@ -57,8 +57,7 @@ def reported_errors(verbose: bool) -> Iterator[None]:
         stderr.print(f"[bold red]error:[/] {exc}", markup=True, soft_wrap=True)
         raise typer.Exit(EXIT_USER_ERROR) from None
     except KeyboardInterrupt:
-        stderr.print("[yellow]interrupted[/]: no output was half-written", markup=True)
-        raise typer.Exit(EXIT_INTERRUPTED) from None
+        raise _interrupted() from None
     except (typer.Exit, typer.Abort):
         raise
     except BrokenPipeError:
@@ -96,12 +95,16 @@ def reported_errors(verbose: bool) -> Iterator[None]:
         raise _internal(exc, verbose) from None
 
 
+def _interrupted() -> typer.Exit:
+    stderr.print("[yellow]interrupted[/]: no output was half-written", markup=True)
+    return typer.Exit(EXIT_INTERRUPTED)
+
+
 def _internal(exc: Exception, verbose: bool) -> typer.Exit:
     """Anything but a TrtqError is a bug (an AttributeError inside trtq/trt included): say so.
     Unless Ctrl-C caused it (inside a C extension's import, say): then it is the interrupt."""
     if caused_by_interrupt(exc):
-        stderr.print("[yellow]interrupted[/]: no output was half-written", markup=True)
-        return typer.Exit(EXIT_INTERRUPTED)
+        return _interrupted()
     _show(verbose)
     stderr.print(
         f"[bold red]internal error[/] (a bug in trtq, not in your input): {type(exc).__name__}: {exc}"

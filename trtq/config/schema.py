@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from typing import Literal
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, field_validator, model_validator
 
 Shape = list[PositiveInt]
@@ -56,9 +57,9 @@ class InputSpec(Section):
         return tuple(shape)
 
 
-FLOAT32_MAX = 3.4028234663852886e38
-FLOAT32_TINY = 1.1754943508222875e-38
-"""float32's largest value and its smallest normal one."""
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+FLOAT32_TINY = float(np.finfo(np.float32).tiny)
+"""float32's largest value and its smallest normal one, as Python floats (compared without a cast)."""
 
 
 class PreprocessSection(Section):
