@@ -55,17 +55,19 @@ def _max_bits(values: Any) -> Any:
 @_jit
 def _count_block(values: Any, scale: Any, counts: Any) -> None:
     # float32 |x| * float32 scale, truncated: the same bin as NumPy's float32 product cast to int.
-    # Rows 0-3: the LANES rows.
+    # Truncated to an unsigned index: Numba then adds no negative-index wraparound to each
+    # increment (28% faster, benchmarks/binning.py); the product is never negative. Rows 0-3: the
+    # LANES rows.
     n = values.size
     i = 0
     while i + 4 <= n:
-        counts[0, int(abs(values[i]) * scale)] += 1
-        counts[1, int(abs(values[i + 1]) * scale)] += 1
-        counts[2, int(abs(values[i + 2]) * scale)] += 1
-        counts[3, int(abs(values[i + 3]) * scale)] += 1
+        counts[0, np.uint32(abs(values[i]) * scale)] += 1
+        counts[1, np.uint32(abs(values[i + 1]) * scale)] += 1
+        counts[2, np.uint32(abs(values[i + 2]) * scale)] += 1
+        counts[3, np.uint32(abs(values[i + 3]) * scale)] += 1
         i += 4
     while i < n:
-        counts[0, int(abs(values[i]) * scale)] += 1
+        counts[0, np.uint32(abs(values[i]) * scale)] += 1
         i += 1
 
 
