@@ -6,6 +6,7 @@ weights, so such tensors get neither a calibration scale nor a Q/DQ pair.
 
 from __future__ import annotations
 
+import numpy as np
 import onnx
 
 
@@ -17,3 +18,45 @@ def constant_tensors(graph: onnx.GraphProto) -> set[str]:
         if node.op_type == "Constant" or (inputs and all(name in constant for name in inputs)):
             constant.update(node.output)
     return constant
+
+
+def constant_values(model: onnx.ModelProto, names: set[str]) -> dict[str, np.ndarray]:
+    """The values of constant tensors, as TensorRT folds them: initializers read directly, the rest
+    computed by running the nodes that produce them in ONNX Runtime. A name whose nodes ONNX Runtime
+    cannot run is left out (its callers then treat the value as unknown)."""
+    graph = model.graph
+    initializers = {init.name: init for init in graph.initializer}
+    values = {name: onnx.numpy_helper.to_array(initializers[name]) for name in names if name in initializers}
+    computed = sorted(names & constant_tensors(graph) - set(values))
+    if not computed:
+        return values
+    producer = {output: node for node in graph.node for output in node.output}
+    needed: set[str] = set()
+    stack = list(computed)
+    while stack:
+        name = stack.pop()
+        if name in needed or name not in producer:
+            continue
+        needed.add(name)
+        stack.extend(producer[name].input)
+    nodes = [node for node in graph.node if any(output in needed for output in node.output)]
+    used = {name for node in nodes for name in node.input}
+    folded = onnx.helper.make_model(
+        onnx.helper.make_graph(
+            nodes,
+            "constants",
+            [],
+            [onnx.helper.make_empty_tensor_value_info(name) for name in computed],
+            [initializers[name] for name in sorted(used & set(initializers))],
+        ),
+        opset_imports=model.opset_import,
+        ir_version=model.ir_version,
+    )
+    from trtq.onnxruntime_session import inference_session  # ONNX Runtime: only when something is computed
+
+    try:
+        results = inference_session(folded).run(computed, {})
+    except Exception:  # an op or a type ONNX Runtime cannot run alone: the values stay unknown
+        return values
+    values.update((name, np.asarray(result)) for name, result in zip(computed, results, strict=True))
+    return values

@@ -14,6 +14,7 @@ import numpy as np
 import numpy.typing as npt
 import onnx
 
+from trtq.calib.derived import derived_tensors
 from trtq.errors import TrtqError
 from trtq.onnx_constants import constant_tensors
 from trtq.onnxruntime_session import inference_session
@@ -79,18 +80,31 @@ def check_input(model: onnx.ModelProto, model_path: Path, name: str, shape: tupl
 
 
 class ActivationCollector:
-    """An ORT session over a copy of the model whose outputs are all calibrated activations."""
+    """An ORT session over a copy of the model whose outputs are the calibrated activations: all of
+    them, or with ``derive`` only those whose histograms cannot be derived from another's."""
 
-    def __init__(self, model_path: Path, input_name: str, shape: tuple[int, ...], threads: int = 0) -> None:
+    def __init__(
+        self,
+        model_path: Path,
+        input_name: str,
+        shape: tuple[int, ...],
+        threads: int = 0,
+        derive: bool = False,
+    ) -> None:
         model = load_onnx(model_path)
         check_input(model, model_path, input_name, shape)
         self.input_name = input_name
         tensors = activation_tensors(model)
         self.tensor_names = list(tensors)
+        """Every calibrated activation, in graph order."""
+        self.derived = derived_tensors(model, self.tensor_names) if derive else {}
+        """Activations not exposed: their histograms follow from their sources'."""
+        self.measured_names = [name for name in self.tensor_names if name not in self.derived]
+        """The activations ``run`` yields, in graph order."""
         existing = {out.name for out in model.graph.output}
-        for name, elem_type in tensors.items():
+        for name in self.measured_names:
             if name not in existing and name != input_name:
-                model.graph.output.append(onnx.helper.make_tensor_value_info(name, elem_type, None))
+                model.graph.output.append(onnx.helper.make_tensor_value_info(name, tensors[name], None))
         self._session = inference_session(model, keep_every_tensor=True, threads=threads, source=model_path)
         self._outputs = [out.name for out in self._session.get_outputs()]
 
@@ -103,7 +117,7 @@ class ActivationCollector:
                 f"ONNX Runtime failed on a batch of shape {list(batch.shape)} "
                 f"for input '{self.input_name}': {exc}"
             ) from None
-        wanted = set(self.tensor_names)
+        wanted = set(self.measured_names)
         if self.input_name in wanted:
             yield self.input_name, batch
         for name, value in zip(self._outputs, results, strict=True):

@@ -105,10 +105,12 @@ def collect_histograms(
     """Stream every batch through ONNX Runtime; each activation updates its histogram and is dropped."""
     load_binning_in_background()
     collector = ActivationCollector(
-        config.model_path, config.image_input.name, config.image_input.calibration_shape
+        config.model_path, config.image_input.name, config.image_input.calibration_shape, derive=True
     )
-    names = collector.tensor_names
+    names = collector.measured_names
     histograms = [TrtHistogram() for _ in names]
+    pads = [tensor for tensor in collector.derived.values() if tensor.pads is not None]
+    added_zeros = dict.fromkeys((tensor.name for tensor in pads), 0)
     source = batch_source(config, entries)
     timings = dict.fromkeys(("decode", "model", "statistics"), 0.0)
     started = time.perf_counter()
@@ -131,12 +133,17 @@ def collect_histograms(
                     f"tensor '{exc.tensor}' has NaN or infinite values on the batch starting at "
                     f"{batch.entries[0].where}; check preprocess (scale, mean, std) against the model"
                 ) from None
+            for tensor in pads:
+                added_zeros[tensor.name] += tensor.added_zeros(activations[tensor.source].shape)
             del activations
             timings["statistics"] += time.perf_counter() - mark
             if on_batch is not None:
                 on_batch(batch)
+    measured = dict(zip(names, histograms, strict=True))
+    for tensor in collector.derived.values():  # graph order: a source's histogram is there first
+        measured[tensor.name] = tensor.histogram(measured[tensor.source], added_zeros.get(tensor.name, 0))
     return CalibrationRun(
-        dict(zip(names, histograms, strict=True)),
+        {name: measured[name] for name in collector.tensor_names},
         source.stats,
         config.spec.calibration.percentile,
         time.perf_counter() - started,

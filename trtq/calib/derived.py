@@ -1,0 +1,103 @@
+"""Activations whose calibration histogram follows exactly from another activation's, so calibration
+neither exposes nor bins them.
+
+- Shape-only ops (Identity, Reshape, Flatten, Squeeze, Unsqueeze, Transpose) move values without
+  changing them: every batch has the same values, so the same max |x|, range and counts.
+- A zero-constant Pad with no negative pads adds only zeros: every batch has its input's max |x|
+  (so the same range, grown at the same batches) and its input's counts plus the added zeros in
+  bin 0. Merging bins in pairs keeps bin 0 in bin 0, so the final histogram is the input's with
+  the zeros of every batch added to bin 0. Zero Pads before depthwise convolutions are about a fifth
+  of an EfficientNet's activation values.
+
+Anything else (another Pad mode or value, pads computed from activations, a Pad of a tensor that
+is itself derived, whose shape calibration does not see) is measured as before.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+
+import numpy as np
+import onnx
+
+from trtq.calib.histogram import TrtHistogram
+from trtq.errors import TrtqError
+from trtq.onnx_constants import constant_tensors, constant_values
+
+SAME_VALUES = frozenset({"Identity", "Reshape", "Flatten", "Squeeze", "Unsqueeze", "Transpose"})
+
+
+@dataclass(frozen=True)
+class DerivedTensor:
+    name: str
+    source: str
+    """The activation it derives from: measured, or (same values only) itself derived."""
+    pads: tuple[int, ...] | None = None
+    """A zero Pad's pads in ONNX order (all begins, then all ends, one per source axis);
+    None for the same values as the source."""
+
+    def added_zeros(self, source_shape: tuple[int, ...]) -> int:
+        """Zeros the Pad adds to a batch whose source has this shape."""
+        if self.pads is None:
+            return 0
+        rank = len(source_shape)
+        if len(self.pads) != 2 * rank:
+            raise TrtqError(
+                f"the Pad that makes '{self.name}' has {len(self.pads)} pads for its rank-{rank} input "
+                f"'{self.source}' (ONNX wants {2 * rank}); check the model"
+            )
+        ends = zip(source_shape, self.pads[:rank], self.pads[rank:], strict=True)
+        padded = math.prod(dim + begin + end for dim, begin, end in ends)
+        return padded - math.prod(source_shape)
+
+    def histogram(self, source: TrtHistogram, added_zeros: int) -> TrtHistogram:
+        """This tensor's histogram from its source's final one and the zeros added over all batches."""
+        counts = source.counts.copy()
+        counts[0] += added_zeros
+        return replace(source, counts=counts)
+
+
+def derived_tensors(model: onnx.ModelProto, activations: list[str]) -> dict[str, DerivedTensor]:
+    """Which of ``activations`` (calibrated tensors, graph order) derive from another one."""
+    graph = model.graph
+    wanted = set(activations)
+    constant = constant_tensors(graph)
+    pad_nodes = [node for node in graph.node if node.op_type == "Pad" and node.output[0] in wanted]
+    values = constant_values(
+        model, {name for node in pad_nodes for name in node.input[1:] if name in constant}
+    )
+    derived: dict[str, DerivedTensor] = {}
+    for node in graph.node:
+        if not node.input or not node.output or node.output[0] not in wanted or node.input[0] not in wanted:
+            continue
+        if node.op_type in SAME_VALUES:
+            derived[node.output[0]] = DerivedTensor(node.output[0], node.input[0])
+        elif node.op_type == "Pad" and node.input[0] not in derived:
+            pads = _zero_pads(node, values)
+            if pads is not None:
+                derived[node.output[0]] = DerivedTensor(node.output[0], node.input[0], pads)
+    return derived
+
+
+def _zero_pads(node: onnx.NodeProto, values: dict[str, np.ndarray]) -> tuple[int, ...] | None:
+    """The pads of a Pad that only adds zeros (constant mode, value 0, every pad >= 0, all axes)."""
+    attributes = {attribute.name: onnx.helper.get_attribute_value(attribute) for attribute in node.attribute}
+    if attributes.get("mode", b"constant") != b"constant":
+        return None
+    inputs = list(node.input) + [""] * (4 - len(node.input))
+    if "pads" in attributes:  # opset < 11: pads and value are attributes
+        pads, value = attributes["pads"], attributes.get("value", 0.0)
+    else:
+        if inputs[3] or inputs[1] not in values:  # an axes input, or pads that are not constant
+            return None
+        pads = values[inputs[1]].ravel().tolist()
+        if not inputs[2]:
+            value = 0.0
+        elif inputs[2] in values and values[inputs[2]].size == 1:
+            value = float(values[inputs[2]].ravel()[0])
+        else:
+            return None
+    if value != 0.0 or any(int(pad) < 0 for pad in pads):
+        return None
+    return tuple(int(pad) for pad in pads)
