@@ -24,9 +24,9 @@ def int64s(name: str, values: list[int]) -> onnx.TensorProto:
     return numpy_helper.from_array(np.array(values, dtype=np.int64), name)
 
 
-def with_pads(classifier_path: Path, tmp_path: Path) -> tuple[Path, dict[str, bool]]:
-    """The text classifier with Pad (and Reshape) nodes hung off two of its activations, each marked
-    with whether its histogram follows from its input's. Their outputs feed nothing: calibration
+def with_derivable_nodes(classifier_path: Path, tmp_path: Path) -> tuple[Path, dict[str, bool]]:
+    """The text classifier with Pad, Resize and Reshape nodes hung off two of its activations, each
+    marked with whether its histogram follows from its input's. Their outputs feed nothing: calibration
     still lists them, as TensorRT does for every layer output."""
     model = onnx.load(str(classifier_path))
     activations = [node.output[0] for node in model.graph.node if node.op_type in ("Relu", "HardSigmoid")]
@@ -38,6 +38,9 @@ def with_pads(classifier_path: Path, tmp_path: Path) -> tuple[Path, dict[str, bo
             int64s("crop", [0, 0, -1, 0, 0, 0, 2, 2]),
             int64s("flat", [0, -1]),
             numpy_helper.from_array(np.array(0.5, dtype=np.float32), "half"),
+            numpy_helper.from_array(np.array([], dtype=np.float32), "no_roi"),
+            numpy_helper.from_array(np.array([1, 1, 2, 3], dtype=np.float32), "twice_thrice"),
+            numpy_helper.from_array(np.array([1, 1, 1.5, 2], dtype=np.float32), "one_and_a_half"),
         ]
     )
     nodes = [
@@ -54,6 +57,25 @@ def with_pads(classifier_path: Path, tmp_path: Path) -> tuple[Path, dict[str, bo
         helper.make_node("Pad", [a, "pads_init", "half"], ["pad_half"]),
         helper.make_node("Pad", [b, "crop"], ["pad_crop"]),
         helper.make_node("Pad", [a, "pads_init"], ["pad_reflect"], mode="reflect"),
+        # nearest Resize by whole scales taking floor(o / scale): every value 6 times.
+        helper.make_node(
+            "Resize",
+            [b, "no_roi", "twice_thrice"],
+            ["up_floor"],
+            mode="nearest",
+            coordinate_transformation_mode="asymmetric",
+            nearest_mode="floor",
+        ),
+        # half-pixel rounding, or a scale of 1.5: values repeated unevenly.
+        helper.make_node("Resize", [b, "no_roi", "twice_thrice"], ["up_half_pixel"], mode="nearest"),
+        helper.make_node(
+            "Resize",
+            [b, "no_roi", "one_and_a_half"],
+            ["up_uneven"],
+            mode="nearest",
+            coordinate_transformation_mode="asymmetric",
+            nearest_mode="floor",
+        ),
         # a Pad of a derived tensor: its input's shape is never seen, so it is measured.
         helper.make_node("Reshape", [a, "flat"], ["a_flat"]),
         helper.make_node("Pad", ["a_flat", "two_sided"], ["pad_of_derived"]),
@@ -71,13 +93,16 @@ def with_pads(classifier_path: Path, tmp_path: Path) -> tuple[Path, dict[str, bo
         "pad_reflect": False,
         "a_flat": True,
         "pad_of_derived": False,
+        "up_floor": True,
+        "up_half_pixel": False,
+        "up_uneven": False,
     }
     return path, derived
 
 
 @pytest.fixture
 def padded_config(classifier_path: Path, tmp_path: Path) -> tuple[Path, dict[str, bool]]:
-    model, derived = with_pads(classifier_path, tmp_path)
+    model, derived = with_derivable_nodes(classifier_path, tmp_path)
     (tmp_path / "images.txt").write_text("\n".join(listed_photos(10)) + "\n")
     config = classifier_config("images.txt", "out/model.cache")
     config["model"] = {"path": str(model)}
@@ -114,25 +139,31 @@ def test_derived_histograms_equal_the_plain_rules_on_the_real_values(
     source = run.histograms[collector.derived["pad_init"].source]
     assert run.histograms["pad_init"].counts[0] - source.counts[0] == added
     assert np.array_equal(run.histograms["pad_init"].counts[1:], source.counts[1:])
+    assert collector.derived["up_floor"].repeats == 2 * 3
 
 
-def test_pads_read_from_attributes_in_old_opsets() -> None:
+def test_pads_and_scales_read_from_attributes_in_old_opsets() -> None:
     graph = helper.make_graph(
         [
             helper.make_node("Relu", ["x"], ["r"]),
             helper.make_node("Pad", ["r"], ["zero_pad"], pads=[0, 0, 1, 1, 0, 0, 1, 1]),
             helper.make_node("Pad", ["r"], ["one_pad"], pads=[0, 0, 1, 1, 0, 0, 1, 1], value=1.0),
             helper.make_node("Pad", ["r"], ["edge_pad"], pads=[0, 0, 1, 1, 0, 0, 1, 1], mode="edge"),
+            helper.make_node("Upsample", ["r"], ["up"], scales=[1.0, 1.0, 2.0, 2.0]),
+            helper.make_node("Upsample", ["r"], ["up_linear"], scales=[1.0, 1.0, 2.0, 2.0], mode="linear"),
         ],
         "old",
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2, 3, 4])],
         [
             helper.make_tensor_value_info(name, TensorProto.FLOAT, None)
-            for name in ("zero_pad", "one_pad", "edge_pad")
+            for name in ("zero_pad", "one_pad", "edge_pad", "up", "up_linear")
         ],
     )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 10)])
-    derived = derived_tensors(model, ["x", "r", "zero_pad", "one_pad", "edge_pad"])
-    assert derived == {"zero_pad": DerivedTensor("zero_pad", "r", (0, 0, 1, 1, 0, 0, 1, 1))}
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 8)])
+    derived = derived_tensors(model, ["x", "r", "zero_pad", "one_pad", "edge_pad", "up", "up_linear"])
+    assert derived == {
+        "zero_pad": DerivedTensor("zero_pad", "r", (0, 0, 1, 1, 0, 0, 1, 1)),
+        "up": DerivedTensor("up", "r", repeats=4),
+    }
     # (1, 2, 3, 4) padded to (1, 2, 5, 6): 60 - 24 zeros, counted by hand.
     assert derived["zero_pad"].added_zeros((1, 2, 3, 4)) == 36

@@ -3,6 +3,10 @@ neither exposes nor bins them.
 
 - Shape-only ops (Identity, Reshape, Flatten, Squeeze, Unsqueeze, Transpose) move values without
   changing them: every batch has the same values, so the same max |x|, range and counts.
+- A nearest-neighbour Resize (or Upsample) by whole-number scales that picks floor(o / scale), as
+  PyTorch's ``nn.Upsample(scale_factor=2)`` exports (YOLO and FPN necks, the demo detector):
+  every input value appears exactly prod(scales) times, so the same range and that many times the
+  counts.
 - A zero-constant Pad with no negative pads adds only zeros: every batch has its input's max |x|
   (so the same range, grown at the same batches) and its input's counts plus the added zeros in
   bin 0. Merging bins in pairs keeps bin 0 in bin 0, so the final histogram is the input's with
@@ -26,6 +30,8 @@ from trtq.errors import TrtqError
 from trtq.onnx_constants import constant_tensors, constant_values
 
 SAME_VALUES = frozenset({"Identity", "Reshape", "Flatten", "Squeeze", "Unsqueeze", "Transpose"})
+_READ_INPUTS = frozenset({"Pad", "Resize", "Upsample"})
+"""Ops whose constant inputs (pads, value, scales) decide whether they derive."""
 
 
 @dataclass(frozen=True)
@@ -36,6 +42,8 @@ class DerivedTensor:
     pads: tuple[int, ...] | None = None
     """A zero Pad's pads in ONNX order (all begins, then all ends, one per source axis);
     None for the same values as the source."""
+    repeats: int = 1
+    """How often each source value appears (a nearest Resize by whole-number scales)."""
 
     def added_zeros(self, source_shape: tuple[int, ...]) -> int:
         """Zeros the Pad adds to a batch whose source has this shape."""
@@ -53,7 +61,7 @@ class DerivedTensor:
 
     def histogram(self, source: TrtHistogram, added_zeros: int) -> TrtHistogram:
         """This tensor's histogram from its source's final one and the zeros added over all batches."""
-        counts = source.counts.copy()
+        counts = source.counts * self.repeats
         counts[0] += added_zeros
         return replace(source, counts=counts)
 
@@ -63,10 +71,8 @@ def derived_tensors(model: onnx.ModelProto, activations: list[str]) -> dict[str,
     graph = model.graph
     wanted = set(activations)
     constant = constant_tensors(graph)
-    pad_nodes = [node for node in graph.node if node.op_type == "Pad" and node.output[0] in wanted]
-    values = constant_values(
-        model, {name for node in pad_nodes for name in node.input[1:] if name in constant}
-    )
+    read = [node for node in graph.node if node.op_type in _READ_INPUTS and node.output[0] in wanted]
+    values = constant_values(model, {name for node in read for name in node.input[1:] if name in constant})
     derived: dict[str, DerivedTensor] = {}
     for node in graph.node:
         if not node.input or not node.output or node.output[0] not in wanted or node.input[0] not in wanted:
@@ -77,7 +83,42 @@ def derived_tensors(model: onnx.ModelProto, activations: list[str]) -> dict[str,
             pads = _zero_pads(node, values)
             if pads is not None:
                 derived[node.output[0]] = DerivedTensor(node.output[0], node.input[0], pads)
+        elif node.op_type in ("Resize", "Upsample"):
+            repeats = _nearest_repeats(node, values)
+            if repeats is not None:
+                derived[node.output[0]] = DerivedTensor(node.output[0], node.input[0], repeats=repeats)
     return derived
+
+
+def _nearest_repeats(node: onnx.NodeProto, values: dict[str, np.ndarray]) -> int | None:
+    """prod(scales) for a nearest Resize/Upsample by whole-number constant scales that takes input
+    index floor(o / scale) (asymmetric coordinates, floor rounding; Upsample and opset-10 Resize
+    always do); None otherwise."""
+    attributes = {attribute.name: onnx.helper.get_attribute_value(attribute) for attribute in node.attribute}
+    if attributes.get("mode", b"nearest") != b"nearest" or "axes" in attributes:
+        return None
+    if node.op_type == "Resize" and len(node.input) > 2:  # opset 11 on: roi, scales, sizes
+        if attributes.get("coordinate_transformation_mode", b"half_pixel") != b"asymmetric":
+            return None
+        if attributes.get("nearest_mode", b"round_prefer_floor") != b"floor":
+            return None
+        if len(node.input) > 3 and node.input[3]:  # sizes: the scales depend on the input's shape
+            return None
+        scales_name = node.input[2]
+    elif "scales" in attributes:  # Upsample before opset 9
+        return _whole_product(np.asarray(attributes["scales"], dtype=np.float64))
+    else:
+        scales_name = node.input[1] if len(node.input) > 1 else ""
+    if scales_name not in values:
+        return None
+    return _whole_product(values[scales_name].astype(np.float64).ravel())
+
+
+def _whole_product(scales: np.ndarray) -> int | None:
+    """prod(scales) when every scale is a whole number >= 1."""
+    if scales.size == 0 or not np.all((scales >= 1) & (scales == np.floor(scales))):
+        return None
+    return int(np.prod(scales.astype(np.int64)))
 
 
 def _zero_pads(node: onnx.NodeProto, values: dict[str, np.ndarray]) -> tuple[int, ...] | None:
