@@ -169,6 +169,28 @@ def test_binning_works_when_numbas_cache_does_not(break_cache: str) -> None:
     assert done.stdout.split() == ["1.0", "1", "1", "1", "3"]  # 0.25*2048, 0.5*2048, |-1|*2048
 
 
+def test_loading_the_kernels_skips_scipy_yet_leaves_it_and_numbas_blas_usable() -> None:
+    # The kernels load without importing scipy.linalg (0.2 s); compiled np.dot and np.convolve (the
+    # latter reads Numba's BLAS note) and scipy.linalg itself must still work afterwards.
+    code = (
+        "import sys\n"
+        "from trtq.calib.binning import load_kernels\n"
+        "load_kernels()\n"
+        "print('scipy.linalg' in sys.modules)\n"
+        "import numba, numpy as np\n"
+        "dot = numba.njit(lambda a, b: np.dot(a, b))\n"
+        "convolve = numba.njit(lambda a, b: np.convolve(a, b))\n"
+        "print(dot(np.arange(3.0), np.arange(3.0)), convolve(np.ones(2), np.ones(2)).tolist())\n"
+        "import scipy.linalg\n"
+        "print(scipy.linalg.norm([3.0, 4.0]))\n"
+        "import numba.np.arraymath\n"
+        "print(numba.np.arraymath._HAVE_BLAS)\n"  # what Numba itself found, with SciPy installed
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["False", "5.0", "[1.0,", "2.0,", "1.0]", "5.0", "True"]
+
+
 def test_binning_threads_respect_a_container_cpu_quota(tmp_path: Path) -> None:
     cores = len(os.sched_getaffinity(0))
     cpu_max = tmp_path / "cpu.max"

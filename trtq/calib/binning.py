@@ -14,6 +14,8 @@ import Numba, and loads it on a thread while the model is read.
 from __future__ import annotations
 
 import functools
+import importlib.util
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -103,12 +105,37 @@ def load_kernels() -> None:
             LANES,
         )
 
+    _import_array_math_without_blas()
     try:
         first_call()
     except Exception:
         for kernel in (_max_bits, _count_block, _scan):
             kernel._cache = NullCache()  # Numba's own no-cache object (Dispatcher.enable_caching's opposite)
         first_call()
+
+
+_SCIPY_BLAS = "scipy.linalg.cython_blas"
+
+
+def _import_array_math_without_blas() -> None:
+    """Import Numba's array-math module, which the first load of any kernel imports, without the
+    SciPy import it makes only to note whether compiled np.dot-style code may call BLAS: 0.2 s,
+    a third of loading the kernels, taken from ONNX Runtime's first batch (docs/benchmarks.md).
+    trtq's kernels call no BLAS. The note is then set to whether SciPy is installed, which is what
+    Numba would have found; later compiled code that uses BLAS imports SciPy when it is typed.
+
+    SciPy's BLAS module is hidden only for the import itself and only when neither module is
+    loaded yet (a thread importing scipy.linalg in that moment would see an ImportError; trtq has
+    no such thread)."""
+    if "numba.np.arraymath" in sys.modules or _SCIPY_BLAS in sys.modules:
+        return
+    sys.modules[_SCIPY_BLAS] = None  # type: ignore[assignment]  # import fails at once, without loading SciPy
+    try:
+        import numba.np.arraymath as array_math
+    finally:
+        if sys.modules.get(_SCIPY_BLAS, False) is None:
+            del sys.modules[_SCIPY_BLAS]
+    array_math._HAVE_BLAS = importlib.util.find_spec("scipy") is not None
 
 
 def float_from_bits(bits: int) -> float:
