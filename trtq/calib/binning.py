@@ -1,4 +1,5 @@
-"""The per-value work of calibration, compiled: max |x| and TensorRT-rule bin counts in one pass.
+"""The loops of calibration, compiled: max |x| and TensorRT-rule bin counts in one pass per value,
+and the entropy search's sums over quantization levels.
 
 Every calibrated activation value must be scaled, truncated and counted. NumPy's cheapest exact
 counting (``np.add.at`` or ``np.bincount`` on an index array) costs about 1.5 ns a value on real
@@ -23,6 +24,8 @@ import numba
 import numpy as np
 import numpy.typing as npt
 from numba.core.caching import NullCache
+
+from trtq.calib.entropy import QUANT_LEVELS  # a constant to Numba: the level edges compile to shifts
 
 LANES = 4
 """Independent count rows, cycled value by value: runs of equal bins (a ReLU's zeros) then do not
@@ -88,6 +91,57 @@ def _scan(values: Any, scale: Any, limit_bits: Any, counts: Any, block: Any) -> 
     return top, True
 
 
+@_jit
+def _level_sums(run_term: Any, widths: Any, candidates: Any, out: Any) -> None:
+    # Per candidate i, the sum over levels k of run_term[start * widths + width], level k covering
+    # bins [ceil(k i / 128), ceil((k + 1) i / 128)), added in NumPy's order for a row of 128 values
+    # (pairwise_sum: eight running sums, then combined pairwise): bit for bit the NumPy sum.
+    for c in range(candidates.size):
+        i = candidates[c]
+        s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = 0.0
+        for k in range(0, QUANT_LEVELS, 8):
+            e0 = (k * i + QUANT_LEVELS - 1) // QUANT_LEVELS
+            e1 = ((k + 1) * i + QUANT_LEVELS - 1) // QUANT_LEVELS
+            e2 = ((k + 2) * i + QUANT_LEVELS - 1) // QUANT_LEVELS
+            e3 = ((k + 3) * i + QUANT_LEVELS - 1) // QUANT_LEVELS
+            e4 = ((k + 4) * i + QUANT_LEVELS - 1) // QUANT_LEVELS
+            e5 = ((k + 5) * i + QUANT_LEVELS - 1) // QUANT_LEVELS
+            e6 = ((k + 6) * i + QUANT_LEVELS - 1) // QUANT_LEVELS
+            e7 = ((k + 7) * i + QUANT_LEVELS - 1) // QUANT_LEVELS
+            e8 = ((k + 8) * i + QUANT_LEVELS - 1) // QUANT_LEVELS
+            s0 += run_term[e0 * widths + e1 - e0]
+            s1 += run_term[e1 * widths + e2 - e1]
+            s2 += run_term[e2 * widths + e3 - e2]
+            s3 += run_term[e3 * widths + e4 - e3]
+            s4 += run_term[e4 * widths + e5 - e4]
+            s5 += run_term[e5 * widths + e6 - e5]
+            s6 += run_term[e6 * widths + e7 - e6]
+            s7 += run_term[e7 * widths + e8 - e7]
+        out[c] = ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7))
+
+
+def level_sums(
+    run_term: npt.NDArray[np.float64], widths: int, candidates: npt.NDArray[np.int64]
+) -> npt.NDArray[np.float64]:
+    """Per candidate (bins kept, >= 128), the sum over its 128 levels of run_term[start * widths +
+    width], run_term being a raveled (bins + 1, widths) table of every run of bins."""
+    most = int(candidates.max(initial=QUANT_LEVELS))
+    if (
+        run_term.dtype != np.float64
+        or candidates.dtype != np.int64
+        or candidates.min(initial=QUANT_LEVELS) < QUANT_LEVELS
+    ):
+        raise TypeError("level_sums takes float64 terms and int64 candidates of at least 128 bins")
+    if (most + 1) * widths > run_term.size or widths <= -(-most // QUANT_LEVELS):
+        raise ValueError(
+            f"candidates up to {most} bins need a run table of {most + 1} x {-(-most // QUANT_LEVELS) + 1}"
+        )
+    load_kernels()
+    out = np.empty(candidates.size, dtype=np.float64)
+    _level_sums(np.ascontiguousarray(run_term), widths, np.ascontiguousarray(candidates), out)
+    return out
+
+
 @functools.cache
 def load_kernels() -> None:
     """Compile the kernels, or load them from Numba's cache, once per process. A cache Numba cannot
@@ -104,12 +158,15 @@ def load_kernels() -> None:
             np.zeros((LANES, 2), np.uint32),
             LANES,
         )
+        _level_sums(
+            np.zeros(2 * (QUANT_LEVELS + 1)), 2, np.array([QUANT_LEVELS], dtype=np.int64), np.zeros(1)
+        )
 
     _import_array_math_without_blas()
     try:
         first_call()
     except Exception:
-        for kernel in (_max_bits, _count_block, _scan):
+        for kernel in (_max_bits, _count_block, _scan, _level_sums):
             kernel._cache = NullCache()  # Numba's own no-cache object (Dispatcher.enable_caching's opposite)
         first_call()
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -28,6 +29,7 @@ import numpy.typing as npt
 from trtq.calib.histogram import TrtHistogram
 
 QUANT_LEVELS = 128
+_Number = TypeVar("_Number", np.float64, np.int64)
 FIRST_CANDIDATE = 128
 _TIE_TOLERANCE = 1e-12
 
@@ -108,37 +110,42 @@ def _level_terms(
     """Per candidate: sum_k L_k log(L_k/n_k) over its levels, and log Q of its last level.
 
     A level is a run of 1 to 16 bins, and candidates share runs: L log(L/n) is computed once per
-    (first bin, width), a 2049 x 17 table instead of 1921 x 128 levels, then gathered per candidate
-    (the same values summed in the same order as level by level).
+    (first bin, width), a 2049 x 17 table instead of 1921 x 128 levels, then summed per candidate
+    by a compiled loop (trtq/calib/binning.py), in the order NumPy sums a row of 128 values.
     """
-    layout = _run_layout(tuple(candidates.tolist()), prefix.size - 1)
-    run_mass = prefix[layout.run_ends] - prefix[layout.run_starts]
-    run_bins = (nonempty[layout.run_ends] - nonempty[layout.run_starts]).astype(np.float64)
+    from trtq.calib.binning import level_sums  # Numba: loaded already when histograms were binned
+
+    layout = _run_layout(candidates.astype(np.int64).tobytes())
+    run_mass = _run_sums(prefix, layout.widths)
+    run_bins = _run_sums(nonempty, layout.widths).astype(np.float64)
     log_q = np.zeros_like(run_mass)
     np.log(run_mass / np.maximum(run_bins, 1.0), out=log_q, where=run_mass > 0)
     run_term = (run_mass * log_q).ravel()
-    return run_term[layout.level_runs].sum(axis=1), log_q.ravel()[layout.level_runs[:, -1]]
+    return level_sums(run_term, layout.widths, candidates), log_q.ravel()[layout.last_level_runs]
+
+
+def _run_sums(prefix: npt.NDArray[_Number], widths: int) -> npt.NDArray[_Number]:
+    """(bins + 1, widths): prefix[min(start + width, bins)] - prefix[start], the sum over every run
+    of bins (first bin, width), read as sliding windows over the prefix sums (no gathered indices)."""
+    padded = np.concatenate([prefix, np.full(widths - 1, prefix[-1], dtype=prefix.dtype)])
+    return np.lib.stride_tricks.sliding_window_view(padded, widths) - prefix[:, None]
 
 
 @dataclass(frozen=True)
 class _RunLayout:
-    run_starts: npt.NDArray[np.int64]
-    """(bins + 1, 1): the first bin of every run."""
-    run_ends: npt.NDArray[np.int64]
-    """(bins + 1, widths): the bin after the run of each start and width, clipped to the histogram."""
-    level_runs: npt.NDArray[np.int64]
-    """(candidates, 128): the run (start * widths + width, in the raveled tables) each level covers."""
+    widths: int
+    """Run widths 0 .. widths - 1: every level's width is below it."""
+    last_level_runs: npt.NDArray[np.int64]
+    """(candidates,): the run (start * widths + width, in the raveled tables) each last level covers."""
 
 
 @lru_cache(maxsize=4)
-def _run_layout(candidates: tuple[int, ...], num_bins: int) -> _RunLayout:
-    """Every run of bins (first bin, width) and the run each level covers: level k of candidate i
-    covers bins [ceil(k*i/128), ceil((k+1)*i/128)). The same for every histogram, so computed once."""
-    i = np.asarray(candidates, dtype=np.int64)[:, None]
+def _run_layout(candidates: bytes) -> _RunLayout:
+    """The run each level covers (candidates: int64 bytes, a cheap cache key): level k of candidate
+    i covers bins [ceil(k*i/128), ceil((k+1)*i/128)). The same for every histogram, so computed once."""
+    i = np.frombuffer(candidates, dtype=np.int64)[:, None]
     k = np.arange(QUANT_LEVELS + 1, dtype=np.int64)[None, :]
     edges = (k * i + QUANT_LEVELS - 1) // QUANT_LEVELS
     level_widths = edges[:, 1:] - edges[:, :-1]
     widths = int(level_widths.max()) + 1
-    run_starts = np.arange(num_bins + 1, dtype=np.int64)[:, None]
-    run_ends = np.minimum(run_starts + np.arange(widths, dtype=np.int64)[None, :], num_bins)
-    return _RunLayout(run_starts, run_ends, edges[:, :-1] * widths + level_widths)
+    return _RunLayout(widths, edges[:, -2] * widths + level_widths[:, -1])
