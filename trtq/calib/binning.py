@@ -4,7 +4,7 @@ and the entropy search's sums over quantization levels.
 Every calibrated activation value must be scaled, truncated and counted. NumPy's cheapest exact
 counting (``np.add.at`` or ``np.bincount`` on an index array) costs about 1.5 ns a value on real
 activations, against 0.2 ns for reading the values once; Numba compiles the loop below to about
-0.6 ns a value (benchmarks/binning.py), and releases the GIL so pieces of a batch bin on several
+0.5 ns a value (benchmarks/binning.py), and releases the GIL so pieces of a batch bin on several
 threads.
 
 Numba compiles the kernels on first use (about a second) and caches them on disk;
