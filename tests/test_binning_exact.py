@@ -184,11 +184,28 @@ def test_loading_the_kernels_skips_scipy_yet_leaves_it_and_numbas_blas_usable() 
         "import scipy.linalg\n"
         "print(scipy.linalg.norm([3.0, 4.0]))\n"
         "import numba.np.arraymath\n"
-        "print(numba.np.arraymath._HAVE_BLAS)\n"  # what Numba itself found, with SciPy installed
+        "print(bool(numba.np.arraymath._HAVE_BLAS))\n"  # what Numba itself finds, SciPy installed
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["False", "5.0", "[1.0,", "2.0,", "1.0]", "5.0", "True"]
+
+
+def test_numbas_blas_note_follows_its_own_check_when_scipys_blas_cannot_load() -> None:
+    # SciPy present but its BLAS unloadable (a broken install): Numba's own check says no BLAS, and
+    # compiled np.convolve falls back to Numba's loop instead of failing to find SciPy.
+    code = (
+        "import sys\n"
+        "from trtq.calib.binning import load_kernels\n"
+        "load_kernels()\n"
+        "sys.modules['scipy.linalg.cython_blas'] = None\n"
+        "import numba, numpy as np, numba.np.arraymath\n"
+        "print(bool(numba.np.arraymath._HAVE_BLAS))\n"
+        "print(numba.njit(lambda a, b: np.convolve(a, b))(np.ones(2), np.ones(2)).tolist())\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["False", "[1.0,", "2.0,", "1.0]"]
 
 
 def test_binning_threads_respect_a_container_cpu_quota(tmp_path: Path) -> None:

@@ -167,3 +167,26 @@ def test_pads_and_scales_read_from_attributes_in_old_opsets() -> None:
     }
     # (1, 2, 3, 4) padded to (1, 2, 5, 6): 60 - 24 zeros, counted by hand.
     assert derived["zero_pad"].added_zeros((1, 2, 3, 4)) == 36
+
+
+def test_sources_listed_later_and_custom_domains_are_measured() -> None:
+    # ONNX Runtime runs graphs whose nodes are not in topological order; a derived tensor's source
+    # must already be known when it is read, so a source listed later is measured. A Transpose in a
+    # custom domain may compute anything: only the standard domain's ops derive.
+    graph = helper.make_graph(
+        [
+            helper.make_node("Relu", ["x"], ["a"]),
+            helper.make_node("Pad", ["a2"], ["pad_of_later"], pads=[0, 0, 1, 1, 0, 0, 1, 1]),
+            helper.make_node("Identity", ["a2"], ["copy_of_later"]),
+            helper.make_node("Transpose", ["a"], ["a2"], perm=[0, 1, 3, 2]),
+            helper.make_node("Transpose", ["a"], ["custom"], domain="custom.ops"),
+        ],
+        "unsorted",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2, 3, 4])],
+        [helper.make_tensor_value_info(name, TensorProto.FLOAT, None) for name in ("pad_of_later", "custom")],
+    )
+    model = helper.make_model(
+        graph, opset_imports=[helper.make_opsetid("", 10), helper.make_opsetid("custom.ops", 1)]
+    )
+    names = ["x", "a", "pad_of_later", "copy_of_later", "a2", "custom"]
+    assert derived_tensors(model, names) == {"a2": DerivedTensor("a2", "a")}

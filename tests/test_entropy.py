@@ -125,3 +125,20 @@ def test_real_activation_full_2048_bins(classifier_path, photos) -> None:
     assert amax_entropy(batches) == result.amax
     assert 0 < result.amax <= np.float32(h.range * (1 + 0.5 / NUM_BINS))
     assert result.amax < h.max_abs  # real conv outputs have outliers worth clipping
+
+
+@pytest.mark.parametrize("num_bins", [128, 300, 2048, 4096])
+def test_compiled_level_sums_add_as_numpy_sums_a_row(num_bins: int) -> None:
+    # The compiled loop must give every candidate's level sum bit for bit as NumPy's row sum of the
+    # same 128 terms (NumPy adds a row of 128 in eight running sums combined pairwise), so that KL
+    # values, and ties between them, do not depend on which of the two computed them.
+    from trtq.calib.binning import level_sums
+
+    rng = np.random.default_rng(num_bins)
+    candidates = np.arange(128, num_bins + 1, dtype=np.int64)
+    k = np.arange(129, dtype=np.int64)[None, :]
+    edges = -(-k * candidates[:, None] // 128)  # level k covers bins [ceil(k i / 128), ceil((k + 1) i / 128))
+    widths = int((edges[:, 1:] - edges[:, :-1]).max()) + 1
+    run_term = rng.exponential(1e6, size=(num_bins + 1) * widths) * rng.random((num_bins + 1) * widths)
+    level_runs = edges[:, :-1] * widths + (edges[:, 1:] - edges[:, :-1])
+    assert np.array_equal(level_sums(run_term, widths, candidates), run_term[level_runs].sum(axis=1))

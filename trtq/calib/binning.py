@@ -15,9 +15,9 @@ import Numba, and loads it on a thread while the model is read.
 from __future__ import annotations
 
 import functools
-import importlib.util
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numba
@@ -77,9 +77,11 @@ def _count_block(values: Any, scale: Any, counts: Any) -> None:
 
 
 @_jit
-def _scan(values: Any, scale: Any, limit_bits: Any, counts: Any, block: Any) -> Any:
+def _scan(values: Any, scale: Any, limit_bits: Any, lanes: Any, block: Any, totals: Any) -> Any:
     # Block by block: the block's max |x| first (the counting then reads it from cache); a block with
-    # a value above the limit (or not finite) ends the scan before it is counted.
+    # a value above the limit (or not finite) ends the scan before it is counted, and leaves totals
+    # as they were. Otherwise the lanes are added into totals (int64, one per bin).
+    lanes[:] = 0
     top = np.int32(0)
     for start in range(0, values.size, block):
         part = values[start : start + block]
@@ -87,7 +89,9 @@ def _scan(values: Any, scale: Any, limit_bits: Any, counts: Any, block: Any) -> 
         top = max(top, part_top)
         if part_top > limit_bits:
             return top, False
-        _count_block(part, scale, counts)
+        _count_block(part, scale, lanes)
+    for j in range(totals.size):
+        totals[j] += np.int64(lanes[0, j]) + lanes[1, j] + lanes[2, j] + lanes[3, j]
     return top, True
 
 
@@ -157,6 +161,7 @@ def load_kernels() -> None:
             int(one.view(np.int32)),
             np.zeros((LANES, 2), np.uint32),
             LANES,
+            np.zeros(2, np.int64),
         )
         _level_sums(
             np.zeros(2 * (QUANT_LEVELS + 1)), 2, np.array([QUANT_LEVELS], dtype=np.int64), np.zeros(1)
@@ -178,8 +183,8 @@ def _import_array_math_without_blas() -> None:
     """Import Numba's array-math module, which the first load of any kernel imports, without the
     SciPy import it makes only to note whether compiled np.dot-style code may call BLAS: 0.2 s,
     a third of loading the kernels, taken from ONNX Runtime's first batch (docs/benchmarks.md).
-    trtq's kernels call no BLAS. The note is then set to whether SciPy is installed, which is what
-    Numba would have found; later compiled code that uses BLAS imports SciPy when it is typed.
+    trtq's kernels call no BLAS. The note is then replaced by Numba's own check, run the first time
+    compiled code reads it, so other Numba code in the process sees what Numba would have found.
 
     SciPy's BLAS module is hidden only for the import itself and only when neither module is
     loaded yet (a thread importing scipy.linalg in that moment would see an ImportError; trtq has
@@ -192,7 +197,21 @@ def _import_array_math_without_blas() -> None:
     finally:
         if sys.modules.get(_SCIPY_BLAS, False) is None:
             del sys.modules[_SCIPY_BLAS]
-    array_math._HAVE_BLAS = importlib.util.find_spec("scipy") is not None
+    array_math._HAVE_BLAS = _BlasCheckedWhenRead(array_math._check_blas)
+
+
+class _BlasCheckedWhenRead:
+    """Numba's ``_HAVE_BLAS`` (read only as a truth value, when np.convolve-style code is typed):
+    Numba's own check, made on the first read instead of at import."""
+
+    def __init__(self, check: Callable[[], bool]) -> None:
+        self._check = check
+        self._found: bool | None = None
+
+    def __bool__(self) -> bool:
+        if self._found is None:
+            self._found = bool(self._check())
+        return self._found
 
 
 def float_from_bits(bits: int) -> float:
@@ -208,25 +227,72 @@ def max_abs(values: npt.NDArray[np.float32]) -> float:
     return float_from_bits(int(_max_bits(np.ascontiguousarray(values))))
 
 
+@dataclass(frozen=True)
+class Binning:
+    """How one tensor's batch is counted: checked once, then used for every piece of it.
+
+    ``limit * scale`` must stay within the bins (checked here: the float32 product is monotonic, so
+    every |x| <= limit lands in a bin; the kernel itself does not check indices)."""
+
+    scale: np.float32
+    limit_bits: int
+    """The float32 limit's bit pattern: a block whose masked bits exceed it is not counted."""
+    num_bins: int
+
+    @classmethod
+    def checked(cls, scale: np.float32, limit: float, num_bins: int) -> Binning:
+        if not isinstance(scale, np.float32):
+            raise TypeError("binning takes a float32 scale, as TensorRT's rule does")
+        limit32 = np.float32(limit)
+        if not (
+            np.isfinite(scale) and scale > 0 and np.isfinite(limit32) and int(limit32 * scale) <= num_bins
+        ):
+            raise ValueError(f"scale {scale} with limit {limit} falls outside {num_bins} bins")
+        load_kernels()
+        return cls(scale, int(limit32.view(np.int32)), num_bins)
+
+    def new_totals(self) -> npt.NDArray[np.int64]:
+        """Zero counts over num_bins + 1 bins, for ``count_into`` to add to."""
+        return np.zeros(self.num_bins + 1, dtype=np.int64)
+
+    def new_lanes(self) -> npt.NDArray[np.uint32]:
+        """Scratch counters for ``count_into``: one set per thread, reused piece after piece."""
+        return np.empty((LANES, self.num_bins + 1), dtype=np.uint32)
+
+    def count_into(
+        self,
+        values: npt.NDArray[np.float32],
+        totals: npt.NDArray[np.int64],
+        lanes: npt.NDArray[np.uint32],
+        block: int,
+    ) -> tuple[float, bool]:
+        """Max |x| of the values, and whether they were all within the limit and so were added to
+        ``totals`` (num_bins + 1 bins, the last for |x| == limit). Otherwise totals are unchanged
+        and the max covers only the values read so far."""
+        if values.dtype != np.float32:
+            raise TypeError("binning takes float32 values, as TensorRT's rule does")
+        if values.size > MAX_PIECE:
+            raise ValueError(f"{values.size} values in one piece; at most {MAX_PIECE}")
+        if (
+            totals.shape != (self.num_bins + 1,)
+            or totals.dtype != np.int64
+            or lanes.shape != (LANES, totals.size)
+        ):
+            raise ValueError(
+                f"binning needs {self.num_bins + 1} int64 totals and ({LANES}, {self.num_bins + 1}) lanes"
+            )
+        top, complete = _scan(np.ascontiguousarray(values), self.scale, self.limit_bits, lanes, block, totals)
+        return float_from_bits(int(top)), bool(complete)
+
+
 def scan_counts(
     values: npt.NDArray[np.float32], scale: np.float32, limit: float, num_bins: int, block: int
 ) -> tuple[float, npt.NDArray[np.int64] | None]:
     """Max |x| and the counts of floor(|x| * scale) over num_bins + 1 bins, if every |x| <= limit.
 
     Else (a value above the limit, or not finite) the counts are None and the max covers only the
-    values read so far. ``limit * scale`` must stay within the bins (checked: the float32 product is
-    monotonic, so every |x| <= limit lands in a bin; the kernel itself does not check indices).
-    """
-    if values.dtype != np.float32 or not isinstance(scale, np.float32):
-        raise TypeError("binning takes float32 values and a float32 scale, as TensorRT's rule does")
-    if values.size > MAX_PIECE:
-        raise ValueError(f"{values.size} values in one piece; at most {MAX_PIECE}")
-    limit32 = np.float32(limit)
-    if not (np.isfinite(scale) and scale > 0 and np.isfinite(limit32) and int(limit32 * scale) <= num_bins):
-        raise ValueError(f"scale {scale} with limit {limit} falls outside {num_bins} bins")
-    load_kernels()
-    counts = np.zeros((LANES, num_bins + 1), dtype=np.uint32)
-    limit_bits = int(limit32.view(np.int32))
-    top, complete = _scan(np.ascontiguousarray(values), scale, limit_bits, counts, block)
-    found = float_from_bits(int(top))
-    return found, counts.sum(axis=0, dtype=np.int64) if complete else None
+    values read so far."""
+    binning = Binning.checked(scale, limit, num_bins)
+    totals = binning.new_totals()
+    found, complete = binning.count_into(values, totals, binning.new_lanes(), block)
+    return found, totals if complete else None

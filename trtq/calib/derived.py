@@ -74,8 +74,16 @@ def derived_tensors(model: onnx.ModelProto, activations: list[str]) -> dict[str,
     read = [node for node in graph.node if node.op_type in _READ_INPUTS and node.output[0] in wanted]
     values = constant_values(model, {name for node in read for name in node.input[1:] if name in constant})
     derived: dict[str, DerivedTensor] = {}
+    # Tensors made before the node at hand: a source listed later (a graph out of ONNX's
+    # topological order, which ONNX Runtime still runs) is measured, never derived from.
+    made = {value.name for value in graph.input}
     for node in graph.node:
-        if not node.input or not node.output or node.output[0] not in wanted or node.input[0] not in wanted:
+        source = node.input[0] if node.input else ""
+        output = node.output[0] if node.output else ""
+        standard = node.domain in ("", "ai.onnx")  # a custom domain's Pad or Transpose may do anything
+        derivable = standard and output in wanted and source in wanted and source in made
+        made.update(node.output)
+        if not derivable:
             continue
         if node.op_type in SAME_VALUES:
             derived[node.output[0]] = DerivedTensor(node.output[0], node.input[0])

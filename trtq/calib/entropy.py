@@ -115,7 +115,8 @@ def _level_terms(
     """
     from trtq.calib.binning import level_sums  # Numba: loaded already when histograms were binned
 
-    layout = _run_layout(candidates.astype(np.int64).tobytes())
+    candidates = candidates.astype(np.int64, copy=False)
+    layout = _run_layout(candidates.tobytes())
     run_mass = _run_sums(prefix, layout.widths)
     run_bins = _run_sums(nonempty, layout.widths).astype(np.float64)
     log_q = np.zeros_like(run_mass)

@@ -162,29 +162,43 @@ def _count_at(
     histograms: Sequence[TrtHistogram], flats: Sequence[FloatArray], mapper: Mapper, parts: int
 ) -> tuple[list[float], list[Counts | None]]:
     """Each tensor's max |x| and counts at its histogram's current range (None: a value beyond it)."""
-    from trtq.calib.binning import scan_counts  # imports Numba: only when something is binned
+    from trtq.calib.binning import Binning  # imports Numba: only when something is binned
 
-    limits = [min(h.range, _FLOAT32_MAX) for h in histograms]
+    binnings: list[Binning | None] = []  # None: no range yet, the max comes first
+    for histogram in histograms:
+        scale = histogram.scale()
+        limit = min(histogram.range, _FLOAT32_MAX)
+        binnings.append(None if scale is None else Binning.checked(scale, limit, histogram.num_bins))
 
-    def share_counts(share: list[_Piece]) -> list[tuple[int, float, Counts | None]]:
-        found: list[tuple[int, float, Counts | None]] = []
+    def share_counts(share: list[_Piece]) -> dict[int, tuple[float, Counts | None]]:
+        """Per tensor of the share: its pieces' max |x| and summed counts (None: one went beyond)."""
+        found: dict[int, tuple[float, Counts | None]] = {}
+        lanes: dict[int, npt.NDArray[np.uint32]] = {}  # per bin count: reused by every piece
         for piece in share:
-            histogram = histograms[piece.tensor]
-            scale = histogram.scale()
-            if scale is None:  # no range yet: the max comes first
-                found.append((piece.tensor, np.inf, None))
+            binning = binnings[piece.tensor]
+            if binning is None:
+                found[piece.tensor] = (np.inf, None)
                 continue
-            top, counts = scan_counts(piece.values, scale, limits[piece.tensor], histogram.num_bins, CHUNK)
-            found.append((piece.tensor, top, counts))
+            top, counts = found.get(piece.tensor) or (0.0, binning.new_totals())
+            if counts is None:  # an earlier piece went beyond the range: the tensor is counted again
+                continue
+            scratch = lanes.get(binning.num_bins)
+            if scratch is None:
+                scratch = lanes[binning.num_bins] = binning.new_lanes()
+            piece_top, complete = binning.count_into(piece.values, counts, scratch, CHUNK)
+            found[piece.tensor] = (max(top, piece_top), counts if complete else None)
         return found
 
     tops = [0.0] * len(flats)
     totals: list[Counts | None] = [np.zeros(h.num_bins + 1, dtype=np.int64) for h in histograms]
     for found in mapper(share_counts, _shares(flats, parts)):
-        for tensor, top, counts in found:
+        for tensor, (top, counts) in found.items():
             tops[tensor] = max(tops[tensor], top)
             total = totals[tensor]
-            totals[tensor] = None if total is None or counts is None else total + counts
+            if total is None or counts is None:
+                totals[tensor] = None
+            else:
+                total += counts
     return tops, totals
 
 
