@@ -186,9 +186,11 @@ def _import_array_math_without_blas() -> None:
     trtq's kernels call no BLAS. The note is then replaced by Numba's own check, run the first time
     compiled code reads it, so other Numba code in the process sees what Numba would have found.
 
-    SciPy's BLAS module is hidden only for the import itself and only when neither module is
-    loaded yet (a thread importing scipy.linalg in that moment would see an ImportError; trtq has
-    no such thread)."""
+    SciPy's BLAS module is hidden only for the import itself (about 0.1 s) and only when neither
+    module is loaded yet. A thread importing scipy.linalg for the first time in that moment would
+    see an ImportError (a retry works); trtq has no such thread, and a program that uses trtq as a
+    library and SciPy on other threads can import scipy.linalg before calibrating, which turns
+    this off."""
     if "numba.np.arraymath" in sys.modules or _SCIPY_BLAS in sys.modules:
         return
     sys.modules[_SCIPY_BLAS] = None  # type: ignore[assignment]  # import fails at once, without loading SciPy
