@@ -55,7 +55,7 @@ def constant_values(model: onnx.ModelProto, names: set[str]) -> dict[str, np.nda
     from trtq.onnxruntime_session import inference_session  # ONNX Runtime: only when something is computed
 
     try:
-        results = inference_session(folded, quiet=True).run(computed, {})
+        results = inference_session(folded).run(computed, {})
     except Exception:  # an op or a type ONNX Runtime cannot run alone: the values stay unknown
         return values
     values.update((name, np.asarray(result)) for name, result in zip(computed, results, strict=True))

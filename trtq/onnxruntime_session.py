@@ -26,14 +26,14 @@ def inference_session(
     keep_every_tensor: bool = False,
     threads: int = 0,
     source: Path | None = None,
-    quiet: bool = False,
 ) -> ort.InferenceSession:
     """A CPU session for ``model`` (a file or an in-memory model; ``source`` names the file in errors).
-    ``quiet``: ONNX Runtime logs nothing below fatal, for a session whose failure the caller handles."""
+
+    ONNX Runtime logs nothing below fatal: its failures reach the user once, as trtq's error with
+    ONNX Runtime's message in it, not also as its own timestamped log line before that."""
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
-    if quiet:
-        options.log_severity_level = 4
+    options.log_severity_level = 4
     if keep_every_tensor:
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
         # Calibration alternates this session and binning on the same cores: ONNX Runtime's threads
