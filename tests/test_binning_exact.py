@@ -143,6 +143,13 @@ def test_counting_refuses_a_scale_that_would_index_past_the_bins() -> None:
     assert found == 1.0 and counts is not None and counts[NUM_BINS] == 8
 
 
+def words_printed_by(code: str) -> list[str]:
+    """Run ``code`` in a fresh interpreter (Numba, SciPy and the kernels not yet loaded): its words."""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    return done.stdout.split()
+
+
 @pytest.mark.parametrize(
     "break_cache",
     [
@@ -164,9 +171,7 @@ def test_binning_works_when_numbas_cache_does_not(break_cache: str) -> None:
         "top, counts = scan_counts(values, np.float32(2048), 1.0, 2048, 4096)\n"
         "print(top, counts[512], counts[1024], counts[2048], counts.sum())\n"
     )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.split() == ["1.0", "1", "1", "1", "3"]  # 0.25*2048, 0.5*2048, |-1|*2048
+    assert words_printed_by(code) == ["1.0", "1", "1", "1", "3"]  # 0.25*2048, 0.5*2048, |-1|*2048
 
 
 def test_loading_the_kernels_skips_scipy_yet_leaves_it_and_numbas_blas_usable() -> None:
@@ -186,9 +191,7 @@ def test_loading_the_kernels_skips_scipy_yet_leaves_it_and_numbas_blas_usable() 
         "import numba.np.arraymath\n"
         "print(bool(numba.np.arraymath._HAVE_BLAS))\n"  # what Numba itself finds, SciPy installed
     )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.split() == ["False", "5.0", "[1.0,", "2.0,", "1.0]", "5.0", "True"]
+    assert words_printed_by(code) == ["False", "5.0", "[1.0,", "2.0,", "1.0]", "5.0", "True"]
 
 
 def test_numbas_blas_note_follows_its_own_check_when_scipys_blas_cannot_load() -> None:
@@ -203,9 +206,7 @@ def test_numbas_blas_note_follows_its_own_check_when_scipys_blas_cannot_load() -
         "print(bool(numba.np.arraymath._HAVE_BLAS))\n"
         "print(numba.njit(lambda a, b: np.convolve(a, b))(np.ones(2), np.ones(2)).tolist())\n"
     )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.split() == ["False", "[1.0,", "2.0,", "1.0]"]
+    assert words_printed_by(code) == ["False", "[1.0,", "2.0,", "1.0]"]
 
 
 def test_binning_threads_respect_a_container_cpu_quota(tmp_path: Path) -> None:

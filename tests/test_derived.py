@@ -24,6 +24,18 @@ def int64s(name: str, values: list[int]) -> onnx.TensorProto:
     return numpy_helper.from_array(np.array(values, dtype=np.int64), name)
 
 
+def nearest_floor_resize(source: str, scales: str, output: str) -> onnx.NodeProto:
+    """A Resize taking input index floor(o / scale) per axis (PyTorch's nn.Upsample export)."""
+    return helper.make_node(
+        "Resize",
+        [source, "no_roi", scales],
+        [output],
+        mode="nearest",
+        coordinate_transformation_mode="asymmetric",
+        nearest_mode="floor",
+    )
+
+
 def with_derivable_nodes(classifier_path: Path, tmp_path: Path) -> tuple[Path, dict[str, bool]]:
     """The text classifier with Pad, Resize and Reshape nodes hung off two of its activations, each
     marked with whether its histogram follows from its input's. Their outputs feed nothing: calibration
@@ -58,24 +70,10 @@ def with_derivable_nodes(classifier_path: Path, tmp_path: Path) -> tuple[Path, d
         helper.make_node("Pad", [b, "crop"], ["pad_crop"]),
         helper.make_node("Pad", [a, "pads_init"], ["pad_reflect"], mode="reflect"),
         # nearest Resize by whole scales taking floor(o / scale): every value 6 times.
-        helper.make_node(
-            "Resize",
-            [b, "no_roi", "twice_thrice"],
-            ["up_floor"],
-            mode="nearest",
-            coordinate_transformation_mode="asymmetric",
-            nearest_mode="floor",
-        ),
+        nearest_floor_resize(b, "twice_thrice", "up_floor"),
         # half-pixel rounding, or a scale of 1.5: values repeated unevenly.
         helper.make_node("Resize", [b, "no_roi", "twice_thrice"], ["up_half_pixel"], mode="nearest"),
-        helper.make_node(
-            "Resize",
-            [b, "no_roi", "one_and_a_half"],
-            ["up_uneven"],
-            mode="nearest",
-            coordinate_transformation_mode="asymmetric",
-            nearest_mode="floor",
-        ),
+        nearest_floor_resize(b, "one_and_a_half", "up_uneven"),
         # a Pad of a derived tensor: its input's shape is never seen, so it is measured.
         helper.make_node("Reshape", [a, "flat"], ["a_flat"]),
         helper.make_node("Pad", ["a_flat", "two_sided"], ["pad_of_derived"]),
