@@ -14,7 +14,8 @@ neither exposes nor bins them.
   of an EfficientNet's activation values.
 
 Anything else (another Pad mode or value, pads computed from activations, a Pad of a tensor that
-is itself derived, whose shape calibration does not see) is measured as before.
+is itself derived, whose shape calibration does not see, an op outside the standard ONNX domain,
+a source listed after the node that reads it) is measured as before.
 """
 
 from __future__ import annotations
@@ -38,7 +39,8 @@ _READ_INPUTS = frozenset({"Pad", "Resize", "Upsample"})
 class DerivedTensor:
     name: str
     source: str
-    """The activation it derives from: measured, or (same values only) itself derived."""
+    """The activation it derives from: measured, or itself derived (never for a Pad, which needs its
+    source's shape from every batch)."""
     pads: tuple[int, ...] | None = None
     """A zero Pad's pads in ONNX order (all begins, then all ends, one per source axis);
     None for the same values as the source."""
