@@ -21,16 +21,20 @@ def constant_tensors(graph: onnx.GraphProto) -> set[str]:
 
 
 def constant_values(model: onnx.ModelProto, names: set[str]) -> dict[str, np.ndarray]:
-    """The values of constant tensors, as TensorRT folds them: initializers read directly, the rest
-    computed by running the nodes that produce them in ONNX Runtime. A name whose nodes ONNX Runtime
-    cannot run is left out (its callers then treat the value as unknown)."""
+    """The values of constant tensors, as TensorRT folds them: initializers and Constant nodes' tensors
+    read directly, the rest computed by running the nodes that produce them in ONNX Runtime. A name
+    whose nodes ONNX Runtime cannot run is left out (its callers then treat the value as unknown)."""
     graph = model.graph
     initializers = {init.name: init for init in graph.initializer}
     values = {name: onnx.numpy_helper.to_array(initializers[name]) for name in names if name in initializers}
+    producer = {output: node for node in graph.node for output in node.output}
+    for name in names - set(values):
+        node = producer.get(name)
+        if node is not None and node.op_type == "Constant" and [a.name for a in node.attribute] == ["value"]:
+            values[name] = onnx.numpy_helper.to_array(node.attribute[0].t)
     computed = sorted(names & constant_tensors(graph) - set(values))
     if not computed:
         return values
-    producer = {output: node for node in graph.node for output in node.output}
     needed: set[str] = set()
     stack = list(computed)
     while stack:
