@@ -11,7 +11,7 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from trtq.cache.manifest import REPORT_SUFFIX, manifest_path
+from trtq.cache.manifest import manifest_path, report_path
 from trtq.config.loader import LoadedConfig
 from trtq.data.image_list import ImageEntry, read_image_list
 from trtq.errors import TrtqError
@@ -86,7 +86,7 @@ def _set_members(inputs: Sequence[Named]) -> list[Named]:
     members: list[Named] = []
     for role, path in inputs:
         members.append((f"the manifest of {role}", manifest_path(path)))
-        members.append((f"the report of {role}", path.with_name(path.name + REPORT_SUFFIX)))
+        members.append((f"the report of {role}", report_path(path)))
     return members
 
 
@@ -134,8 +134,5 @@ def calibration_outputs(config: LoadedConfig) -> list[Named]:
     return [
         (f"calibration.cache {cache} (in {config.source})", cache),
         (f"the manifest {manifest_path(cache)} {beside}", manifest_path(cache)),
-        (
-            f"the report {cache.with_name(cache.name + REPORT_SUFFIX)} {beside}",
-            cache.with_name(cache.name + REPORT_SUFFIX),
-        ),
+        (f"the report {report_path(cache)} {beside}", report_path(cache)),
     ]

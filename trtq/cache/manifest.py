@@ -25,6 +25,10 @@ def manifest_path(cache_path: Path) -> Path:
     return cache_path.with_name(cache_path.name + MANIFEST_SUFFIX)
 
 
+def report_path(cache_path: Path) -> Path:
+    return cache_path.with_name(cache_path.name + REPORT_SUFFIX)
+
+
 @dataclass(frozen=True)
 class Manifest:
     fingerprint: Fingerprint
@@ -72,7 +76,7 @@ class Manifest:
             reasons.append(
                 f"{cache_path}: cache file was modified after it was written (sha256 differs from manifest)"
             )
-        report = cache_path.with_name(cache_path.name + REPORT_SUFFIX)
+        report = report_path(cache_path)
         if self.report_sha256 is not None and report.is_file() and sha256_file(report) != self.report_sha256:
             reasons.append(f"{report}: report is not the one written with this cache (sha256 differs)")
         reasons.extend(self.fingerprint.differences(current, entries))

@@ -10,7 +10,7 @@ import hashlib
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from trtq.cache.manifest import REPORT_SUFFIX, manifest_path, manifest_text, read_manifest
+from trtq.cache.manifest import manifest_path, manifest_text, read_manifest, report_path
 from trtq.cache.trt_format import encode_version, parse_cache, read_cache, version_name
 from trtq.errors import TrtqError
 from trtq.fileio import sha256_file
@@ -57,7 +57,7 @@ def retarget_file(cache: Path, version: str, output: Path | None = None) -> Reta
             [
                 (f"-o {out}", out),
                 (f"the manifest {out_manifest} written beside -o", out_manifest),
-                (f"the report written beside -o {out}", out.with_name(out.name + REPORT_SUFFIX)),
+                (f"the report written beside -o {out}", report_path(out)),
             ],
             [
                 (f"CACHE {cache}", cache),
@@ -85,10 +85,7 @@ def retarget_file(cache: Path, version: str, output: Path | None = None) -> Reta
     if out.resolve() != cache.resolve():
         # The report describes the scales, which do not change: it goes along, and a report of
         # another calibration beside -o would otherwise stay in the new set.
-        report, out_report = (
-            cache.with_name(cache.name + REPORT_SUFFIX),
-            out.with_name(out.name + REPORT_SUFFIX),
-        )
+        report, out_report = report_path(cache), report_path(out)
         if report.is_file():
             files[out_report] = report.read_bytes()
         elif out_report.is_file():

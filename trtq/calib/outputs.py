@@ -9,7 +9,7 @@ from typing import Any
 
 from trtq import __version__
 from trtq.cache.headers import header_for
-from trtq.cache.manifest import REPORT_SUFFIX, Manifest, manifest_path, manifest_text
+from trtq.cache.manifest import Manifest, manifest_path, manifest_text, report_path
 from trtq.cache.trt_format import format_cache, make_cache
 from trtq.calib.algorithms import scale_from_amax
 from trtq.calib.run import CalibrationRun
@@ -32,10 +32,6 @@ class CalibrationOutputs:
     cache: Path
     manifest: Path
     report: Path
-
-
-def report_path(cache_path: Path) -> Path:
-    return cache_path.with_name(cache_path.name + REPORT_SUFFIX)
 
 
 def save_outputs(config: LoadedConfig, run: CalibrationRun, fingerprint: Fingerprint) -> CalibrationOutputs:
