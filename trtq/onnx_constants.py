@@ -6,6 +6,8 @@ weights, so such tensors get neither a calibration scale nor a Q/DQ pair.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
 import onnx
 
@@ -20,18 +22,30 @@ def constant_tensors(graph: onnx.GraphProto) -> set[str]:
     return constant
 
 
+def stored_tensor(
+    name: str, initializers: Mapping[str, onnx.TensorProto], producer: Mapping[str, onnx.NodeProto]
+) -> onnx.TensorProto | None:
+    """The tensor an initializer or a Constant node's ``value`` holds (Paddle exports use the latter);
+    None for anything computed."""
+    tensor = initializers.get(name)
+    node = producer.get(name)
+    if tensor is None and node is not None and node.op_type == "Constant":
+        tensor = next((a.t for a in node.attribute if a.name == "value"), None)
+    return tensor
+
+
 def constant_values(model: onnx.ModelProto, names: set[str]) -> dict[str, np.ndarray]:
     """The values of constant tensors, as TensorRT folds them: initializers and Constant nodes' tensors
     read directly, the rest computed by running the nodes that produce them in ONNX Runtime. A name
     whose nodes ONNX Runtime cannot run is left out (its callers then treat the value as unknown)."""
     graph = model.graph
     initializers = {init.name: init for init in graph.initializer}
-    values = {name: onnx.numpy_helper.to_array(initializers[name]) for name in names if name in initializers}
     producer = {output: node for node in graph.node for output in node.output}
-    for name in names - set(values):
-        node = producer.get(name)
-        if node is not None and node.op_type == "Constant" and [a.name for a in node.attribute] == ["value"]:
-            values[name] = onnx.numpy_helper.to_array(node.attribute[0].t)
+    values = {
+        name: onnx.numpy_helper.to_array(tensor)
+        for name in names
+        if (tensor := stored_tensor(name, initializers, producer)) is not None
+    }
     computed = sorted(names & constant_tensors(graph) - set(values))
     if not computed:
         return values

@@ -22,13 +22,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 import onnx
 
 from trtq.calib.histogram import TrtHistogram
 from trtq.errors import TrtqError
-from trtq.onnx_constants import constant_tensors, constant_values
+from trtq.onnx_constants import constant_values
 
 SAME_VALUES = frozenset({"Identity", "Reshape", "Flatten", "Squeeze", "Unsqueeze", "Transpose"})
 _READ_INPUTS = frozenset({"Pad", "Resize", "Upsample"})
@@ -72,9 +73,8 @@ def derived_tensors(model: onnx.ModelProto, activations: list[str]) -> dict[str,
     """Which of ``activations`` (calibrated tensors, graph order) derive from another one."""
     graph = model.graph
     wanted = set(activations)
-    constant = constant_tensors(graph)
     read = [node for node in graph.node if node.op_type in _READ_INPUTS and node.output[0] in wanted]
-    values = constant_values(model, {name for node in read for name in node.input[1:] if name in constant})
+    values = constant_values(model, {name for node in read for name in node.input[1:] if name})
     derived: dict[str, DerivedTensor] = {}
     # Tensors made before the node at hand: a source listed later (a graph out of ONNX's
     # topological order, which ONNX Runtime still runs) is measured, never derived from.
@@ -88,15 +88,15 @@ def derived_tensors(model: onnx.ModelProto, activations: list[str]) -> dict[str,
         if not derivable:
             continue
         if node.op_type in SAME_VALUES:
-            derived[node.output[0]] = DerivedTensor(node.output[0], node.input[0])
-        elif node.op_type == "Pad" and node.input[0] not in derived:
+            derived[output] = DerivedTensor(output, source)
+        elif node.op_type == "Pad" and source not in derived:
             pads = _zero_pads(node, values)
             if pads is not None:
-                derived[node.output[0]] = DerivedTensor(node.output[0], node.input[0], pads)
+                derived[output] = DerivedTensor(output, source, pads)
         elif node.op_type in ("Resize", "Upsample"):
             repeats = _nearest_repeats(node, values)
             if repeats is not None:
-                derived[node.output[0]] = DerivedTensor(node.output[0], node.input[0], repeats=repeats)
+                derived[output] = DerivedTensor(output, source, repeats=repeats)
     return derived
 
 
@@ -104,7 +104,7 @@ def _nearest_repeats(node: onnx.NodeProto, values: dict[str, np.ndarray]) -> int
     """prod(scales) for a nearest Resize/Upsample by whole-number constant scales that takes input
     index floor(o / scale) (asymmetric coordinates, floor rounding; Upsample and opset-10 Resize
     always do); None otherwise."""
-    attributes = {attribute.name: onnx.helper.get_attribute_value(attribute) for attribute in node.attribute}
+    attributes = _attributes(node)
     if attributes.get("mode", b"nearest") != b"nearest" or "axes" in attributes:
         return None
     if node.op_type == "Resize" and len(node.input) > 2:  # opset 11 on: roi, scales, sizes
@@ -124,6 +124,10 @@ def _nearest_repeats(node: onnx.NodeProto, values: dict[str, np.ndarray]) -> int
     return _whole_product(values[scales_name].astype(np.float64).ravel())
 
 
+def _attributes(node: onnx.NodeProto) -> dict[str, Any]:
+    return {attribute.name: onnx.helper.get_attribute_value(attribute) for attribute in node.attribute}
+
+
 def _whole_product(scales: np.ndarray) -> int | None:
     """prod(scales) when every scale is a whole number >= 1."""
     if scales.size == 0 or not np.all((scales >= 1) & (scales == np.floor(scales))):
@@ -133,7 +137,7 @@ def _whole_product(scales: np.ndarray) -> int | None:
 
 def _zero_pads(node: onnx.NodeProto, values: dict[str, np.ndarray]) -> tuple[int, ...] | None:
     """The pads of a Pad that only adds zeros (constant mode, value 0, every pad >= 0, all axes)."""
-    attributes = {attribute.name: onnx.helper.get_attribute_value(attribute) for attribute in node.attribute}
+    attributes = _attributes(node)
     if attributes.get("mode", b"constant") != b"constant":
         return None
     inputs = list(node.input) + [""] * (4 - len(node.input))

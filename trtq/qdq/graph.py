@@ -9,7 +9,7 @@ import numpy.typing as npt
 import onnx
 from onnx import numpy_helper
 
-from trtq.onnx_constants import constant_tensors
+from trtq.onnx_constants import constant_tensors, stored_tensor
 
 
 @dataclass
@@ -37,10 +37,7 @@ class GraphIndex:
 
     def weight(self, name: str) -> npt.NDArray[np.float32] | None:
         """A float32 weight held by an initializer or a Constant node (Paddle exports use the latter)."""
-        tensor = self.initializers.get(name)
-        producer = self.producer.get(name)
-        if tensor is None and producer is not None and producer.op_type == "Constant":
-            tensor = next((a.t for a in producer.attribute if a.name == "value"), None)
+        tensor = stored_tensor(name, self.initializers, self.producer)
         if tensor is None or tensor.data_type != onnx.TensorProto.FLOAT:
             return None
         return np.asarray(numpy_helper.to_array(tensor), dtype=np.float32)
