@@ -30,7 +30,12 @@ class _CommandConsole(Console):
         self.quiet = True
         if self.results_on_stdout:
             raise BrokenPipeError
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # later flushes cannot fail
+        _stdout_to_devnull()
+
+
+def _stdout_to_devnull() -> None:
+    """After the reader of stdout went away: later writes and the exit's flush cannot fail again."""
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
 def command_console(results_on_stdout: bool = False) -> Console:
@@ -62,8 +67,8 @@ def reported_errors(verbose: bool) -> Iterator[None]:
         raise
     except BrokenPipeError:
         # The reader went away (`trtq ... | head`): stop quietly as other command-line tools do, with
-        # the shell's SIGPIPE status; stdout goes to /dev/null so the exit's flush cannot fail again.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        # the shell's SIGPIPE status.
+        _stdout_to_devnull()
         raise typer.Exit(EXIT_BROKEN_PIPE) from None
     except OSError as exc:
         if exc.errno not in _ENVIRONMENT_ERRORS:
