@@ -128,6 +128,19 @@ def write_config(tmp_path: Path) -> WriteConfig:
     return write
 
 
+@pytest.fixture
+def calibrated_on_two(write_config: WriteConfig) -> Path:
+    """A classifier config calibrated through the CLI on 2 photos: its cache set is in out/ beside it."""
+    from typer.testing import CliRunner
+
+    from trtq.cli.main import app
+
+    config = write_config(n_images=2)
+    result = CliRunner().invoke(app, ["calibrate", str(config)])
+    assert result.exit_code == 0, result.output
+    return config
+
+
 @pytest.fixture(scope="session")
 def minmax_classifier(tmp_path_factory: pytest.TempPathFactory) -> tuple[onnx.ModelProto, dict[str, float]]:
     """The text-direction classifier and its minmax scales from 8 photos (calibrated once per session)."""

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-from conftest import WriteConfig
+from pathlib import Path
+
+import yaml
 from typer.testing import CliRunner
 
 from trtq.cli.main import app
 
 
-def test_outputs_onto_a_caches_manifest_or_report_are_refused(write_config: WriteConfig) -> None:
-    config = write_config(n_images=2)
+def test_outputs_onto_a_caches_manifest_or_report_are_refused(calibrated_on_two: Path) -> None:
+    config = calibrated_on_two
     runner = CliRunner()
-    assert runner.invoke(app, ["calibrate", str(config)]).exit_code == 0
     out = config.parent / "out"
     cache, manifest, report = (
         out / "model.cache",
@@ -37,10 +38,9 @@ def test_outputs_onto_a_caches_manifest_or_report_are_refused(write_config: Writ
     assert {path: path.read_bytes() for path in before} == before
 
 
-def test_retarget_to_another_set_carries_the_report_along(write_config: WriteConfig) -> None:
-    config = write_config(n_images=2)
+def test_retarget_to_another_set_carries_the_report_along(calibrated_on_two: Path) -> None:
+    config = calibrated_on_two
     runner = CliRunner()
-    assert runner.invoke(app, ["calibrate", str(config)]).exit_code == 0
     out = config.parent / "out"
     other = out / "other.cache"
     (out / "other.cache.report.json").write_text('{"from": "another calibration"}\n')
@@ -54,13 +54,10 @@ def test_retarget_to_another_set_carries_the_report_along(write_config: WriteCon
 
 
 def test_a_stale_cache_is_used_with_a_warning_naming_what_changed(
-    write_config: WriteConfig, tmp_path
-) -> None:  # type: ignore[no-untyped-def]
-    import yaml
-
-    config = write_config(n_images=2)
+    calibrated_on_two: Path, tmp_path: Path
+) -> None:
+    config = calibrated_on_two
     runner = CliRunner()
-    assert runner.invoke(app, ["calibrate", str(config)]).exit_code == 0
     data = yaml.safe_load(config.read_text())
     data["preprocess"]["mean"] = [0.4]
     stale = config.with_name("stale.yaml")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import yaml
@@ -26,7 +27,7 @@ def piped(arguments: str, reader: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_output_piped_into_head_ends_quietly(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_output_piped_into_head_ends_quietly(tmp_path: Path) -> None:
     cache = tmp_path / "big.cache"
     cache.write_text("TRT-101601-EntropyCalibration2\n" + "".join(f"t{i}: 3c010204\n" for i in range(20000)))
     pipe = piped(f"cache inspect {cache}", "head -1")

@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
-from conftest import WriteConfig, listed_photos
+from pathlib import Path
+
+from conftest import listed_photos
 from typer.testing import CliRunner
 
 from trtq.cli.main import app
 
 
 def test_compare_warns_when_heldout_images_are_calibration_images(
-    write_config: WriteConfig, tmp_path
-) -> None:  # type: ignore[no-untyped-def]
-    config = write_config(n_images=2)
+    calibrated_on_two: Path, tmp_path: Path
+) -> None:
+    config = calibrated_on_two
     runner = CliRunner()
-    assert runner.invoke(app, ["calibrate", str(config)]).exit_code == 0
     same = runner.invoke(app, ["compare", str(config), "--images", str(config.parent / "images.txt")])
     assert same.exit_code == 0, same.output
     assert "2 held-out image(s) are also calibration images" in " ".join(same.output.split())
