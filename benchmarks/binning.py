@@ -25,16 +25,14 @@ from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
-from common import REPO
+from common import REPO, demo_activations
 from rich.console import Console
 from rich.table import Table
 
 from trtq.calib.binning import scan_counts
-from trtq.calib.collect import ActivationCollector
 from trtq.calib.histogram import CHUNK, NUM_BINS, TrtHistogram, update_batch
 from trtq.calib.run import HISTOGRAM_TASKS, HISTOGRAM_THREADS
 from trtq.config import load_config
-from trtq.data.from_config import batch_source, calibration_entries
 
 Values = npt.NDArray[np.float32]
 
@@ -53,11 +51,8 @@ def numpy_counts(values: Values, scale: np.float32) -> npt.NDArray[np.int64]:
 
 def one_batch(config_path: Path) -> list[Values]:
     config = load_config(config_path)
-    collector = ActivationCollector(
-        config.model_path, config.image_input.name, config.image_input.calibration_shape
-    )
-    batch = next(iter(batch_source(config, calibration_entries(config))))
-    return [np.ascontiguousarray(values, dtype=np.float32).ravel() for _, values in collector.run(batch.data)]
+    activations = next(demo_activations(config, config.batch_size))
+    return [np.ascontiguousarray(values, dtype=np.float32).ravel() for values in activations.values()]
 
 
 def best_of(repeats: int, work: Callable[[], object]) -> float:
