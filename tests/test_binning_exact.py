@@ -143,6 +143,24 @@ def test_counting_refuses_a_scale_that_would_index_past_the_bins() -> None:
     assert found == 1.0 and counts is not None and counts[NUM_BINS] == 8
 
 
+def test_one_batch_checks_every_tensors_binning_and_names_the_one_outside() -> None:
+    # Scales are checked for all tensors of a batch at once: the one whose limit lands past the bins
+    # (here 1.0 * 4096 = bin 4096 of 2048) is named, whichever position it has.
+    from trtq.calib.binning import Binning
+
+    scales = np.array([NUM_BINS, NUM_BINS, 2 * NUM_BINS], dtype=np.float32)
+    with pytest.raises(ValueError, match=r"scale 4096\.0 with limit 1\.0 falls outside 2048 bins"):
+        Binning.checked(scales, np.ones(3), NUM_BINS)
+    checked = Binning.checked(scales[:2], np.ones(2), NUM_BINS)
+    assert checked.limit_bits.tolist() == [0x3F800000] * 2  # 1.0f's bits
+
+
+def test_a_batch_of_histograms_with_different_bin_counts_is_refused() -> None:
+    values = np.ones(4, dtype=np.float32)
+    with ThreadPoolExecutor(max_workers=2) as pool, pytest.raises(ValueError, match="number of bins"):
+        update_batch([TrtHistogram(), TrtHistogram(num_bins=1024)], ["a", "b"], [values, values], pool, 2)
+
+
 def words_printed_by(code: str) -> list[str]:
     """Run ``code`` in a fresh interpreter (Numba, SciPy and the kernels not yet loaded): its words."""
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)

@@ -158,7 +158,7 @@ def load_kernels() -> None:
         _scan(
             np.ones(LANES, dtype=np.float32),
             one,
-            int(one.view(np.int32)),
+            one.view(np.int32),
             np.zeros((LANES, 2), np.uint32),
             LANES,
             np.zeros(2, np.int64),
@@ -231,27 +231,34 @@ def max_abs(values: npt.NDArray[np.float32]) -> float:
 
 @dataclass(frozen=True)
 class Binning:
-    """How one tensor's batch is counted: checked once, then used for every piece of it.
+    """How each tensor of a batch is counted: checked once for all of them, then used for every
+    piece of each.
 
     ``limit * scale`` must stay within the bins (checked here: the float32 product is monotonic, so
     every |x| <= limit lands in a bin; the kernel itself does not check indices)."""
 
-    scale: np.float32
-    limit_bits: int
-    """The float32 limit's bit pattern: a block whose masked bits exceed it is not counted."""
+    scales: npt.NDArray[np.float32]
+    limit_bits: npt.NDArray[np.int32]
+    """Each float32 limit's bit pattern: a block whose masked bits exceed it is not counted."""
     num_bins: int
 
     @classmethod
-    def checked(cls, scale: np.float32, limit: float, num_bins: int) -> Binning:
-        if not isinstance(scale, np.float32):
-            raise TypeError("binning takes a float32 scale, as TensorRT's rule does")
-        limit32 = np.float32(limit)
-        if not (
-            np.isfinite(scale) and scale > 0 and np.isfinite(limit32) and int(limit32 * scale) <= num_bins
-        ):
-            raise ValueError(f"scale {scale} with limit {limit} falls outside {num_bins} bins")
+    def checked(
+        cls, scales: npt.NDArray[np.float32], limits: npt.NDArray[np.float64], num_bins: int
+    ) -> Binning:
+        """Per tensor i: scales[i] (float32, as TensorRT's rule computes it) and the largest |x|
+        it may count, limits[i]."""
+        if scales.dtype != np.float32 or scales.shape != limits.shape or scales.ndim != 1:
+            raise TypeError("binning takes one float32 scale per limit, as TensorRT's rule does")
+        limits32 = limits.astype(np.float32)
+        with np.errstate(over="ignore", invalid="ignore"):
+            top_bins = np.floor(limits32 * scales)  # the bin of |x| == limit (inf or NaN: none)
+        within = np.isfinite(scales) & (scales > 0) & np.isfinite(limits32) & (top_bins <= num_bins)
+        if not within.all():
+            bad = int(np.flatnonzero(~within)[0])
+            raise ValueError(f"scale {scales[bad]} with limit {limits[bad]} falls outside {num_bins} bins")
         load_kernels()
-        return cls(scale, int(limit32.view(np.int32)), num_bins)
+        return cls(scales, limits32.view(np.int32), num_bins)
 
     def new_totals(self) -> npt.NDArray[np.int64]:
         """Zero counts over num_bins + 1 bins, for ``count_into`` to add to."""
@@ -263,14 +270,15 @@ class Binning:
 
     def count_into(
         self,
+        tensor: int,
         values: npt.NDArray[np.float32],
         totals: npt.NDArray[np.int64],
         lanes: npt.NDArray[np.uint32],
         block: int,
     ) -> tuple[float, bool]:
-        """Max |x| of the values, and whether they were all within the limit and so were added to
-        ``totals`` (num_bins + 1 bins, the last for |x| == limit). Otherwise totals are unchanged
-        and the max covers only the values read so far."""
+        """Max |x| of the values (of tensor ``tensor``), and whether they were all within its limit
+        and so were added to ``totals`` (num_bins + 1 bins, the last for |x| == limit). Otherwise
+        totals are unchanged and the max covers only the values read so far."""
         if values.dtype != np.float32:
             raise TypeError("binning takes float32 values, as TensorRT's rule does")
         if values.size > MAX_PIECE:
@@ -283,7 +291,14 @@ class Binning:
             raise ValueError(
                 f"binning needs {self.num_bins + 1} int64 totals and ({LANES}, {self.num_bins + 1}) lanes"
             )
-        top, complete = _scan(np.ascontiguousarray(values), self.scale, self.limit_bits, lanes, block, totals)
+        top, complete = _scan(
+            np.ascontiguousarray(values),
+            self.scales[tensor],
+            self.limit_bits[tensor],
+            lanes,
+            block,
+            totals,
+        )
         return float_from_bits(int(top)), bool(complete)
 
 
@@ -294,7 +309,9 @@ def scan_counts(
 
     Else (a value above the limit, or not finite) the counts are None and the max covers only the
     values read so far."""
-    binning = Binning.checked(scale, limit, num_bins)
+    if not isinstance(scale, np.float32):
+        raise TypeError("binning takes a float32 scale, as TensorRT's rule does")
+    binning = Binning.checked(np.array([scale]), np.array([limit], dtype=np.float64), num_bins)
     totals = binning.new_totals()
-    found, complete = binning.count_into(values, totals, binning.new_lanes(), block)
+    found, complete = binning.count_into(0, values, totals, binning.new_lanes(), block)
     return found, totals if complete else None

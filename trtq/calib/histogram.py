@@ -33,11 +33,21 @@ CHUNK = 1 << 15
 (128 KB: within a core's L2; 0.51 ns a value against 0.54 at 16 KB, benchmarks/binning.py's kernel)."""
 PIECE = 1 << 20
 """Tensors are cut into pieces of at most this many values to balance threads."""
+MAX_RUN = 1 << 30
+"""Most values one kernel call counts (a thread's adjacent pieces of one tensor are one call): well
+within the kernel's 32-bit lane counters."""
 Counts = npt.NDArray[np.int64]
 FloatArray = npt.NDArray[np.float32]
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
 Mapper = Callable[[Callable[[Any], Any], Iterable[Any]], Iterable[Any]]
 """``map`` or ``Executor.map``: how the pieces of a batch are spread."""
+
+
+def bin_scales(num_bins: int, ranges: npt.NDArray[np.float64]) -> npt.NDArray[np.float32]:
+    """TensorRT's rule for the factor that maps |x| to its bin: num_bins / range, rounded to float32
+    (inf where that overflows float32, for a range too small to bin)."""
+    with np.errstate(over="ignore", divide="ignore"):
+        return (num_bins / ranges).astype(np.float32)
 
 
 class NonFiniteError(FloatingPointError):
@@ -100,8 +110,8 @@ class TrtHistogram:
         """The float32 factor that maps |x| to its bin at the current range (None before any range)."""
         if self.range == 0.0:
             return None
-        with np.errstate(over="ignore"):
-            return np.float32(self.num_bins / self.range)
+        scale: np.float32 = bin_scales(self.num_bins, np.array([self.range]))[0]
+        return scale
 
     def start_batch(self, batch_max: float, size: int, tensor: str) -> np.float32 | None:
         """Take a batch's max |x|: record it, set or grow the range; the scale to bin the batch with.
@@ -129,7 +139,13 @@ class TrtHistogram:
     def add_counts(self, counts: Counts) -> None:
         """Add counts over num_bins + 1 bins: values equal to the range fold into the last bin."""
         self.counts += counts[: self.num_bins]
-        self.counts[-1] += counts[self.num_bins :].sum()
+        self.counts[-1] += counts[self.num_bins]
+
+    def add_within_range(self, batch_max: float, counts: Counts) -> None:
+        """Add a batch counted at the current range whose every |x| was within it (its max finite
+        and at most the range): the range stays, so only the max and the counts change."""
+        self.max_abs = max(self.max_abs, batch_max)
+        self.add_counts(counts)
 
     def _grow_to(self, batch_max: float) -> None:
         while batch_max > self.range:
@@ -146,16 +162,27 @@ class _Piece:
 
 
 def _shares(flats: Sequence[FloatArray], parts: int) -> list[list[_Piece]]:
-    """All values as pieces, in ``parts`` consecutive runs of about equal size (one task per thread)."""
+    """All values in ``parts`` consecutive runs of about equal size (one task per thread), cut at
+    piece bounds; within a run, a tensor's pieces are one slice (one kernel call)."""
     pieces = [
-        _Piece(index, flat[start : start + PIECE])
+        (index, start, min(start + PIECE, flat.size))
         for index, flat in enumerate(flats)
         for start in range(0, flat.size, PIECE)
     ]
-    ends = np.cumsum([piece.values.size for piece in pieces])
+    ends = np.cumsum([stop - start for _, start, stop in pieces])
     cuts = np.searchsorted(ends, ends[-1] * np.arange(1, parts) / parts) if pieces else []
     bounds = [0, *(int(cut) + 1 for cut in cuts), len(pieces)]
-    return [pieces[a:b] for a, b in pairwise(bounds) if b > a]
+    shares = []
+    for a, b in pairwise(bounds):
+        runs: list[list[int]] = []
+        for tensor, start, stop in pieces[a:b]:
+            if runs and runs[-1][0] == tensor and stop - runs[-1][1] <= MAX_RUN:
+                runs[-1][2] = stop
+            else:
+                runs.append([tensor, start, stop])
+        if runs:
+            shares.append([_Piece(tensor, flats[tensor][start:stop]) for tensor, start, stop in runs])
+    return shares
 
 
 def _count_at(
@@ -164,42 +191,45 @@ def _count_at(
     """Each tensor's max |x| and counts at its histogram's current range (None: a value beyond it)."""
     from trtq.calib.binning import Binning  # imports Numba: only when something is binned
 
-    binnings: list[Binning | None] = []  # None: no range yet, the max comes first
-    for histogram in histograms:
-        scale = histogram.scale()
-        limit = min(histogram.range, _FLOAT32_MAX)
-        binnings.append(None if scale is None else Binning.checked(scale, limit, histogram.num_bins))
+    bin_counts = {histogram.num_bins for histogram in histograms}
+    if len(bin_counts) > 1:
+        raise ValueError(f"one batch's histograms must share their number of bins, not {sorted(bin_counts)}")
+    num_bins = bin_counts.pop() if bin_counts else NUM_BINS
+    ranges = np.array([histogram.range for histogram in histograms], dtype=np.float64)
+    has_range = ranges > 0.0  # the others have no range yet: their max comes first
+    binning = Binning.checked(
+        np.where(has_range, bin_scales(num_bins, ranges), np.float32(1.0)),
+        np.where(has_range, np.minimum(ranges, _FLOAT32_MAX), 0.0),
+        num_bins,
+    )
 
     def share_counts(share: list[_Piece]) -> dict[int, tuple[float, Counts | None]]:
         """Per tensor of the share: its pieces' max |x| and summed counts (None: one went beyond)."""
         found: dict[int, tuple[float, Counts | None]] = {}
-        lanes: dict[int, npt.NDArray[np.uint32]] = {}  # per bin count: reused by every piece
+        lanes = binning.new_lanes()  # per bin counters: reused by every piece
         for piece in share:
-            binning = binnings[piece.tensor]
-            if binning is None:
+            if not has_range[piece.tensor]:
                 found[piece.tensor] = (np.inf, None)
                 continue
             top, counts = found.get(piece.tensor) or (0.0, binning.new_totals())
             if counts is None:  # an earlier piece went beyond the range: the tensor is counted again
                 continue
-            scratch = lanes.get(binning.num_bins)
-            if scratch is None:
-                scratch = lanes[binning.num_bins] = binning.new_lanes()
-            piece_top, complete = binning.count_into(piece.values, counts, scratch, CHUNK)
+            piece_top, complete = binning.count_into(piece.tensor, piece.values, counts, lanes, CHUNK)
             found[piece.tensor] = (max(top, piece_top), counts if complete else None)
         return found
 
     tops = [0.0] * len(flats)
-    totals: list[Counts | None] = [np.zeros(h.num_bins + 1, dtype=np.int64) for h in histograms]
+    totals: dict[int, Counts | None] = {}  # a tensor counted by one share keeps that share's array
     for found in mapper(share_counts, _shares(flats, parts)):
         for tensor, (top, counts) in found.items():
             tops[tensor] = max(tops[tensor], top)
-            total = totals[tensor]
-            if total is None or counts is None:
+            if tensor not in totals:
+                totals[tensor] = counts
+            elif (total := totals[tensor]) is None or counts is None:
                 totals[tensor] = None
             else:
                 total += counts
-    return tops, totals
+    return tops, [totals[tensor] for tensor in range(len(flats))]  # every flat has a piece
 
 
 def _update(
@@ -221,9 +251,8 @@ def _update(
     for index, top, total in zip(live, tops, totals, strict=True):
         if total is None:
             regrown.append(index)
-        # Every |x| was within the range: the batch cannot grow it, and the counts stand.
-        elif histograms[index].start_batch(top, flats[index].size, names[index]) is not None:
-            histograms[index].add_counts(total)
+        else:  # every |x| was within the range: the batch cannot grow it, and the counts stand
+            histograms[index].add_within_range(top, total)
     if not regrown:
         return
     # First batch, or the range grows: exact max of every value, then the counts at the new range.
