@@ -35,6 +35,14 @@ def test_output_piped_into_head_ends_quietly(tmp_path: Path) -> None:
     assert "internal error" not in pipe.stderr and "Traceback" not in pipe.stderr
 
 
+@pytest.mark.parametrize("arguments", ["--help", "calibrate --help"])
+def test_help_piped_into_a_reader_that_leaves_ends_quietly(arguments: str) -> None:
+    # typer prints help through its own rich console, which exited with status 1 here.
+    pipe = piped(arguments, "true")
+    assert "status=141" in pipe.stdout, pipe
+    assert pipe.stderr == "", pipe.stderr
+
+
 @pytest.mark.parametrize("reader", ["head -1", "true"])
 def test_calibrate_piped_into_a_reader_that_leaves_still_writes_its_outputs(
     write_config: WriteConfig, reader: str

@@ -26,8 +26,10 @@ def caused_by_interrupt(exc: BaseException) -> bool:
 
 def main() -> None:
     try:
+        from trtq.cli.errors import help_ends_like_commands_on_broken_pipe
         from trtq.cli.main import app
 
+        help_ends_like_commands_on_broken_pipe()
         app()
     except (KeyboardInterrupt, Exception) as exc:  # an interrupt, or an error it caused
         if not caused_by_interrupt(exc):

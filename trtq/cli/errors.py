@@ -38,6 +38,19 @@ def _stdout_to_devnull() -> None:
     os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
+def help_ends_like_commands_on_broken_pipe() -> None:
+    """typer prints --help and usage text through consoles of its own, which rich ends with status
+    1 when the reader has gone (`trtq --help | head`): end those as commands whose results are
+    printed text do, quietly with the shell's SIGPIPE status. For the ``trtq`` process only."""
+
+    def end_quietly(console: Console) -> None:
+        console.quiet = True
+        _stdout_to_devnull()
+        raise SystemExit(EXIT_BROKEN_PIPE)
+
+    Console.on_broken_pipe = end_quietly  # type: ignore[method-assign,assignment]  # rich's documented hook, class-wide
+
+
 def command_console(results_on_stdout: bool = False) -> Console:
     """The console a command prints with (stdout); ``results_on_stdout``: the printed text is the
     command's result (e.g. ``cache inspect``), not a report on files it writes."""
