@@ -25,11 +25,16 @@ from trtq.data.from_config import batch_source, calibration_entries
 Batches = list[dict[str, npt.NDArray[np.float32]]]
 
 
-def plain_histogram(batches: list[npt.NDArray[np.float32]]) -> tuple[np.ndarray, float, int]:
+def plain_histogram(
+    batches: list[npt.NDArray[np.float32]],
+    num_bins: int = NUM_BINS,
+    start: tuple[npt.NDArray[np.int64], float] | None = None,
+) -> tuple[np.ndarray, float, int]:
     """Counts, range and doublings by the rules written out: floor(|x| * bins / range) in float32,
-    |x| == range in the last bin, the range doubled by merging neighbouring bins pairwise."""
-    counts = np.zeros(NUM_BINS, dtype=np.int64)
-    value_range, doublings = 0.0, 0
+    |x| == range in the last bin, the range doubled by merging neighbouring bins pairwise; from
+    ``start`` (counts and range) if given."""
+    counts, value_range = (np.zeros(num_bins, dtype=np.int64), 0.0) if start is None else start
+    doublings = 0
     for batch in batches:
         magnitudes = np.abs(batch.astype(np.float32)).ravel()
         batch_max = float(magnitudes.max())
@@ -39,11 +44,11 @@ def plain_histogram(batches: list[npt.NDArray[np.float32]]) -> tuple[np.ndarray,
         if value_range == 0.0:
             value_range = batch_max
         while batch_max > value_range:
-            counts = np.concatenate([counts[0::2] + counts[1::2], np.zeros(NUM_BINS // 2, dtype=np.int64)])
+            counts = np.concatenate([counts[0::2] + counts[1::2], np.zeros(num_bins // 2, dtype=np.int64)])
             value_range *= 2.0
             doublings += 1
-        bins = np.floor(magnitudes * np.float32(NUM_BINS / value_range))
-        found, found_counts = np.unique(np.minimum(bins, NUM_BINS - 1).astype(np.int64), return_counts=True)
+        bins = np.floor(magnitudes * np.float32(num_bins / value_range))
+        found, found_counts = np.unique(np.minimum(bins, num_bins - 1).astype(np.int64), return_counts=True)
         counts[found] += found_counts
     return counts, value_range, doublings
 
@@ -65,12 +70,15 @@ def real_batches(tmp_path_factory: pytest.TempPathFactory) -> Batches:
 def test_real_activations_bin_as_the_plain_rules_say(
     real_batches: Batches, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # Small chunks and pieces, so tensors are cut across chunks, pieces and threads.
+    # Small chunks and pieces, so tensors are cut across chunks, pieces and threads, and a thread's
+    # adjacent pieces of one tensor are counted in runs of at most two pieces.
     monkeypatch.setattr(histogram, "CHUNK", 1000)
     monkeypatch.setattr(histogram, "PIECE", 3000)
+    monkeypatch.setattr(histogram, "MAX_RUN", 6000)
     names = list(real_batches[0])
     one_by_one = {name: TrtHistogram() for name in names}
-    threaded = [TrtHistogram() for _ in names]
+    # Every third histogram with half the bins: one batch may mix sizes (each size counted on its own).
+    threaded = [TrtHistogram(num_bins=NUM_BINS // 2 if i % 3 == 0 else NUM_BINS) for i in range(len(names))]
     with ThreadPoolExecutor(max_workers=3) as pool:
         for batch in real_batches:
             for name in names:
@@ -78,9 +86,11 @@ def test_real_activations_bin_as_the_plain_rules_say(
             update_batch(threaded, names, [batch[name] for name in names], pool, parts=3)
     doubled = at_range = 0
     for name, split in zip(names, threaded, strict=True):
-        counts, value_range, doublings = plain_histogram([batch[name] for batch in real_batches])
+        values = [batch[name] for batch in real_batches]
+        counts, value_range, doublings = plain_histogram(values)
+        assert np.array_equal(one_by_one[name].counts, counts), name
+        assert np.array_equal(split.counts, plain_histogram(values, split.num_bins)[0]), name
         for h in (one_by_one[name], split):
-            assert np.array_equal(h.counts, counts), name
             assert (h.range, h.doublings) == (value_range, doublings), name
             assert h.max_abs == max(float(np.abs(batch[name]).max()) for batch in real_batches)
         doubled += doublings > 0
@@ -155,10 +165,55 @@ def test_one_batch_checks_every_tensors_binning_and_names_the_one_outside() -> N
     assert checked.limit_bits.tolist() == [0x3F800000] * 2  # 1.0f's bits
 
 
-def test_a_batch_of_histograms_with_different_bin_counts_is_refused() -> None:
-    values = np.ones(4, dtype=np.float32)
-    with ThreadPoolExecutor(max_workers=2) as pool, pytest.raises(ValueError, match="number of bins"):
-        update_batch([TrtHistogram(), TrtHistogram(num_bins=1024)], ["a", "b"], [values, values], pool, 2)
+def plainly_within(scale: np.float32, limit: float, num_bins: int) -> bool:
+    """The binning precondition written out with Python scalars: |x| == limit lands in a bin."""
+    limit32 = np.float32(limit)
+    if not (np.isfinite(scale) and scale > 0 and np.isfinite(limit32) and limit32 >= 0):
+        return False
+    with np.errstate(over="ignore"):
+        top = limit32 * scale  # float32 product, as the kernel computes it
+    return bool(np.isfinite(top)) and int(top) <= num_bins
+
+
+def test_the_batch_check_accepts_exactly_what_the_plain_precondition_does() -> None:
+    # Scales a few float32 steps either side of num_bins / limit, for bin counts up to past 2**24,
+    # where num_bins itself is no float32 (the check must not round it), and odd scales and limits.
+    from trtq.calib.binning import Binning
+
+    odd_scales = [np.float32(value) for value in (-1.0, 0.0, np.inf, np.nan, 4.5e22)]
+    cases = []
+    for num_bins in (2048, 1 << 24, (1 << 24) + 3):
+        for limit in (1.0, 1.0009765625, 0.1, 3.0e38, 1e-30, 0.0, -1.0, np.inf, np.nan):
+            exact = np.float32(num_bins / limit) if limit != 0.0 and np.isfinite(limit) else np.float32(1)
+            steps = [np.nextafter(exact, np.float32(np.inf)), np.nextafter(exact, np.float32(0)), exact]
+            cases += [(np.float32(step), float(limit), num_bins) for step in steps + odd_scales]
+    assert any(plainly_within(*case) for case in cases) and not all(plainly_within(*case) for case in cases)
+    for scale, limit, num_bins in cases:
+        try:
+            Binning.checked(np.array([scale]), np.array([limit]), num_bins)
+            accepted = True
+        except ValueError:
+            accepted = False
+        assert accepted == plainly_within(scale, limit, num_bins), (scale, limit, num_bins)
+
+
+def test_a_range_set_by_hand_that_is_no_float32_still_grows_when_exceeded() -> None:
+    # 2.048 is no float32: float32(2.048) is above it, so a value equal to float32(2.048) lies beyond
+    # the range. The range doubles and the batch is counted at the new range, as the rules say.
+    start = np.zeros(NUM_BINS, dtype=np.int64)
+    start[100] = 5
+    h = TrtHistogram(counts=start.copy(), range=2.048)
+    values = np.array([2.048, 1.024], dtype=np.float32)
+    h.update(values)
+    counts, value_range, doublings = plain_histogram([values], start=(start, 2.048))
+    assert np.array_equal(h.counts, counts)
+    assert (h.range, h.doublings) == (value_range, doublings) == (4.096, 1)
+    assert h.counts[[50, 512, 1024]].tolist() == [5, 1, 1]  # by hand: 100 / 2, then x * 500 in float32
+
+
+def test_a_negative_range_set_by_hand_is_refused() -> None:
+    with pytest.raises(ValueError, match="outside 2048 bins"):
+        TrtHistogram(range=-1.0).update(np.ones(2, dtype=np.float32))
 
 
 def words_printed_by(code: str) -> list[str]:

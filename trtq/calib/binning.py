@@ -253,7 +253,13 @@ class Binning:
         limits32 = limits.astype(np.float32)
         with np.errstate(over="ignore", invalid="ignore"):
             top_bins = np.floor(limits32 * scales)  # the bin of |x| == limit (inf or NaN: none)
-        within = np.isfinite(scales) & (scales > 0) & np.isfinite(limits32) & (top_bins <= num_bins)
+        within = (
+            np.isfinite(scales)
+            & (scales > 0)
+            & np.isfinite(limits32)
+            & (limits32 >= 0)
+            & (top_bins.astype(np.float64) <= num_bins)  # float64: exact for any num_bins, float32 is not
+        )
         if not within.all():
             bad = int(np.flatnonzero(~within)[0])
             raise ValueError(f"scale {scales[bad]} with limit {limits[bad]} falls outside {num_bins} bins")

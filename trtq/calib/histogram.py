@@ -124,22 +124,28 @@ class TrtHistogram:
         if batch_max == 0.0:
             self.counts[0] += size
             return None
+        who = f"tensor {tensor!r}" if tensor else "an activation"
         if self.range == 0.0:
             self.range = batch_max
         else:
             self._grow_to(batch_max)
+            if self.range > _FLOAT32_MAX:  # its thresholds, in float32, would be infinite
+                raise TrtqError(
+                    f"{who} has max |x| {batch_max:.3g}: its histogram range doubled to {self.range:.3g}, "
+                    "beyond float32's largest value; check the preprocessing and the model"
+                )
         scale = self.scale()
         if scale is None or not np.isfinite(scale):  # max |x| below 2048 / FLT_MAX (about 6e-36)
             raise TrtqError(
-                f"{f'tensor {tensor!r}' if tensor else 'an activation'} has max |x| {self.range:.3g}, "
-                "too small for a float32 calibration histogram; check the preprocessing and the model"
+                f"{who} has max |x| {self.range:.3g}, too small for a float32 calibration histogram; "
+                "check the preprocessing and the model"
             )
         return scale
 
     def add_counts(self, counts: Counts) -> None:
         """Add counts over num_bins + 1 bins: values equal to the range fold into the last bin."""
         self.counts += counts[: self.num_bins]
-        self.counts[-1] += counts[self.num_bins]
+        self.counts[-1] += counts[self.num_bins :].sum()
 
     def add_within_range(self, batch_max: float, counts: Counts) -> None:
         """Add a batch counted at the current range whose every |x| was within it (its max finite
@@ -188,15 +194,24 @@ def _shares(flats: Sequence[FloatArray], parts: int) -> list[list[_Piece]]:
 def _count_at(
     histograms: Sequence[TrtHistogram], flats: Sequence[FloatArray], mapper: Mapper, parts: int
 ) -> tuple[list[float], list[Counts | None]]:
-    """Each tensor's max |x| and counts at its histogram's current range (None: a value beyond it)."""
+    """Each tensor's max |x| and counts at its histogram's current range (None: a value beyond it).
+    Every flat must hold at least one value (``_update`` passes only those)."""
     from trtq.calib.binning import Binning  # imports Numba: only when something is binned
 
-    bin_counts = {histogram.num_bins for histogram in histograms}
-    if len(bin_counts) > 1:
-        raise ValueError(f"one batch's histograms must share their number of bins, not {sorted(bin_counts)}")
-    num_bins = bin_counts.pop() if bin_counts else NUM_BINS
+    groups: dict[int, list[int]] = {}
+    for position, histogram in enumerate(histograms):
+        groups.setdefault(histogram.num_bins, []).append(position)
+    if len(groups) > 1:  # histograms of different sizes (library use): one round per size
+        tops: list[float] = [0.0] * len(flats)
+        totals: list[Counts | None] = [None] * len(flats)
+        for positions in groups.values():
+            group = [histograms[p] for p in positions], [flats[p] for p in positions]
+            for position, top, total in zip(positions, *_count_at(*group, mapper, parts), strict=True):
+                tops[position], totals[position] = top, total
+        return tops, totals
+    num_bins = next(iter(groups), NUM_BINS)
     ranges = np.array([histogram.range for histogram in histograms], dtype=np.float64)
-    has_range = ranges > 0.0  # the others have no range yet: their max comes first
+    has_range = ranges != 0.0  # the others have no range yet: their max comes first
     binning = Binning.checked(
         np.where(has_range, bin_scales(num_bins, ranges), np.float32(1.0)),
         np.where(has_range, np.minimum(ranges, _FLOAT32_MAX), 0.0),
@@ -218,18 +233,18 @@ def _count_at(
             found[piece.tensor] = (max(top, piece_top), counts if complete else None)
         return found
 
-    tops = [0.0] * len(flats)
-    totals: dict[int, Counts | None] = {}  # a tensor counted by one share keeps that share's array
+    maxima = [0.0] * len(flats)
+    summed: dict[int, Counts | None] = {}  # a tensor counted by one share keeps that share's array
     for found in mapper(share_counts, _shares(flats, parts)):
         for tensor, (top, counts) in found.items():
-            tops[tensor] = max(tops[tensor], top)
-            if tensor not in totals:
-                totals[tensor] = counts
-            elif (total := totals[tensor]) is None or counts is None:
-                totals[tensor] = None
+            maxima[tensor] = max(maxima[tensor], top)
+            if tensor not in summed:
+                summed[tensor] = counts
+            elif (total := summed[tensor]) is None or counts is None:
+                summed[tensor] = None
             else:
                 total += counts
-    return tops, [totals[tensor] for tensor in range(len(flats))]  # every flat has a piece
+    return maxima, [summed[tensor] for tensor in range(len(flats))]
 
 
 def _update(
@@ -249,9 +264,10 @@ def _update(
     tops, totals = _count_at([histograms[i] for i in live], [flats[i] for i in live], mapper, parts)
     regrown: list[int] = []
     for index, top, total in zip(live, tops, totals, strict=True):
-        if total is None:
+        # A max within the float32 limit can still exceed a range that is no float32 (set by hand).
+        if total is None or top > histograms[index].range:
             regrown.append(index)
-        else:  # every |x| was within the range: the batch cannot grow it, and the counts stand
+        else:  # the batch cannot grow the range, and the counts stand
             histograms[index].add_within_range(top, total)
     if not regrown:
         return
@@ -284,6 +300,7 @@ def update_batch(
     pool: Executor,
     parts: int,
 ) -> None:
-    """One batch for many tensors (histograms[i] gets activations[i]), its values spread over ``parts``
-    tasks on ``pool``: the same counts as ``TrtHistogram.update`` per tensor, whatever the split."""
+    """One batch for many tensors (histograms[i] gets activations[i], all histograms with the same
+    number of bins), its values spread over ``parts`` tasks on ``pool``: the same counts as
+    ``TrtHistogram.update`` per tensor, whatever the split."""
     _update(histograms, names, activations, pool.map, parts)
