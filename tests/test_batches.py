@@ -93,6 +93,19 @@ def test_skip_policy_counts_bad_images_and_keeps_going(tmp_path: Path, photos: l
     ]
 
 
+def test_a_list_whose_every_image_was_skipped_says_so_with_the_first_reason(tmp_path: Path) -> None:
+    # Wrap cannot help when nothing is usable: the error names the skipped images, not wrap.
+    path = tmp_path / "list.txt"
+    path.write_text("missing-1.jpg\nmissing-2.jpg\n")
+    source = BatchSource(read_image_list(path), PRE, batch_size=1, last_batch="wrap", on_bad_image="skip")
+    with pytest.raises(TrtqError) as info:
+        list(source)
+    assert str(info.value) == (
+        f"{path}: no usable image, all 2 were skipped (calibration.on_bad_image: skip); the first: "
+        f"{path}:1: '{tmp_path / 'missing-1.jpg'}': image file not found"
+    )
+
+
 def test_too_few_images_for_one_batch(tmp_path: Path, photos: list[Path]) -> None:
     with pytest.raises(TrtqError, match="1 usable image"):
         list(BatchSource(read_image_list(write_list(tmp_path, photos[:1])), PRE, batch_size=2))

@@ -59,3 +59,15 @@ def test_config_input_must_fit_the_model(classifier_path: Path) -> None:
         ActivationCollector(classifier_path, "x", (1, 1, 48, 192))
     with pytest.raises(TrtqError, match="calibration shape is \\[1, 3, 48\\]"):
         ActivationCollector(classifier_path, "x", (1, 3, 48))
+
+
+def test_a_model_whose_input_is_not_float_is_refused_by_name(classifier_path: Path, tmp_path: Path) -> None:
+    # Calibration feeds the preprocessed float32 images: a uint8 input would fail inside ONNX Runtime.
+    from trtq.errors import TrtqError
+
+    model = onnx.load(str(classifier_path))
+    model.graph.input[0].type.tensor_type.elem_type = onnx.TensorProto.UINT8
+    path = tmp_path / "uint8_input.onnx"
+    onnx.save(model, str(path))
+    with pytest.raises(TrtqError, match=r"uint8_input.onnx: input 'x' takes uint8; calibration feeds it"):
+        ActivationCollector(path, "x", (1, 3, 48, 192))

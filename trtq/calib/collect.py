@@ -68,6 +68,12 @@ def check_input(model: onnx.ModelProto, model_path: Path, name: str, shape: tupl
         )
     if len(inputs) != 1:
         raise TrtqError(f"{model_path}: calibration needs a single-input model; inputs are {list(inputs)}")
+    elem_type = inputs[name].type.tensor_type.elem_type
+    if elem_type != onnx.TensorProto.FLOAT:
+        raise TrtqError(
+            f"{model_path}: input '{name}' takes {onnx.TensorProto.DataType.Name(elem_type).lower()}; "
+            "calibration feeds it the preprocessed float32 images, so the model needs a float input"
+        )
     # A dim is fixed when it has a positive value; dim_param, 0 and -1 (some exporters) are dynamic.
     dims = [d.dim_value if d.dim_value > 0 else None for d in inputs[name].type.tensor_type.shape.dim]
     fixed_mismatch = [i for i, d in enumerate(dims) if i < len(shape) and d is not None and d != shape[i]]
@@ -122,4 +128,6 @@ class ActivationCollector:
             yield self.input_name, batch
         for name, value in zip(self._outputs, results, strict=True):
             if name in wanted:
-                yield name, np.asarray(value, dtype=np.float32)
+                with np.errstate(over="ignore"):  # a double beyond float32 becomes inf: named when binned
+                    activation = np.asarray(value, dtype=np.float32)
+                yield name, activation

@@ -130,8 +130,9 @@ def collect_histograms(
                 update_batch(histograms, names, [activations[name] for name in names], pool, HISTOGRAM_TASKS)
             except NonFiniteError as exc:
                 raise TrtqError(
-                    f"tensor '{exc.tensor}' has NaN or infinite values on the batch starting at "
-                    f"{batch.entries[0].where}; check preprocess (scale, mean, std) against the model"
+                    f"tensor '{exc.tensor}' has NaN or infinite values (in float32, as TensorRT "
+                    f"calibrates) on the batch starting at {batch.entries[0].where}; check preprocess "
+                    "(scale, mean, std) against the model"
                 ) from None
             for tensor in pads:
                 added_zeros[tensor.name] += tensor.added_zeros(activations[tensor.source].shape)

@@ -73,9 +73,13 @@ class BatchSource:
             else:
                 self.stats.dropped = len(pending)
         if self.stats.batches == 0:
-            usable = len(pending)
+            if not pending and self.stats.skipped:  # wrap or not, nothing was left to batch
+                raise TrtqError(
+                    f"{self.entries[0].listed_in}: no usable image, all {len(self.stats.skipped)} "
+                    f"were skipped (calibration.on_bad_image: skip); the first: {self.stats.skipped[0]}"
+                )
             raise TrtqError(
-                f"{self.entries[0].listed_in}: {usable} usable image(s), fewer than one batch of "
+                f"{self.entries[0].listed_in}: {len(pending)} usable image(s), fewer than one batch of "
                 f"{self.batch_size}; add images, set calibration.last_batch: wrap "
                 "or lower the input's batch dimension"
             )
