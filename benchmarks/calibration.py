@@ -5,9 +5,10 @@ preprocessing: trtq's BatchSource) and reports wall time, peak resident memory (
 the time went. Methods:
 
 - ``floor``: decode + preprocess + the FP32 model in ONNX Runtime with every calibrated tensor
-  exposed (trtq's own session: same options) + max|x| of each tensor; the least any calibrator that
-  looks at every activation can cost. ``floor-spinning``, ``trtq-spinning``: the same with ONNX
-  Runtime's default of spinning threads, which trtq turns off.
+  exposed (trtq's own session: same options) + max|x| of each tensor (NumPy, one thread), the
+  issue's floor. ``floor-threaded``: the same with the tensors' max|x| spread over one thread per
+  usable core, as trtq spreads its binning. ``floor-spinning``, ``trtq-spinning``: the same with
+  ONNX Runtime's default of spinning threads, which trtq turns off.
 - ``trtq``: what ``trtq calibrate`` does: histograms, all four algorithms' thresholds for every tensor,
   cache, manifest and report.
 - ``trtq-base``: the same from another checkout (``--baseline DIR``, commit 3020b70 or later), for
@@ -47,6 +48,7 @@ REPO = Path(__file__).resolve().parent.parent
 METHODS = (
     "floor",
     "floor-spinning",
+    "floor-threaded",
     "trtq",
     "trtq-spinning",
     "trtq-base",
@@ -120,23 +122,33 @@ class StageClock:
         return result
 
 
-def run_floor(config_path: Path, clock: StageClock) -> int:
+def run_floor(config_path: Path, clock: StageClock, threads: int = 1) -> int:
+    """The floor; with ``threads`` > 1 the batch's tensors are reduced on that many threads (NumPy
+    releases the GIL in its reductions), as trtq spreads its binning over the cores."""
+    from concurrent.futures import ThreadPoolExecutor
+
     from trtq.calib.collect import ActivationCollector
     from trtq.config import load_config
     from trtq.data.from_config import batch_source, calibration_entries
+
+    def max_abs(values: Any) -> float:
+        return max(float(values.max()), -float(values.min()))
 
     config = load_config(config_path)
     collector = ActivationCollector(
         config.model_path, config.image_input.name, config.image_input.calibration_shape
     )
     maxima: dict[str, float] = {}
-    for batch in batch_source(config, calibration_entries(config)):
-        activations = list(collector.run(batch.data))
-        start = time.perf_counter()
-        for name, values in activations:
-            maxima[name] = max(maxima.get(name, 0.0), float(values.max()), -float(values.min()))
-        del activations  # before the next batch runs, as trtq does
-        clock.seconds["statistics"] += time.perf_counter() - start
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        for batch in batch_source(config, calibration_entries(config)):
+            activations = list(collector.run(batch.data))
+            start = time.perf_counter()
+            spread = pool.map if threads > 1 else map  # one thread: no pool overhead in the floor
+            found = spread(max_abs, [values for _, values in activations])
+            for (name, _), top in zip(activations, found, strict=True):
+                maxima[name] = max(maxima.get(name, 0.0), top)
+            del activations  # before the next batch runs, as trtq does
+            clock.seconds["statistics"] += time.perf_counter() - start
     return len(maxima)
 
 
@@ -221,7 +233,12 @@ def run_one(method: str, config_path: Path) -> dict[str, Any]:
             clock = StageClock()
             if method.endswith("-spinning"):
                 allow_spinning()
-            tensors = (run_floor if method.startswith("floor") else run_trtq)(config_path, clock)
+            if method == "floor-threaded":
+                from trtq.calib.run import HISTOGRAM_THREADS
+
+                tensors = run_floor(config_path, clock, threads=HISTOGRAM_THREADS)
+            else:
+                tensors = (run_floor if method.startswith("floor") else run_trtq)(config_path, clock)
             profile = {stage: round(seconds, 3) for stage, seconds in clock.seconds.items()}
     return {
         "method": method,
