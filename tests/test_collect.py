@@ -71,3 +71,29 @@ def test_a_model_whose_input_is_not_float_is_refused_by_name(classifier_path: Pa
     onnx.save(model, str(path))
     with pytest.raises(TrtqError, match=r"uint8_input.onnx: input 'x' takes uint8; calibration feeds it"):
         ActivationCollector(path, "x", (1, 3, 48, 192))
+
+
+def test_a_double_activation_beyond_float32_becomes_inf_without_a_numpy_warning(tmp_path: Path) -> None:
+    # y = double(x) * 1e40 is finite in double and partly infinite in float32, where TensorRT
+    # calibrates: the collector hands over inf (named later as a non-finite tensor), printing nothing.
+    import warnings
+
+    graph = onnx.helper.make_graph(
+        [
+            onnx.helper.make_node("Cast", ["x"], ["d"], to=onnx.TensorProto.DOUBLE),
+            onnx.helper.make_node("Mul", ["d", "k"], ["y"]),
+        ],
+        "double",
+        [onnx.helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 4])],
+        [onnx.helper.make_tensor_value_info("y", onnx.TensorProto.DOUBLE, [1, 4])],
+        [onnx.helper.make_tensor("k", onnx.TensorProto.DOUBLE, [], [1e40])],
+    )
+    onnx.save(onnx.helper.make_model(graph), str(tmp_path / "double.onnx"))
+    collector = ActivationCollector(tmp_path / "double.onnx", "x", (1, 4))
+    x = np.array([[0.0, 1e-3, 1.0, -2.0]], dtype=np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        found = dict(collector.run(x))
+    expected = np.array([[0.0, np.float64(x[0, 1]) * 1e40, np.inf, -np.inf]]).astype(np.float32)
+    assert found["y"].dtype == np.float32 and np.array_equal(found["y"], expected)
+    assert np.isfinite(expected[0, 1])

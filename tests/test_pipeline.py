@@ -148,3 +148,36 @@ def test_too_few_images_is_one_clear_error(write_config: WriteConfig) -> None:
     with pytest.raises(TrtqError, match="1 usable image"):
         calibrate(config)
     assert not config.cache_path.exists()
+
+
+def test_a_range_doubled_past_float32_keeps_minmax_and_refuses_infinite_entropy(tmp_path: Path) -> None:
+    # m = x * 3.4e38 on real photos: the first photo's brightest pixel (129/255) sets the range at
+    # about 1.7e38, the next photo's (255/255) doubles it past float32's largest value, 3.4028e38.
+    # MinMax needs only max |x|, finite; the histogram algorithms' thresholds would be infinite.
+    graph = onnx.helper.make_graph(
+        [onnx.helper.make_node("Mul", ["x", "k"], ["m"]), onnx.helper.make_node("Relu", ["m"], ["y"])],
+        "huge",
+        [onnx.helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 3, 32, 32])],
+        [onnx.helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1, 3, 32, 32])],
+        [onnx.helper.make_tensor("k", onnx.TensorProto.FLOAT, [], [3.4e38])],
+    )
+    onnx.save(onnx.helper.make_model(graph), str(tmp_path / "huge.onnx"))
+    photos = ["microaneurysms.png", "astronaut.png", "camera.png"]
+    (tmp_path / "images.txt").write_text("".join(f"pkg:skimage/data/{name}\n" for name in photos))
+    for algorithm in ("minmax", "entropy"):
+        config = {
+            "model": {"path": "huge.onnx"},
+            "inputs": [{"name": "x", "shape": [1, 3, 32, 32]}],
+            "preprocess": {"color": "bgr", "scale": 1 / 255},
+            "calibration": {"images": "images.txt", "cache": f"{algorithm}.cache", "algorithm": algorithm},
+        }
+        (tmp_path / f"{algorithm}.yaml").write_text(yaml.safe_dump(config))
+    run, outputs = calibrate(load_config(tmp_path / "minmax.yaml"))
+    m = run.histograms["m"]
+    assert m.doublings == 1 and m.range > float(np.finfo(np.float32).max) and np.isfinite(m.max_abs)
+    scales = read_cache(outputs.cache).scales
+    assert scales["m"] == scale_from_amax(np.float32(m.max_abs))  # amax / 127, finite
+    report = json.loads(outputs.report.read_text())  # strict JSON: the infinite thresholds are null
+    assert report["tensors"]["m"]["amax"]["entropy"] is None and report["tensors"]["m"]["amax"]["minmax"]
+    with pytest.raises(TrtqError, match="tensor 'm' has no finite entropy threshold: its histogram range"):
+        calibrate(load_config(tmp_path / "entropy.yaml"))

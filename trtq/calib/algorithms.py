@@ -46,7 +46,7 @@ def percentile_from(histogram: TrtHistogram, percentile: float = DEFAULT_PERCENT
     cdf = np.cumsum(histogram.counts)
     index = int(np.searchsorted(cdf, percentile / 100.0 * total, side="left"))
     index = min(index, histogram.num_bins - 1)
-    return np.float32(np.float32(index + 1) * (np.float32(histogram.range) / np.float32(histogram.num_bins)))
+    return np.float32(np.float32(index + 1) * histogram.float32_bin_width())
 
 
 def mse_from(histogram: TrtHistogram) -> np.float32:

@@ -72,7 +72,7 @@ def check_input(model: onnx.ModelProto, model_path: Path, name: str, shape: tupl
     if elem_type != onnx.TensorProto.FLOAT:
         raise TrtqError(
             f"{model_path}: input '{name}' takes {onnx.TensorProto.DataType.Name(elem_type).lower()}; "
-            "calibration feeds it the preprocessed float32 images, so the model needs a float input"
+            "calibration feeds it the preprocessed float32 images, so the model needs a float32 input"
         )
     # A dim is fixed when it has a positive value; dim_param, 0 and -1 (some exporters) are dynamic.
     dims = [d.dim_value if d.dim_value > 0 else None for d in inputs[name].type.tensor_type.shape.dim]

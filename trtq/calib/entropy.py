@@ -68,8 +68,7 @@ def entropy_threshold(histogram: TrtHistogram) -> EntropyResult:
     else:
         pick = candidates.size - 1  # nothing eligible (e.g. a constant tensor): keep the whole range
     bins_kept = int(candidates[pick])
-    width = np.float32(histogram.range) / np.float32(num_bins)
-    amax = np.float32(np.float32(bins_kept + 0.5) * width)
+    amax = np.float32(np.float32(bins_kept + 0.5) * histogram.float32_bin_width())
     return EntropyResult(amax, bins_kept, candidates, divergence, degenerate)
 
 

@@ -98,6 +98,12 @@ class TrtHistogram:
     def bin_width(self) -> float:
         return self.range / self.num_bins
 
+    def float32_bin_width(self) -> np.float32:
+        """The bin width as TensorRT's thresholds use it: float32(range) / num_bins, in float32 (inf
+        for a range doubled past float32's largest value)."""
+        with np.errstate(over="ignore"):
+            return np.float32(self.range) / np.float32(self.num_bins)
+
     @property
     def total(self) -> int:
         return int(self.counts.sum())
@@ -124,21 +130,15 @@ class TrtHistogram:
         if batch_max == 0.0:
             self.counts[0] += size
             return None
-        who = f"tensor {tensor!r}" if tensor else "an activation"
         if self.range == 0.0:
             self.range = batch_max
         else:
             self._grow_to(batch_max)
-            if self.range > _FLOAT32_MAX:  # its thresholds, in float32, would be infinite
-                raise TrtqError(
-                    f"{who} has max |x| {batch_max:.3g}: its histogram range doubled to {self.range:.3g}, "
-                    "beyond float32's largest value; check the preprocessing and the model"
-                )
         scale = self.scale()
         if scale is None or not np.isfinite(scale):  # max |x| below 2048 / FLT_MAX (about 6e-36)
             raise TrtqError(
-                f"{who} has max |x| {self.range:.3g}, too small for a float32 calibration histogram; "
-                "check the preprocessing and the model"
+                f"{f'tensor {tensor!r}' if tensor else 'an activation'} has max |x| {self.range:.3g}, "
+                "too small for a float32 calibration histogram; check the preprocessing and the model"
             )
         return scale
 

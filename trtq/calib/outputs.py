@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from trtq import __version__
 from trtq.cache.headers import header_for
@@ -41,7 +44,8 @@ def save_outputs(config: LoadedConfig, run: CalibrationRun, fingerprint: Fingerp
     cache = make_cache(run.scales(calibration.algorithm), header_algorithm(config), calibration.trt_version)
     cache_bytes = format_cache(cache).encode("utf-8")
     report = report_path(cache_path)
-    report_bytes = (json.dumps(build_report(config, run, fingerprint), indent=1) + "\n").encode("utf-8")
+    contents = build_report(config, run, fingerprint)
+    report_bytes = (json.dumps(contents, indent=1, allow_nan=False) + "\n").encode("utf-8")
     manifest = Manifest(
         fingerprint=fingerprint,
         cache_sha256=sha256_bytes(cache_bytes),
@@ -57,6 +61,11 @@ def save_outputs(config: LoadedConfig, run: CalibrationRun, fingerprint: Fingerp
     return CalibrationOutputs(cache_path, manifest_file, report)
 
 
+def _finite(value: float | np.float32) -> float | None:
+    """A threshold or scale for the report's JSON: null where it is infinite (strict JSON has no inf)."""
+    return float(value) if math.isfinite(value) else None
+
+
 def build_report(config: LoadedConfig, run: CalibrationRun, fingerprint: Fingerprint) -> dict[str, Any]:
     tensors = {}
     for name, histogram in run.histograms.items():
@@ -65,9 +74,9 @@ def build_report(config: LoadedConfig, run: CalibrationRun, fingerprint: Fingerp
             "histogram_range": histogram.range,
             "range_doublings": histogram.doublings,
             "values": histogram.total,
-            "amax": {algorithm: float(run.amax(name, algorithm)) for algorithm in ALGORITHMS},
+            "amax": {algorithm: _finite(run.amax(name, algorithm)) for algorithm in ALGORITHMS},
             "scale": {
-                algorithm: float(scale_from_amax(run.amax(name, algorithm))) for algorithm in ALGORITHMS
+                algorithm: _finite(scale_from_amax(run.amax(name, algorithm))) for algorithm in ALGORITHMS
             },
         }
     stats = run.stats

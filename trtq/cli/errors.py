@@ -8,6 +8,7 @@ import sys
 import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import TextIO
 
 import typer
 from rich.console import Console
@@ -30,12 +31,12 @@ class _CommandConsole(Console):
         self.quiet = True
         if self.results_on_stdout:
             raise BrokenPipeError
-        _stdout_to_devnull()
+        _to_devnull(sys.stdout)
 
 
-def _stdout_to_devnull() -> None:
-    """After the reader of stdout went away: later writes and the exit's flush cannot fail again."""
-    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+def _to_devnull(stream: TextIO) -> None:
+    """After the reader of a stream went away: later writes and the exit's flush cannot fail again."""
+    os.dup2(os.open(os.devnull, os.O_WRONLY), stream.fileno())
 
 
 def help_ends_like_commands_on_broken_pipe() -> None:
@@ -45,7 +46,7 @@ def help_ends_like_commands_on_broken_pipe() -> None:
 
     def end_quietly(console: Console) -> None:
         console.quiet = True
-        _stdout_to_devnull()
+        _to_devnull(sys.stderr if console.stderr else sys.stdout)
         raise SystemExit(EXIT_BROKEN_PIPE)
 
     Console.on_broken_pipe = end_quietly  # type: ignore[method-assign,assignment]  # rich's documented hook, class-wide
@@ -57,7 +58,16 @@ def command_console(results_on_stdout: bool = False) -> Console:
     return _CommandConsole(results_on_stdout)
 
 
-stderr = Console(stderr=True, highlight=False)
+class _MessageConsole(Console):
+    """trtq's own warnings and errors (stderr): a reader of them going away must not end a command
+    whose results are files; the messages go quiet instead."""
+
+    def on_broken_pipe(self) -> None:
+        self.quiet = True
+        _to_devnull(sys.stderr)
+
+
+stderr = _MessageConsole(stderr=True, highlight=False)
 
 EXIT_USER_ERROR = 1
 EXIT_INTERNAL_ERROR = 3
@@ -81,7 +91,7 @@ def reported_errors(verbose: bool) -> Iterator[None]:
     except BrokenPipeError:
         # The reader went away (`trtq ... | head`): stop quietly as other command-line tools do, with
         # the shell's SIGPIPE status.
-        _stdout_to_devnull()
+        _to_devnull(sys.stdout)
         raise typer.Exit(EXIT_BROKEN_PIPE) from None
     except OSError as exc:
         if exc.errno not in _ENVIRONMENT_ERRORS:
