@@ -86,3 +86,23 @@ def test_mse_search_matches_a_per_candidate_computation_on_the_histogram() -> No
     candidates = [i * width for i in range(128, NUM_BINS + 1)]
     best = min(candidates, key=error)
     assert float(mse_from(h)) == pytest.approx(best, rel=1e-6)
+
+
+def test_thresholds_at_float32s_largest_value_overflow_to_inf_without_numpy_warnings() -> None:
+    # Every value at float32's max: range = max, no doubling, all counts in the last bin. By hand:
+    # percentile's edge is 2048 bins of max / 2048, exactly max; entropy finds every candidate
+    # degenerate (one non-empty bin), keeps all 2048 bins and adds half a bin: inf in float32.
+    # MSE's edges are computed in float64 and cast. None may warn: callers refuse an infinite scale.
+    import warnings
+
+    from trtq.calib.entropy import entropy_threshold
+
+    largest = np.finfo(np.float32).max
+    h = TrtHistogram()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        h.update(np.full(1000, largest, dtype=np.float32))
+        assert h.range == float(largest) and h.doublings == 0 and h.counts[-1] == 1000
+        assert percentile_from(h, 99.99) == largest
+        assert np.isinf(entropy_threshold(h).amax)
+        assert not np.isnan(mse_from(h))

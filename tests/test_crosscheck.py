@@ -57,3 +57,21 @@ def test_crosscheck_against_scales_computed_by_hand(write_config: WriteConfig) -
     summary = report["summary"]
     assert summary["compared"] == len(tensors)
     assert summary["within_1_percent"] == pytest.approx((len(tensors) - 1) / len(tensors))
+
+
+def test_crosscheck_json_stays_strict_when_a_cache_scale_is_infinite(write_config: WriteConfig) -> None:
+    # TensorRT writes an infinite scale as 7f800000; the JSON must still parse as standard JSON.
+    def no_constants(name: str) -> None:
+        raise AssertionError(f"non-standard JSON constant {name}")
+
+    config = write_config(n_images=4)
+    off = oracle_tensors(resolve_path(TEXT_CLASSIFIER, REPO))[3]
+    trt_like = hand_made_minmax_cache(config.parent, 4, {off: math.inf})
+    assert f"{off}: 7f800000" in trt_like.read_text()
+    out = config.parent / "check.json"
+    arguments = ["crosscheck", str(config), "--cache", str(trt_like), "--json", str(out)]
+    result = CliRunner().invoke(app, arguments)
+    assert result.exit_code == 0, result.output
+    report = json.loads(out.read_text(), parse_constant=no_constants)
+    entry = next(t for t in report["tensors"] if t["tensor"] == off)
+    assert entry["cache_scale"] is None and entry["ratio"] == "inf" and entry["numpy_scale"] > 0

@@ -36,9 +36,9 @@ def test_output_piped_into_head_ends_quietly(tmp_path: Path) -> None:
     assert "internal error" not in pipe.stderr and "Traceback" not in pipe.stderr
 
 
-@pytest.mark.parametrize("arguments", ["--help", "calibrate --help"])
+@pytest.mark.parametrize("arguments", ["--help", "calibrate --help", "--version"])
 def test_help_piped_into_a_reader_that_leaves_ends_quietly(arguments: str) -> None:
-    # typer prints help through its own rich console, which exited with status 1 here.
+    # typer prints help through its own rich console, and click the version, which exited with 1 here.
     pipe = piped(arguments, "true")
     assert "status=141" in pipe.stdout, pipe
     assert pipe.stderr == "", pipe.stderr
@@ -82,6 +82,8 @@ def test_calibrate_whose_stderr_reader_leaves_still_writes_its_outputs(
     pipe = piped(f"calibrate {tmp_path / 'relu.yaml'} 2>&1 >/dev/null", "true")
     assert "status=0" in pipe.stdout, pipe
     assert (tmp_path / "out" / "relu.cache").read_text().startswith("TRT-")
+    read = piped(f"calibrate {tmp_path / 'relu.yaml'} 2>&1 >/dev/null", "cat")  # the warning it wrote
+    assert "NUMBA_DISABLE_JIT is set" in read.stdout and "status=0" in read.stdout, read
 
 
 def test_empty_or_too_long_cache_names_are_user_errors(write_config: WriteConfig) -> None:

@@ -1,13 +1,17 @@
-"""Atomic file writes and streamed hashing: an interrupted run never leaves a half-written file."""
+"""Atomic file writes, strict JSON text and streamed hashing: an interrupted run never leaves a
+half-written file."""
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
+import math
 import os
 import secrets
 import time
 from pathlib import Path
+from typing import Any
 
 from trtq.errors import TrtqError
 
@@ -98,6 +102,22 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
 
 def atomic_write_text(path: Path, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def strict_json(value: Any, indent: int = 1) -> str:
+    """JSON text with infinite and NaN floats written as null: JSON has no Infinity, and a reader
+    that follows the standard rejects a file that has one."""
+    return json.dumps(_without_non_finite(value), indent=indent, allow_nan=False) + "\n"
+
+
+def _without_non_finite(value: Any) -> Any:
+    if isinstance(value, float):  # NumPy's float64 too; float32 values are converted by the caller
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: _without_non_finite(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_without_non_finite(item) for item in value]
+    return value
 
 
 def sha256_bytes(data: bytes) -> str:

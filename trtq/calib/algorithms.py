@@ -46,7 +46,8 @@ def percentile_from(histogram: TrtHistogram, percentile: float = DEFAULT_PERCENT
     cdf = np.cumsum(histogram.counts)
     index = int(np.searchsorted(cdf, percentile / 100.0 * total, side="left"))
     index = min(index, histogram.num_bins - 1)
-    return np.float32(np.float32(index + 1) * histogram.float32_bin_width())
+    with np.errstate(over="ignore"):  # beyond float32's largest value: inf, refused where used
+        return np.float32(np.float32(index + 1) * histogram.float32_bin_width())
 
 
 def mse_from(histogram: TrtHistogram) -> np.float32:
@@ -68,7 +69,8 @@ def mse_amaxes(histograms: Sequence[TrtHistogram]) -> list[np.float32]:
         best = np.argmin(counts @ _mse_error_table(num_bins).T, axis=1)
         for i, bins_kept in zip(indices, best, strict=True):
             width = histograms[i].range / num_bins
-            amaxes[i] = np.float32((FIRST_CANDIDATE + int(bins_kept)) * width)
+            with np.errstate(over="ignore"):  # beyond float32's largest value: inf, refused where used
+                amaxes[i] = np.float32((FIRST_CANDIDATE + int(bins_kept)) * width)
     return amaxes
 
 

@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-import json
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-import numpy as np
 
 from trtq import __version__
 from trtq.cache.headers import header_for
@@ -18,7 +14,7 @@ from trtq.calib.algorithms import scale_from_amax
 from trtq.calib.run import CalibrationRun
 from trtq.config.loader import LoadedConfig
 from trtq.config.schema import ALGORITHMS
-from trtq.fileio import sha256_bytes
+from trtq.fileio import sha256_bytes, strict_json
 from trtq.fileset import replace_set
 from trtq.fingerprint import Fingerprint
 
@@ -44,8 +40,7 @@ def save_outputs(config: LoadedConfig, run: CalibrationRun, fingerprint: Fingerp
     cache = make_cache(run.scales(calibration.algorithm), header_algorithm(config), calibration.trt_version)
     cache_bytes = format_cache(cache).encode("utf-8")
     report = report_path(cache_path)
-    contents = build_report(config, run, fingerprint)
-    report_bytes = (json.dumps(contents, indent=1, allow_nan=False) + "\n").encode("utf-8")
+    report_bytes = strict_json(build_report(config, run, fingerprint)).encode("utf-8")
     manifest = Manifest(
         fingerprint=fingerprint,
         cache_sha256=sha256_bytes(cache_bytes),
@@ -61,11 +56,6 @@ def save_outputs(config: LoadedConfig, run: CalibrationRun, fingerprint: Fingerp
     return CalibrationOutputs(cache_path, manifest_file, report)
 
 
-def _finite(value: float | np.float32) -> float | None:
-    """A threshold or scale for the report's JSON: null where it is infinite (strict JSON has no inf)."""
-    return float(value) if math.isfinite(value) else None
-
-
 def build_report(config: LoadedConfig, run: CalibrationRun, fingerprint: Fingerprint) -> dict[str, Any]:
     tensors = {}
     for name, histogram in run.histograms.items():
@@ -74,9 +64,9 @@ def build_report(config: LoadedConfig, run: CalibrationRun, fingerprint: Fingerp
             "histogram_range": histogram.range,
             "range_doublings": histogram.doublings,
             "values": histogram.total,
-            "amax": {algorithm: _finite(run.amax(name, algorithm)) for algorithm in ALGORITHMS},
+            "amax": {algorithm: float(run.amax(name, algorithm)) for algorithm in ALGORITHMS},
             "scale": {
-                algorithm: _finite(scale_from_amax(run.amax(name, algorithm))) for algorithm in ALGORITHMS
+                algorithm: float(scale_from_amax(run.amax(name, algorithm))) for algorithm in ALGORITHMS
             },
         }
     stats = run.stats

@@ -82,17 +82,17 @@ class CalibrationRun:
                 self.amax(name, algorithm)
 
     def scales(self, algorithm: Algorithm) -> dict[str, float]:
-        """Every tensor's scale under ``algorithm``; an infinite one (a histogram range doubled past
-        float32's largest value) is an error naming the tensor: no INT8 scale can represent it."""
+        """Every tensor's scale under ``algorithm``; an infinite one (a threshold beyond float32's
+        largest value) is an error naming the tensor: no INT8 scale can represent it."""
         scales = {name: float(scale_from_amax(self.amax(name, algorithm))) for name in self.histograms}
         for name, scale in scales.items():
             if not math.isfinite(scale):
                 histogram = self.histograms[name]
+                doubled = f", {histogram.doublings} range doubling(s)" if histogram.doublings else ""
                 raise TrtqError(
-                    f"tensor '{name}' has no finite {algorithm} threshold: its histogram range doubled "
-                    f"to {histogram.range:.3g}, beyond float32's largest value (max |x| "
-                    f"{histogram.max_abs:.3g}); check the preprocessing and the model"
-                    + ("" if algorithm == "minmax" else ", or calibrate with algorithm: minmax")
+                    f"tensor '{name}' has no finite {algorithm} threshold: it lies beyond float32's "
+                    f"largest value (max |x| {histogram.max_abs:.3g}, histogram range "
+                    f"{histogram.range:.3g}{doubled}); check the preprocessing and the model"
                 )
         return scales
 

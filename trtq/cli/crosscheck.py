@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import math
 from pathlib import Path
 from typing import Annotated
 
@@ -20,7 +18,7 @@ from trtq.compare.scales import cross_check
 from trtq.config import ALGORITHMS, Algorithm, load_config
 from trtq.data.from_config import calibration_entries
 from trtq.errors import TrtqError
-from trtq.fileio import atomic_write_text
+from trtq.fileio import atomic_write_text, strict_json
 from trtq.paths import check_outputs, config_inputs
 from trtq.qdq.scales import check_coverage
 
@@ -69,7 +67,7 @@ def crosscheck_command(
                 shown = ", ".join(names[:8]) + (" ..." if len(names) > 8 else "")
                 console.print(f"{len(names)} tensors {label}: {shown}")
         payload = {"cache": str(cache), "config": str(config), "algorithm": chosen, **result.to_json()}
-        atomic_write_text(out, json.dumps(payload, indent=1, default=_json_float) + "\n")
+        atomic_write_text(out, strict_json(payload))
         console.print(f"json     {out}")
 
 
@@ -83,9 +81,3 @@ def _algorithm(requested: str | None, header: str) -> Algorithm:
         if algorithm == requested:
             return algorithm
     raise TrtqError(f"--algorithm {requested!r}: choose one of {', '.join(ALGORITHMS)}")
-
-
-def _json_float(value: object) -> object:
-    if isinstance(value, float) and not math.isfinite(value):
-        return str(value)
-    raise TypeError(f"not JSON serialisable: {value!r}")

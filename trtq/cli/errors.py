@@ -52,6 +52,17 @@ def help_ends_like_commands_on_broken_pipe() -> None:
     Console.on_broken_pipe = end_quietly  # type: ignore[method-assign,assignment]  # rich's documented hook, class-wide
 
 
+def print_result_line(text: str) -> None:
+    """One line that is the command's whole result (``--version``): a reader that went away ends it
+    quietly with the shell's SIGPIPE status, as the commands do."""
+    try:
+        sys.stdout.write(text + "\n")
+        sys.stdout.flush()
+    except BrokenPipeError:
+        _to_devnull(sys.stdout)
+        raise typer.Exit(EXIT_BROKEN_PIPE) from None
+
+
 def command_console(results_on_stdout: bool = False) -> Console:
     """The console a command prints with (stdout); ``results_on_stdout``: the printed text is the
     command's result (e.g. ``cache inspect``), not a report on files it writes."""

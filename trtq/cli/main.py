@@ -13,6 +13,7 @@ from trtq.cli.cache_commands import cache_app
 from trtq.cli.calibrate import calibrate_command
 from trtq.cli.compare import compare_command
 from trtq.cli.crosscheck import crosscheck_command
+from trtq.cli.errors import print_result_line
 from trtq.cli.qdq import qdq_command
 from trtq.cli.report import report_command
 from trtq.cli.sensitivity import sensitivity_command
@@ -39,7 +40,7 @@ app.add_typer(cache_app, name="cache")
 
 def _version(value: bool) -> None:
     if value:
-        typer.echo(f"trtq {__version__}")
+        print_result_line(f"trtq {__version__}")
         raise typer.Exit()
 
 
