@@ -80,3 +80,20 @@ def test_a_range_too_small_for_a_float32_bin_width_is_a_clear_error() -> None:
     # 2048 / 1e-36 overflows float32: binning would cast inf to a garbage index.
     with pytest.raises(TrtqError, match="too small for a float32 calibration histogram"):
         TrtHistogram().update(np.array([1e-36, 0.0], dtype=np.float32))
+
+
+def test_mismatched_or_complex_batches_and_odd_bin_counts_are_clear_errors() -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from trtq.calib.histogram import update_batch
+
+    values = np.ones(4, dtype=np.float32)
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        with pytest.raises(ValueError, match="2 histograms, 1 names and 2 activations: one each"):
+            update_batch([TrtHistogram(), TrtHistogram()], ["a"], [values, values], pool, 2)
+        with pytest.raises(TypeError, match="tensor 'b' is complex"):
+            update_batch([TrtHistogram(), TrtHistogram()], ["a", "b"], [values, values * 1j], pool, 2)
+    odd = TrtHistogram(num_bins=5)
+    odd.update(values)
+    with pytest.raises(ValueError, match="5 bins cannot merge in pairs"):
+        odd.update(values * 2)

@@ -154,6 +154,8 @@ class TrtHistogram:
         self.add_counts(counts)
 
     def _grow_to(self, batch_max: float) -> None:
+        if batch_max > self.range and self.num_bins % 2:
+            raise ValueError(f"{self.num_bins} bins cannot merge in pairs: the range cannot double")
         while batch_max > self.range:
             merged = self.counts.reshape(-1, 2).sum(axis=1)
             self.counts = np.concatenate([merged, np.zeros(self.num_bins - merged.size, dtype=np.int64)])
@@ -259,7 +261,16 @@ def _update(
     read again: the exact max first, which sets or grows the range, then the counts at that range."""
     from trtq.calib.binning import max_abs  # imports Numba: only when something is binned
 
-    flats = [np.ascontiguousarray(np.asarray(values, dtype=np.float32).ravel()) for values in activations]
+    if not len(histograms) == len(names) == len(activations):
+        raise ValueError(
+            f"{len(histograms)} histograms, {len(names)} names and {len(activations)} activations: one each"
+        )
+    arrays = [np.asarray(values) for values in activations]
+    for name, array in zip(names, arrays, strict=True):
+        if np.iscomplexobj(array):  # float32 would drop the imaginary part without a word
+            who = f"tensor {name!r}" if name else "an activation"
+            raise TypeError(f"{who} is complex; calibration histograms take real values")
+    flats = [np.ascontiguousarray(array.astype(np.float32, copy=False).ravel()) for array in arrays]
     live = [index for index, flat in enumerate(flats) if flat.size]
     tops, totals = _count_at([histograms[i] for i in live], [flats[i] for i in live], mapper, parts)
     regrown: list[int] = []
