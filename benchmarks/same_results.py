@@ -49,8 +49,7 @@ def dump(config_path: Path, out: Path) -> None:
     out.write_bytes(pickle.dumps(results))
 
 
-def results_of(checkout: Path, config: Path, work: Path) -> dict[str, Any]:
-    out = work / f"{abs(hash((str(checkout), str(config))))}.pickle"
+def results_of(checkout: Path, config: Path, out: Path) -> dict[str, Any]:
     env = dict(os.environ, PYTHONPATH=str(checkout))
     done = subprocess.run(
         [sys.executable, __file__, "--child", str(config), str(out)], env=env, check=False, text=True
@@ -79,8 +78,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for config in args.configs:
             config = config.resolve()
-            before = results_of(args.baseline.resolve(), config, Path(tmp))
-            after = results_of(REPO, config, Path(tmp))
+            before = results_of(args.baseline.resolve(), config, Path(tmp) / "before.pickle")
+            after = results_of(REPO, config, Path(tmp) / "after.pickle")
             names = sorted(set(before) | set(after))
             differing = [name for name in names if before.get(name) != after.get(name)]
             differ |= bool(differing)

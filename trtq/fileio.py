@@ -104,10 +104,10 @@ def atomic_write_text(path: Path, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
-def strict_json(value: Any, indent: int = 1) -> str:
+def strict_json(value: Any) -> str:
     """JSON text with infinite and NaN floats written as null: JSON has no Infinity, and a reader
     that follows the standard rejects a file that has one."""
-    return json.dumps(_without_non_finite(value), indent=indent, allow_nan=False) + "\n"
+    return json.dumps(_without_non_finite(value), indent=1, allow_nan=False) + "\n"
 
 
 def _without_non_finite(value: Any) -> Any:

@@ -46,8 +46,7 @@ def percentile_from(histogram: TrtHistogram, percentile: float = DEFAULT_PERCENT
     cdf = np.cumsum(histogram.counts)
     index = int(np.searchsorted(cdf, percentile / 100.0 * total, side="left"))
     index = min(index, histogram.num_bins - 1)
-    with np.errstate(over="ignore"):  # beyond float32's largest value: inf, refused where used
-        return np.float32(np.float32(index + 1) * histogram.float32_bin_width())
+    return histogram.threshold_at(index + 1)
 
 
 def mse_from(histogram: TrtHistogram) -> np.float32:

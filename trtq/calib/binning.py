@@ -271,7 +271,7 @@ class Binning:
         return np.zeros(self.num_bins + 1, dtype=np.int64)
 
     def new_lanes(self) -> npt.NDArray[np.uint32]:
-        """Scratch counters for ``count_into``: one set per thread, reused piece after piece."""
+        """Scratch counters for ``count_into``: one set per task, reused piece after piece."""
         return np.empty((LANES, self.num_bins + 1), dtype=np.uint32)
 
     def count_into(

@@ -68,8 +68,7 @@ def entropy_threshold(histogram: TrtHistogram) -> EntropyResult:
     else:
         pick = candidates.size - 1  # nothing eligible (e.g. a constant tensor): keep the whole range
     bins_kept = int(candidates[pick])
-    with np.errstate(over="ignore"):  # beyond float32's largest value: inf, refused where used
-        amax = np.float32(np.float32(bins_kept + 0.5) * histogram.float32_bin_width())
+    amax = histogram.threshold_at(bins_kept + 0.5)
     return EntropyResult(amax, bins_kept, candidates, divergence, degenerate)
 
 

@@ -98,11 +98,12 @@ class TrtHistogram:
     def bin_width(self) -> float:
         return self.range / self.num_bins
 
-    def float32_bin_width(self) -> np.float32:
-        """The bin width as TensorRT's thresholds use it: float32(range) / num_bins, in float32 (inf
-        for a range doubled past float32's largest value)."""
+    def threshold_at(self, bins: float) -> np.float32:
+        """The threshold ``bins`` bin widths up, as TensorRT's thresholds are computed: float32(bins) *
+        (float32(range) / num_bins), all in float32; inf beyond float32's largest value, for the
+        caller that needs a scale to refuse (CalibrationRun.scales)."""
         with np.errstate(over="ignore"):
-            return np.float32(self.range) / np.float32(self.num_bins)
+            return np.float32(np.float32(bins) * (np.float32(self.range) / np.float32(self.num_bins)))
 
     @property
     def total(self) -> int:
@@ -170,8 +171,8 @@ class _Piece:
 
 
 def _shares(flats: Sequence[FloatArray], parts: int) -> list[list[_Piece]]:
-    """All values in ``parts`` consecutive runs of about equal size (one task per thread), cut at
-    piece bounds; within a run, a tensor's pieces are one slice (one kernel call)."""
+    """All values in ``parts`` consecutive runs of about equal size (one task each), cut at piece
+    bounds; within a run, a tensor's pieces are one slice (one kernel call)."""
     pieces = [
         (index, start, min(start + PIECE, flat.size))
         for index, flat in enumerate(flats)
@@ -311,7 +312,6 @@ def update_batch(
     pool: Executor,
     parts: int,
 ) -> None:
-    """One batch for many tensors (histograms[i] gets activations[i], all histograms with the same
-    number of bins), its values spread over ``parts`` tasks on ``pool``: the same counts as
-    ``TrtHistogram.update`` per tensor, whatever the split."""
+    """One batch for many tensors (histograms[i] gets activations[i]), its values spread over ``parts``
+    tasks on ``pool``: the same counts as ``TrtHistogram.update`` per tensor, whatever the split."""
     _update(histograms, names, activations, pool.map, parts)

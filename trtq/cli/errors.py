@@ -59,8 +59,7 @@ def print_result_line(text: str) -> None:
         sys.stdout.write(text + "\n")
         sys.stdout.flush()
     except BrokenPipeError:
-        _to_devnull(sys.stdout)
-        raise typer.Exit(EXIT_BROKEN_PIPE) from None
+        raise _reader_gone() from None
 
 
 def command_console(results_on_stdout: bool = False) -> Console:
@@ -100,10 +99,7 @@ def reported_errors(verbose: bool) -> Iterator[None]:
     except (typer.Exit, typer.Abort):
         raise
     except BrokenPipeError:
-        # The reader went away (`trtq ... | head`): stop quietly as other command-line tools do, with
-        # the shell's SIGPIPE status.
-        _to_devnull(sys.stdout)
-        raise typer.Exit(EXIT_BROKEN_PIPE) from None
+        raise _reader_gone() from None
     except OSError as exc:
         if exc.errno not in _ENVIRONMENT_ERRORS:
             raise _internal(exc, verbose) from None
@@ -132,6 +128,13 @@ def reported_errors(verbose: bool) -> Iterator[None]:
         raise typer.Exit(EXIT_USER_ERROR) from None
     except Exception as exc:
         raise _internal(exc, verbose) from None
+
+
+def _reader_gone() -> typer.Exit:
+    """The reader of stdout went away (`trtq ... | head`): stop quietly as other command-line tools
+    do, with the shell's SIGPIPE status."""
+    _to_devnull(sys.stdout)
+    return typer.Exit(EXIT_BROKEN_PIPE)
 
 
 def _interrupted() -> typer.Exit:
