@@ -15,7 +15,6 @@ import Numba, and loads it on a thread while the model is read.
 from __future__ import annotations
 
 import functools
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -167,53 +166,12 @@ def load_kernels() -> None:
             np.zeros(2 * (QUANT_LEVELS + 1)), 2, np.array([QUANT_LEVELS], dtype=np.int64), np.zeros(1)
         )
 
-    _import_array_math_without_blas()
     try:
         first_call()
     except Exception:
         for kernel in (_max_bits, _count_block, _scan, _level_sums):
             kernel._cache = NullCache()  # Numba's own no-cache object (Dispatcher.enable_caching's opposite)
         first_call()
-
-
-_SCIPY_BLAS = "scipy.linalg.cython_blas"
-
-
-def _import_array_math_without_blas() -> None:
-    """Import Numba's array-math module, which the first load of any kernel imports, without the
-    SciPy import it makes only to note whether compiled np.dot-style code may call BLAS: 0.2 s,
-    a third of loading the kernels, taken from ONNX Runtime's first batch (docs/benchmarks.md).
-    trtq's kernels call no BLAS. The note is then replaced by Numba's own check, run the first time
-    compiled code reads it, so other Numba code in the process sees what Numba would have found.
-
-    SciPy's BLAS module is hidden only for the import itself (about 0.1 s) and only when neither
-    module is loaded yet. A thread importing scipy.linalg for the first time in that moment would
-    see an ImportError (a retry works); trtq has no such thread, and a program that uses trtq as a
-    library and SciPy on other threads can import scipy.linalg before calibrating, which turns
-    this off."""
-    if "numba.np.arraymath" in sys.modules or _SCIPY_BLAS in sys.modules:
-        return
-    sys.modules[_SCIPY_BLAS] = None  # type: ignore[assignment]  # import fails at once, without loading SciPy
-    try:
-        import numba.np.arraymath as array_math
-    finally:
-        if sys.modules.get(_SCIPY_BLAS, False) is None:
-            del sys.modules[_SCIPY_BLAS]
-    array_math._HAVE_BLAS = _BlasCheckedWhenRead(array_math._check_blas)
-
-
-class _BlasCheckedWhenRead:
-    """Numba's ``_HAVE_BLAS`` (read only as a truth value, when np.convolve-style code is typed):
-    Numba's own check, made on the first read instead of at import."""
-
-    def __init__(self, check: Callable[[], bool]) -> None:
-        self._check = check
-        self._found: bool | None = None
-
-    def __bool__(self) -> bool:
-        if self._found is None:
-            self._found = bool(self._check())
-        return self._found
 
 
 def float_from_bits(bits: int) -> float:
