@@ -14,10 +14,10 @@ from trtq.calib.algorithms import (
     minmax_from,
     mse_from,
     percentile_from,
-    scale_from_amax,
 )
 from trtq.calib.entropy import EntropyResult, entropy_threshold
 from trtq.calib.histogram import NUM_BINS, TrtHistogram
+from trtq.numeric import scale_from_amax
 
 __all__ = [
     "NUM_BINS",

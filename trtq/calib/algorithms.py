@@ -15,8 +15,8 @@ import numpy.typing as npt
 from trtq.calib.entropy import FIRST_CANDIDATE, entropy_threshold
 from trtq.calib.histogram import TrtHistogram
 from trtq.config.schema import Algorithm
+from trtq.numeric import INT8_MAX
 
-INT8_MAX = 127
 DEFAULT_PERCENTILE = 99.99
 
 
@@ -103,11 +103,6 @@ def amax_from(
         "mse": mse_from,
     }
     return finders[algorithm](histogram)
-
-
-def scale_from_amax(amax: float | np.float32) -> np.float32:
-    """Per-tensor scale as TensorRT stores it: amax / 127 in float32."""
-    return np.float32(np.float32(amax) / np.float32(INT8_MAX))
 
 
 # Public API: one iterable of arrays (one per calibration batch, in order) -> float32 threshold.

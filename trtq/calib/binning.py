@@ -24,7 +24,7 @@ import numpy as np
 import numpy.typing as npt
 from numba.core.caching import NullCache
 
-from trtq.calib.entropy import QUANT_LEVELS  # a constant to Numba: the level edges compile to shifts
+from trtq.numeric import QUANT_LEVELS  # a constant to Numba: the level edges compile to shifts
 
 LANES = 4
 """Independent count rows, cycled value by value: runs of equal bins (a ReLU's zeros) then do not

@@ -27,8 +27,8 @@ import numpy as np
 import numpy.typing as npt
 
 from trtq.calib.histogram import TrtHistogram
+from trtq.numeric import QUANT_LEVELS
 
-QUANT_LEVELS = 128
 _Number = TypeVar("_Number", np.float64, np.int64)
 FIRST_CANDIDATE = 128
 _TIE_TOLERANCE = 1e-12

@@ -26,6 +26,7 @@ import numpy as np
 import numpy.typing as npt
 
 from trtq.errors import TrtqError
+from trtq.numeric import FLOAT32_MAX
 
 NUM_BINS = 2048
 CHUNK = 1 << 15
@@ -38,7 +39,6 @@ MAX_RUN = 1 << 30
 within the kernel's 32-bit lane counters."""
 Counts = npt.NDArray[np.int64]
 FloatArray = npt.NDArray[np.float32]
-_FLOAT32_MAX = float(np.finfo(np.float32).max)
 Mapper = Callable[[Callable[[Any], Any], Iterable[Any]], Iterable[Any]]
 """``map`` or ``Executor.map``: how the pieces of a batch are spread."""
 
@@ -217,7 +217,7 @@ def _count_at(
     has_range = ranges != 0.0  # the others have no range yet: their max comes first
     binning = Binning.checked(
         np.where(has_range, bin_scales(num_bins, ranges), np.float32(1.0)),
-        np.where(has_range, np.minimum(ranges, _FLOAT32_MAX), 0.0),
+        np.where(has_range, np.minimum(ranges, FLOAT32_MAX), 0.0),
         num_bins,
     )
 

@@ -10,13 +10,13 @@ from trtq import __version__
 from trtq.cache.headers import header_for
 from trtq.cache.manifest import Manifest, manifest_path, manifest_text, report_path
 from trtq.cache.trt_format import format_cache, make_cache
-from trtq.calib.algorithms import scale_from_amax
 from trtq.calib.run import CalibrationRun
 from trtq.config.loader import LoadedConfig
 from trtq.config.schema import ALGORITHMS
 from trtq.fileio import sha256_bytes, strict_json
 from trtq.fileset import replace_set
 from trtq.fingerprint import Fingerprint
+from trtq.numeric import scale_from_amax
 
 
 def header_algorithm(config: LoadedConfig) -> str:

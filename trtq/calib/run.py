@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from trtq.calib.algorithms import amax_from, mse_amaxes, scale_from_amax
+from trtq.calib.algorithms import amax_from, mse_amaxes
 from trtq.calib.collect import ActivationCollector
 from trtq.calib.histogram import NonFiniteError, TrtHistogram, load_binning_in_background, update_batch
 from trtq.config.loader import LoadedConfig
@@ -22,6 +22,7 @@ from trtq.data.batches import Batch, BatchStats
 from trtq.data.from_config import batch_source
 from trtq.data.image_list import ImageEntry
 from trtq.errors import TrtqError
+from trtq.numeric import scale_from_amax
 
 ProgressCallback = Callable[[Batch], None]
 

@@ -17,13 +17,13 @@ import typer
 from trtq.cache.manifest import manifest_path, read_manifest
 from trtq.cache.retarget import retarget_file
 from trtq.cache.trt_format import encode_version, open_cache, read_cache, version_name
-from trtq.calib.algorithms import INT8_MAX
 from trtq.cli.errors import EXIT_USER_ERROR, command_console, reported_errors
 from trtq.cli.state import OPTIONS
 from trtq.config import load_config
 from trtq.data.from_config import calibration_entries
 from trtq.errors import TrtqError
 from trtq.fingerprint import fingerprint_config
+from trtq.numeric import INT8_MAX
 
 console = command_console(results_on_stdout=True)
 cache_app = typer.Typer(

@@ -19,7 +19,6 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
-from trtq.calib.algorithms import scale_from_amax
 from trtq.calib.histogram import binning_compiled
 from trtq.calib.pipeline import calibrate
 from trtq.calib.run import CalibrationRun
@@ -29,6 +28,7 @@ from trtq.cli.tables import add_columns
 from trtq.config import ALGORITHMS, Algorithm, load_config
 from trtq.data.batches import Batch
 from trtq.data.from_config import batch_source, calibration_entries
+from trtq.numeric import scale_from_amax
 from trtq.text import counted
 
 console = command_console()

@@ -5,8 +5,9 @@ from __future__ import annotations
 import math
 from typing import Literal
 
-import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, field_validator, model_validator
+
+from trtq.numeric import FLOAT32_MAX, FLOAT32_TINY
 
 Shape = list[PositiveInt]
 Algorithm = Literal["entropy", "minmax", "percentile", "mse"]
@@ -55,11 +56,6 @@ class InputSpec(Section):
         shape = self.shape if self.shape is not None else self.opt
         assert shape is not None
         return tuple(shape)
-
-
-FLOAT32_MAX = float(np.finfo(np.float32).max)
-FLOAT32_TINY = float(np.finfo(np.float32).tiny)
-"""float32's largest value and its smallest normal one, as Python floats (compared without a cast)."""
 
 
 class PreprocessSection(Section):

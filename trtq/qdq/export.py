@@ -17,11 +17,11 @@ import onnx.version_converter
 from onnx import helper, numpy_helper
 
 from trtq.errors import TrtqError
+from trtq.numeric import channel_scales, round_to_int8
 from trtq.qdq.graph import GraphIndex
 from trtq.qdq.placement import plan_qdq
 
 MIN_OPSET = 13  # per-channel (axis) DequantizeLinear
-INT8_MAX = 127
 
 
 @dataclass
@@ -147,8 +147,8 @@ def _weight_dq(
         shape = [1] * values.ndim
         shape[axis] = -1
     # An all-zero channel still needs a scale > 0.
-    scale = np.where(amax > 0, amax / INT8_MAX, 1.0).astype(np.float32)
-    quantized = np.clip(np.rint(values / scale.reshape(shape)), -INT8_MAX, INT8_MAX).astype(np.int8)
+    scale = channel_scales(np.asarray(amax, dtype=np.float32))
+    quantized = round_to_int8(values, scale.reshape(shape))
     scale_name, zero_name, int8_name = f"{name}_scale", f"{name}_zero_point", f"{name}_int8"
     model.graph.initializer.extend(
         [

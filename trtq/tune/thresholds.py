@@ -13,9 +13,10 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from trtq.calib.algorithms import amax_from, percentile_from, scale_from_amax
+from trtq.calib.algorithms import amax_from, percentile_from
 from trtq.calib.run import CalibrationRun
 from trtq.config.schema import ALGORITHMS
+from trtq.numeric import scale_from_amax
 from trtq.tune.judge import Judge, Measured
 
 PERCENTILES = (99.9, 99.99, 99.999)

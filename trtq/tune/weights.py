@@ -23,7 +23,8 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-INT8_MAX = 127
+from trtq.numeric import INT8_MAX, channel_scales, round_to_int8
+
 CLIP_RATIOS = (1.0, 0.97, 0.94, 0.91, 0.88, 0.85, 0.8, 0.75)
 BLOCK = 64
 """Columns rounded between two full updates of the rest (GPTQ's lazy batches: same result, faster)."""
@@ -50,13 +51,11 @@ class QuantizedWeights:
 
 def max_scales(weights: Float64) -> Float64:
     """Per-channel max-|w| / 127 (plain export, TensorRT's implicit INT8); 1 for all-zero rows."""
-    amax = np.abs(weights).max(axis=-1)
-    scales: Float64 = np.where(amax > 0, amax / INT8_MAX, 1.0)
-    return scales
+    return channel_scales(np.abs(weights).max(axis=-1))
 
 
 def round_nearest(weights: Float64, scales: Float64) -> Int8:
-    return np.clip(np.rint(weights / scales[..., None]), -INT8_MAX, INT8_MAX).astype(np.int8)
+    return round_to_int8(weights, scales[..., None])
 
 
 def output_error(delta: Float64, moment: Float64) -> Float64:
