@@ -53,7 +53,7 @@ from trtq.compare.outputs import OutputMetrics
 from trtq.compare.sensitivity import analyse_sensitivity
 from trtq.config import ALGORITHMS, LoadedConfig, load_config
 from trtq.data.from_config import batch_source, calibration_entries
-from trtq.onnxruntime_session import inference_session
+from trtq.model.session import inference_session
 from trtq.qdq import export_qdq
 from trtq.qdq.export import at_least_qdq_opset
 

@@ -37,7 +37,7 @@ from trtq.calib.run import collect_histograms
 from trtq.compare.models import compare_models, evaluation_inputs, run
 from trtq.config import ALGORITHMS, LoadedConfig, load_config
 from trtq.data.from_config import calibration_entries
-from trtq.onnxruntime_session import inference_session
+from trtq.model.session import inference_session
 from trtq.qdq import export_qdq
 
 

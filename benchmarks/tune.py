@@ -54,7 +54,7 @@ from trtq.compare.models import compare_models, evaluation_inputs, run
 from trtq.compare.sensitivity import analyse_sensitivity
 from trtq.config import ALGORITHMS, LoadedConfig, load_config
 from trtq.data.from_config import batch_source, calibration_entries
-from trtq.onnxruntime_session import inference_session
+from trtq.model.session import inference_session
 from trtq.qdq.export import at_least_qdq_opset, export_qdq
 
 SENSITIVITY_BATCHES = 2

@@ -9,7 +9,8 @@ import onnx
 import onnxruntime as ort
 import pytest
 
-from trtq.calib.collect import ActivationCollector, activation_tensors
+from trtq.calib.collect import ActivationCollector
+from trtq.model.index import activation_tensors
 
 
 def test_calibrated_tensors_are_float_activations_not_constants(classifier_path: Path) -> None:

@@ -125,7 +125,7 @@ def test_crosscheck_tensorrt_cache_against_numpy(workdir: Path) -> None:
 
 def test_fp16_engine_outputs_match_fp32_onnxruntime(workdir: Path) -> None:
     from trtq.compare.models import compare_models, evaluation_inputs, run
-    from trtq.onnxruntime_session import inference_session
+    from trtq.model.session import inference_session
 
     config = demo_variant(workdir, "fp16")
     build(config)

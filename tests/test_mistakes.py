@@ -22,12 +22,13 @@ from typer.testing import CliRunner
 
 from trtq.cache.manifest import Manifest, manifest_path, read_manifest, write_manifest
 from trtq.cache.trt_format import read_cache, write_cache
-from trtq.calib.collect import activation_tensors, load_onnx
 from trtq.cli.main import app
 from trtq.config import load_config
 from trtq.data.from_config import calibration_entries
 from trtq.errors import TrtqError
 from trtq.fingerprint import fingerprint_config
+from trtq.model.files import load_onnx
+from trtq.model.index import activation_tensors
 from trtq.qdq.scales import cache_scales
 from trtq.resources import resolve_path
 

@@ -12,9 +12,9 @@ from conftest import DETECTOR, REPO, TEXT_CLASSIFIER, WriteConfig
 from onnx import numpy_helper
 from reference_graph import quantized_activations, residual_adds, weighted_with_constant_weights
 
-from trtq.onnxruntime_session import inference_session
+from trtq.model.index import GraphIndex
+from trtq.model.session import inference_session
 from trtq.qdq import QdqResult, export_qdq
-from trtq.qdq.graph import GraphIndex
 from trtq.resources import resolve_path
 
 

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from trtq.cli.main import app
 from trtq.errors import TrtqError
-from trtq.onnxruntime_session import inference_session
+from trtq.model.session import inference_session
 from trtq.qdq.smoke import run_once
 
 

@@ -8,7 +8,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from trtq.onnxruntime_session import inference_session
+from trtq.model.session import inference_session
 from trtq.qdq import export_qdq
 
 # x is [2, 4] (K = 4). Each weight's largest |value| per output channel is written beside it.

@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 from trtq.cache import read_cache
 from trtq.cli.main import app
 from trtq.config import load_config
-from trtq.onnxruntime_session import inference_session
+from trtq.model.session import inference_session
 from trtq.qdq import export_qdq
 
 runner = CliRunner()

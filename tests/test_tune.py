@@ -24,8 +24,8 @@ from trtq.data.from_config import batch_source, calibration_entries
 from trtq.data.image_list import ImageEntry
 from trtq.data.overlap import overlap
 from trtq.fingerprint import fingerprint_config
+from trtq.model.index import GraphIndex
 from trtq.qdq.export import export_qdq
-from trtq.qdq.graph import GraphIndex
 from trtq.tune.layers import WeightedLayer, collect_layer_inputs, weighted_layers
 from trtq.tune.pipeline import default_search_batches, validation_positions
 from trtq.tune.weights import bias_shift, max_scales, output_error, quantize_weights, round_nearest

@@ -17,7 +17,7 @@ from trtq.config.schema import PreprocessSection
 from trtq.data.image_list import ImageEntry
 from trtq.errors import TrtqError
 from trtq.fileio import sha256_file
-from trtq.model_files import external_data_files
+from trtq.model.files import external_data_files
 
 SHORT = 16
 

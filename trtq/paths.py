@@ -16,7 +16,7 @@ from trtq.config.loader import LoadedConfig
 from trtq.data.image_list import ImageEntry, read_image_list
 from trtq.errors import TrtqError
 from trtq.fileio import temp_name
-from trtq.model_files import external_data_files
+from trtq.model.files import external_data_files
 
 Named = tuple[str, Path]
 """(role, path): the role says what the path is to this run, e.g. "--json out.json"."""

@@ -11,14 +11,21 @@ from trtq.config.schema import Algorithm
 
 ENTROPY_HEADER = "EntropyCalibration2"
 MINMAX_HEADER = "MinMaxCalibration"
-_ALGORITHM_OF_HEADER: dict[str, Algorithm] = {ENTROPY_HEADER: "entropy", MINMAX_HEADER: "minmax"}
+_CALIBRATOR_OF: dict[Algorithm, str] = {"entropy": ENTROPY_HEADER, "minmax": MINMAX_HEADER}
+"""The algorithms a TensorRT calibrator computes, and the header it writes: the one table trtq's
+caches, the calibrators (trtq/trt) and the cross-check read."""
 
 
 def header_for(algorithm: Algorithm) -> str:
     """The header of the TensorRT calibrator that reads (or, for entropy and minmax, makes) the cache."""
-    return MINMAX_HEADER if algorithm == "minmax" else ENTROPY_HEADER
+    return _CALIBRATOR_OF.get(algorithm, ENTROPY_HEADER)
+
+
+def tensorrt_calibrates(algorithm: Algorithm) -> bool:
+    """Whether a TensorRT calibrator computes ``algorithm`` (percentile and mse: only trtq, on the CPU)."""
+    return algorithm in _CALIBRATOR_OF
 
 
 def algorithm_for_header(header: str) -> Algorithm | None:
     """The NumPy algorithm that reproduces a header's TensorRT calibrator, if there is one."""
-    return _ALGORITHM_OF_HEADER.get(header)
+    return next((algorithm for algorithm, named in _CALIBRATOR_OF.items() if named == header), None)

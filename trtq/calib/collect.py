@@ -16,46 +16,9 @@ import onnx
 
 from trtq.calib.derived import derived_tensors
 from trtq.errors import TrtqError
-from trtq.onnx_constants import constant_tensors
-from trtq.onnxruntime_session import inference_session
-
-_FLOAT_TYPES = {
-    onnx.TensorProto.FLOAT,
-    onnx.TensorProto.FLOAT16,
-    onnx.TensorProto.DOUBLE,
-    onnx.TensorProto.BFLOAT16,
-}
-
-
-def load_onnx(path: Path) -> onnx.ModelProto:
-    if not path.is_file():
-        raise TrtqError(f"{path}: ONNX model not found")
-    try:
-        return onnx.load(str(path))
-    except Exception as exc:  # onnx raises DecodeError, ValueError, ... for a bad file
-        raise TrtqError(f"{path}: not a readable ONNX model ({type(exc).__name__}: {exc})") from None
-
-
-def activation_tensors(model: onnx.ModelProto) -> dict[str, int]:
-    """The float activations TensorRT would calibrate, in graph order, with their ONNX element types."""
-    inferred = onnx.shape_inference.infer_shapes(model)
-    graph = inferred.graph
-    elem_type = {
-        vi.name: vi.type.tensor_type.elem_type for vi in [*graph.input, *graph.value_info, *graph.output]
-    }
-    constant = constant_tensors(graph)
-    names = {
-        vi.name: vi.type.tensor_type.elem_type
-        for vi in graph.input
-        if vi.name not in constant and elem_type.get(vi.name) in _FLOAT_TYPES
-    }
-    for node in graph.node:
-        names.update(
-            (name, elem_type[name])
-            for name in node.output
-            if name not in constant and elem_type.get(name) in _FLOAT_TYPES
-        )
-    return names
+from trtq.model.files import load_onnx
+from trtq.model.index import activation_tensors
+from trtq.model.runner import OnnxRunner
 
 
 def check_input(model: onnx.ModelProto, model_path: Path, name: str, shape: tuple[int, ...]) -> None:
@@ -86,8 +49,8 @@ def check_input(model: onnx.ModelProto, model_path: Path, name: str, shape: tupl
 
 
 class ActivationCollector:
-    """An ORT session over a copy of the model whose outputs are the calibrated activations: all of
-    them, or with ``derive`` only those whose histograms cannot be derived from another's."""
+    """A runner over the model that exposes the calibrated activations: all of them, or with
+    ``derive`` only those whose histograms cannot be derived from another's."""
 
     def __init__(
         self,
@@ -107,26 +70,22 @@ class ActivationCollector:
         """Activations not exposed: their histograms follow from their sources'."""
         self.measured_names = [name for name in self.tensor_names if name not in self.derived]
         """The activations ``run`` yields, in graph order."""
-        existing = {out.name for out in model.graph.output}
-        for name in self.measured_names:
-            if name not in existing and name != input_name:
-                model.graph.output.append(onnx.helper.make_tensor_value_info(name, tensors[name], None))
-        self._session = inference_session(model, keep_every_tensor=True, threads=threads, source=model_path)
-        self._outputs = [out.name for out in self._session.get_outputs()]
+        self._runner = OnnxRunner(
+            model,
+            expose=self.measured_names,
+            elem_types=tensors,
+            keep_every_tensor=True,
+            threads=threads,
+            source=model_path,
+        )
 
     def run(self, batch: npt.NDArray[np.float32]) -> Iterator[tuple[str, npt.NDArray[np.float32]]]:
         """(tensor name, activation) pairs for one batch; the input itself comes first."""
-        try:
-            results = self._session.run(self._outputs, {self.input_name: batch})
-        except Exception as exc:
-            raise TrtqError(
-                f"ONNX Runtime failed on a batch of shape {list(batch.shape)} "
-                f"for input '{self.input_name}': {exc}"
-            ) from None
+        results = self._runner.infer({self.input_name: batch})
         wanted = set(self.measured_names)
         if self.input_name in wanted:
             yield self.input_name, batch
-        for name, value in zip(self._outputs, results, strict=True):
+        for name, value in results.items():
             if name in wanted:
                 with np.errstate(over="ignore"):  # a double beyond float32 becomes inf: named when binned
                     activation = np.asarray(value, dtype=np.float32)

@@ -22,14 +22,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
-from typing import Any
 
 import numpy as np
 import onnx
 
 from trtq.calib.histogram import TrtHistogram
 from trtq.errors import TrtqError
-from trtq.onnx_constants import constant_values
+from trtq.model.constants import constant_values
+from trtq.model.edit import attributes as node_attributes
 
 SAME_VALUES = frozenset({"Identity", "Reshape", "Flatten", "Squeeze", "Unsqueeze", "Transpose"})
 _READ_INPUTS = frozenset({"Pad", "Resize", "Upsample"})
@@ -104,7 +104,7 @@ def _nearest_repeats(node: onnx.NodeProto, values: dict[str, np.ndarray]) -> int
     """prod(scales) for a nearest Resize/Upsample by whole-number constant scales that takes input
     index floor(o / scale) (asymmetric coordinates, floor rounding; Upsample and opset-10 Resize
     always do); None otherwise."""
-    attributes = _attributes(node)
+    attributes = node_attributes(node)
     if attributes.get("mode", b"nearest") != b"nearest" or "axes" in attributes:
         return None
     if node.op_type == "Resize" and len(node.input) > 2:  # opset 11 on: roi, scales, sizes
@@ -124,10 +124,6 @@ def _nearest_repeats(node: onnx.NodeProto, values: dict[str, np.ndarray]) -> int
     return _whole_product(values[scales_name].astype(np.float64).ravel())
 
 
-def _attributes(node: onnx.NodeProto) -> dict[str, Any]:
-    return {attribute.name: onnx.helper.get_attribute_value(attribute) for attribute in node.attribute}
-
-
 def _whole_product(scales: np.ndarray) -> int | None:
     """prod(scales) when every scale is a whole number >= 1."""
     if scales.size == 0 or not np.all((scales >= 1) & (scales == np.floor(scales))):
@@ -137,7 +133,7 @@ def _whole_product(scales: np.ndarray) -> int | None:
 
 def _zero_pads(node: onnx.NodeProto, values: dict[str, np.ndarray]) -> tuple[int, ...] | None:
     """The pads of a Pad that only adds zeros (constant mode, value 0, every pad >= 0, all axes)."""
-    attributes = _attributes(node)
+    attributes = node_attributes(node)
     if attributes.get("mode", b"constant") != b"constant":
         return None
     inputs = list(node.input) + [""] * (4 - len(node.input))

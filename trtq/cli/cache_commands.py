@@ -14,16 +14,18 @@ from typing import Annotated, Any
 
 import typer
 
-from trtq.cache.manifest import manifest_path, read_manifest
+from trtq.cache.manifest import manifest_path, read_manifest, report_path
 from trtq.cache.retarget import retarget_file
 from trtq.cache.trt_format import encode_version, open_cache, read_cache, version_name
-from trtq.cli.errors import EXIT_USER_ERROR, command_console, reported_errors
+from trtq.cli.errors import command_console, reported_errors
+from trtq.cli.exits import EXIT_USER_ERROR
 from trtq.cli.state import OPTIONS
 from trtq.config import load_config
 from trtq.data.from_config import calibration_entries
 from trtq.errors import TrtqError
 from trtq.fingerprint import fingerprint_config
 from trtq.numeric import INT8_MAX
+from trtq.paths import check_outputs
 
 console = command_console(results_on_stdout=True)
 cache_app = typer.Typer(
@@ -142,6 +144,18 @@ def retarget_command(
             version_name(trt_version)
         except ValueError as exc:
             raise TrtqError(f"--trt-version: {exc}") from None
+        if output is not None and output.resolve() != cache.resolve():
+            check_outputs(
+                [
+                    (f"-o {output}", output),
+                    (f"the manifest {manifest_path(output)} written beside -o", manifest_path(output)),
+                    (f"the report written beside -o {output}", report_path(output)),
+                ],
+                [
+                    (f"CACHE {cache}", cache),
+                    (f"the manifest of CACHE {manifest_path(cache)}", manifest_path(cache)),
+                ],
+            )
         done = retarget_file(cache, trt_version, output)
         console.print(
             f"{done.output}: header TensorRT {done.old_version} -> {done.new_version}, scales unchanged"

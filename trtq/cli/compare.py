@@ -13,6 +13,7 @@ from rich.table import Table
 from trtq.cli.errors import command_console, reported_errors, warn
 from trtq.cli.state import OPTIONS
 from trtq.cli.tables import add_columns
+from trtq.compare.algorithms import qdq_per_algorithm
 from trtq.compare.models import (
     HeldOutBatches,
     class_count,
@@ -28,9 +29,9 @@ from trtq.data.from_config import calibration_entries, calibration_entries_if_li
 from trtq.data.overlap import overlap
 from trtq.errors import TrtqError
 from trtq.fileio import atomic_write_text
-from trtq.onnxruntime_session import inference_session
+from trtq.model.runner import OnnxRunner
 from trtq.paths import check_outputs, config_inputs, given_inputs, heldout_inputs
-from trtq.qdq.scales import cache_scales, qdq_from_scales, qdq_per_algorithm
+from trtq.qdq.scales import cache_scales, qdq_from_scales
 
 console = command_console()
 
@@ -75,7 +76,7 @@ def compare_command(
         if labels:
             read_labels(labels, count)  # a malformed file fails before the FP32 run
         input_name = loaded.image_input.name
-        reference = run(inference_session(loaded.model_path), input_name, batches, count)
+        reference = run(OnnxRunner(loaded.model_path), input_name, batches, count)
         truth = read_labels(labels, count, class_count(reference)) if labels else None
         results: dict[str, list[OutputMetrics]] = {}
         if algorithms:
@@ -84,13 +85,13 @@ def compare_command(
                 models = qdq_per_algorithm(loaded, chosen)
             for algorithm, qdq in models.items():
                 results[algorithm] = compare_models(
-                    reference, run(inference_session(qdq.model), input_name, batches, count), truth
+                    reference, run(OnnxRunner(qdq.model), input_name, batches, count), truth
                 )
         else:
             assert cache_path is not None
             qdq = qdq_from_scales(loaded, scales)
             results[cache_path.name] = compare_models(
-                reference, run(inference_session(qdq.model), input_name, batches, count), truth
+                reference, run(OnnxRunner(qdq.model), input_name, batches, count), truth
             )
         if engine is not None:
             results[f"engine {engine.name}"] = compare_models(
@@ -112,7 +113,8 @@ def _engine_outputs(
 ) -> dict[str, Array]:
     from trtq.trt.runner import tensorrt_backend  # without TensorRT: reported_errors says it is needed
 
-    return collect_outputs(tensorrt_backend(engine, config).infer, batches, count)
+    backend = tensorrt_backend(engine, config)
+    return collect_outputs(lambda batch: backend.infer(batch), batches, count)
 
 
 def _algorithms(text: str) -> list[Algorithm]:

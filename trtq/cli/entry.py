@@ -8,20 +8,7 @@ from __future__ import annotations
 
 import sys
 
-EXIT_INTERRUPTED = 130
-
-
-def caused_by_interrupt(exc: BaseException) -> bool:
-    """Ctrl-C inside a C extension's import surfaces as that import's error (e.g. ONNX Runtime's
-    "initialization failed"), with the KeyboardInterrupt as its cause or context."""
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        if isinstance(current, KeyboardInterrupt):
-            return True
-        seen.add(id(current))
-        current = current.__cause__ or current.__context__
-    return False
+from trtq.cli.exits import EXIT_INTERRUPTED, caused_by_interrupt
 
 
 def main() -> None:

@@ -13,7 +13,13 @@ from typing import TextIO
 import typer
 from rich.console import Console
 
-from trtq.cli.entry import EXIT_INTERRUPTED, caused_by_interrupt
+from trtq.cli.exits import (
+    EXIT_BROKEN_PIPE,
+    EXIT_INTERNAL_ERROR,
+    EXIT_INTERRUPTED,
+    EXIT_USER_ERROR,
+    caused_by_interrupt,
+)
 from trtq.errors import TrtqError
 
 
@@ -79,9 +85,6 @@ class _MessageConsole(Console):
 
 stderr = _MessageConsole(stderr=True, highlight=False)
 
-EXIT_USER_ERROR = 1
-EXIT_INTERNAL_ERROR = 3
-EXIT_BROKEN_PIPE = 141
 GPU_PACKAGES = ("tensorrt", "pycuda")
 _ENVIRONMENT_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EROFS}
 

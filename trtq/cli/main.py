@@ -52,7 +52,3 @@ def _options(
     ] = False,
 ) -> None:
     OPTIONS.verbose = verbose
-
-
-# The console script is trtq.cli.entry:main; installs made before it moved still call this name.
-from trtq.cli.entry import main as main  # noqa: E402

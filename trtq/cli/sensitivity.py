@@ -10,7 +10,6 @@ import typer
 from rich.progress import Progress
 from rich.table import Table
 
-from trtq.calib.collect import load_onnx
 from trtq.cli.errors import command_console, reported_errors, warn
 from trtq.cli.state import OPTIONS
 from trtq.cli.tables import add_columns
@@ -21,6 +20,7 @@ from trtq.data.from_config import calibration_entries_if_listed
 from trtq.data.image_list import read_image_list
 from trtq.data.overlap import overlap
 from trtq.fileio import atomic_write_text
+from trtq.model.files import load_onnx
 from trtq.paths import check_outputs, config_inputs, given_inputs, heldout_inputs
 from trtq.qdq.scales import cache_scales
 

@@ -19,7 +19,6 @@ from rich.progress import (
 from rich.table import Table
 
 from trtq.cache.manifest import manifest_path
-from trtq.calib.collect import load_onnx
 from trtq.cli.errors import command_console, reported_errors, warn
 from trtq.cli.options import finite
 from trtq.cli.state import OPTIONS
@@ -29,6 +28,7 @@ from trtq.data.from_config import batch_source
 from trtq.data.image_list import read_image_list
 from trtq.data.overlap import overlap
 from trtq.errors import TrtqError
+from trtq.model.files import load_onnx
 from trtq.paths import check_outputs, config_inputs, given_inputs, image_inputs
 from trtq.tune.heldout import evaluate
 from trtq.tune.outputs import tune_paths, write_outputs

@@ -1,5 +1,4 @@
-"""Run FP32 and quantized ONNX models in ONNX Runtime on the same held-out images (sessions from
-trtq/onnxruntime_session.py, which states the graph-optimisation choices)."""
+"""Run FP32 and quantized models (any runner: trtq/model/runner.py) on the same held-out images."""
 
 from __future__ import annotations
 
@@ -9,7 +8,6 @@ from functools import cached_property
 from pathlib import Path
 
 import numpy as np
-import onnxruntime as ort
 
 from trtq.compare.outputs import Array, OutputMetrics, compare_output
 from trtq.config.loader import LoadedConfig
@@ -17,6 +15,7 @@ from trtq.data.batches import BatchSource
 from trtq.data.from_config import batch_source
 from trtq.data.image_list import ImageEntry, read_image_list
 from trtq.errors import TrtqError
+from trtq.model.runner import Runner
 
 
 @dataclass
@@ -71,15 +70,9 @@ def collect_outputs(
     return {name: np.concatenate(values)[:count] for name, values in outputs.items()}
 
 
-def run(
-    model: ort.InferenceSession, input_name: str, batches: Iterable[Array], count: int
-) -> dict[str, Array]:
-    names = [meta.name for meta in model.get_outputs()]
-
-    def infer(batch: Array) -> dict[str, Array]:
-        return dict(zip(names, model.run(names, {input_name: batch}), strict=True))
-
-    return collect_outputs(infer, batches, count)
+def run(runner: Runner, input_name: str, batches: Iterable[Array], count: int) -> dict[str, Array]:
+    """Every output of ``runner`` over the batches (fed to ``input_name``), the repeats cut off."""
+    return collect_outputs(lambda batch: runner.infer({input_name: batch}), batches, count)
 
 
 def compare_models(

@@ -17,9 +17,9 @@ import onnx
 
 from trtq.compare.models import run
 from trtq.compare.outputs import Array
-from trtq.onnxruntime_session import inference_session
+from trtq.model.index import GraphIndex
+from trtq.model.runner import OnnxRunner
 from trtq.qdq.export import export_qdq
-from trtq.qdq.graph import GraphIndex
 
 Progress = Callable[[int, int], None]
 
@@ -85,11 +85,11 @@ def analyse_sensitivity(
     worst: int = 3,
     progress: Progress | None = None,
 ) -> SensitivityResult:
-    reference = run(inference_session(model), input_name, batches, count)
+    reference = run(OnnxRunner(model), input_name, batches, count)
 
     def score(kept: Mapping[str, float], extra_exclude: Sequence[str] = ()) -> float:
         qdq = export_qdq(model, kept, [*exclude, *extra_exclude]).model
-        return output_cosine(reference, run(inference_session(qdq), input_name, batches, count))
+        return output_cosine(reference, run(OnnxRunner(qdq), input_name, batches, count))
 
     points = list(export_qdq(model, scales, exclude).activation_scales)
     index = GraphIndex.of(model)

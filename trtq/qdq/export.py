@@ -17,8 +17,8 @@ import onnx.version_converter
 from onnx import helper, numpy_helper
 
 from trtq.errors import TrtqError
+from trtq.model.index import GraphIndex
 from trtq.numeric import channel_scales, round_to_int8
-from trtq.qdq.graph import GraphIndex
 from trtq.qdq.placement import plan_qdq
 
 MIN_OPSET = 13  # per-channel (axis) DequantizeLinear

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import onnx
 
-from trtq.qdq.graph import GraphIndex
+from trtq.model.index import GraphIndex
 
 # Ops with weights -> the input slot of that weight (the activation is input 0; _weight_axis gives the axis).
 WEIGHTED_OPS = {"Conv": 1, "ConvTranspose": 1, "Gemm": 1, "MatMul": 1}

@@ -1,22 +1,20 @@
-"""Where Q/DQ scales come from: a calibration cache (TensorRT's or trtq's) or a fresh CPU calibration."""
+"""Where Q/DQ scales come from: a calibration cache (TensorRT's or trtq's), checked against the model.
+Q/DQ export never calibrates: a command that needs fresh scales calibrates first (trtq.compare.algorithms)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-import onnx
-
 from trtq.cache.coverage import describe_missing, missing_tensors
 from trtq.cache.manifest import manifest_path, read_manifest
 from trtq.cache.trt_format import read_cache
-from trtq.calib.collect import activation_tensors, load_onnx
-from trtq.calib.run import collect_histograms
 from trtq.config.loader import LoadedConfig
-from trtq.config.schema import Algorithm
 from trtq.data.from_config import calibration_entries
 from trtq.errors import TrtqError
 from trtq.fingerprint import fingerprint_config
+from trtq.model.files import load_onnx
+from trtq.model.index import activation_tensors
 from trtq.qdq.export import QdqResult, export_qdq
 
 
@@ -61,10 +59,3 @@ def check_coverage(
 
 def qdq_from_scales(config: LoadedConfig, scales: dict[str, float]) -> QdqResult:
     return export_qdq(load_onnx(config.model_path), scales, config.spec.qdq.exclude)
-
-
-def qdq_per_algorithm(config: LoadedConfig, algorithms: list[Algorithm]) -> dict[Algorithm, QdqResult]:
-    """One calibration pass, one Q/DQ model per algorithm."""
-    run = collect_histograms(config, calibration_entries(config))
-    model: onnx.ModelProto = load_onnx(config.model_path)
-    return {a: export_qdq(model, run.scales(a), config.spec.qdq.exclude) for a in algorithms}

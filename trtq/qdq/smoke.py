@@ -9,12 +9,12 @@ import numpy as np
 import onnx
 
 from trtq.errors import TrtqError
-from trtq.onnxruntime_session import inference_session
+from trtq.model.runner import OnnxRunner
 
 
 def run_once(model: onnx.ModelProto, input_name: str, shape: Sequence[int]) -> None:
     try:
-        inference_session(model).run(None, {input_name: np.zeros(shape, dtype=np.float32)})
+        OnnxRunner(model).infer({input_name: np.zeros(shape, dtype=np.float32)})
     except Exception as exc:
         raise TrtqError(
             f"the Q/DQ model does not run in ONNX Runtime on a zero input '{input_name}' {list(shape)}: {exc}"

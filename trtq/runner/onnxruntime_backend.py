@@ -9,7 +9,7 @@ import numpy as np
 import numpy.typing as npt
 
 from trtq.errors import TrtqError
-from trtq.onnxruntime_session import inference_session
+from trtq.model.runner import OnnxRunner
 from trtq.runner.timing import QueryTimes
 
 
@@ -19,8 +19,8 @@ class OnnxRuntimeBackend:
     def __init__(
         self, model_path: Path, inputs: dict[str, npt.NDArray[np.float32]], threads: int = 0
     ) -> None:
-        self._session = inference_session(model_path, threads=threads)
-        expected = {i.name for i in self._session.get_inputs()}
+        self._runner = OnnxRunner(model_path, threads=threads)
+        expected = set(self._runner.input_names)
         if set(inputs) != expected:
             raise TrtqError(f"{model_path}: inputs {sorted(expected)} needed, got {sorted(inputs)}")
         self._inputs = inputs
@@ -30,5 +30,5 @@ class OnnxRuntimeBackend:
 
     def query(self) -> QueryTimes:
         start = time.perf_counter()
-        self._session.run(None, self._inputs)
+        self._runner.infer(self._inputs)
         return QueryTimes(compute_ms=(time.perf_counter() - start) * 1e3)

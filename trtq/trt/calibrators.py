@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import tensorrt as trt
 
+from trtq.cache.headers import MINMAX_HEADER, header_for, tensorrt_calibrates
 from trtq.errors import TrtqError
-from trtq.trt.feed import CPU_ONLY, CalibrationFeed
+from trtq.trt.feed import CalibrationFeed
 
 
 # The two classes repeat four one-line methods on purpose: each overrides its TensorRT base directly,
@@ -64,9 +65,9 @@ Calibrator = EntropyCalibrator2 | MinMaxCalibrator
 def make_calibrator(feed: CalibrationFeed) -> Calibrator:
     """MinMaxCalibrator for minmax; EntropyCalibrator2 for entropy, and as the reader of the CPU-made
     caches of percentile and mse, which must exist and match the config before the build starts."""
-    if feed.algorithm == "minmax":
+    if header_for(feed.algorithm) == MINMAX_HEADER:
         return MinMaxCalibrator(feed)
-    if feed.algorithm in CPU_ONLY and feed.read_cache() is None:
+    if not tensorrt_calibrates(feed.algorithm) and feed.read_cache() is None:
         raise TrtqError(
             f"calibration.algorithm '{feed.algorithm}' has no TensorRT calibrator and "
             f"{feed.config.cache_path} is missing or stale: run `trtq calibrate` first, then build"

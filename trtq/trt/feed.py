@@ -18,7 +18,7 @@ from math import prod
 
 import numpy as np
 
-from trtq.cache.headers import header_for
+from trtq.cache.headers import header_for, tensorrt_calibrates
 from trtq.cache.manifest import Manifest, manifest_path, manifest_text, read_manifest
 from trtq.cache.retarget import retarget_text
 from trtq.cache.trt_format import encode_version, parse_cache
@@ -35,7 +35,6 @@ Log = Callable[[str], None]
 
 # percentile and mse have no TensorRT calibrator: their scales come from `trtq calibrate` and
 # TensorRT only reads them (trtq/cache/headers.py).
-CPU_ONLY: tuple[Algorithm, ...] = ("percentile", "mse")
 
 
 def _stderr(message: str) -> None:
@@ -69,7 +68,7 @@ class CalibrationFeed:
     def next_batch(self, names: list[str]) -> list[int]:
         """Device addresses for ``names`` (in their order), or ``[]`` at the end of the data."""
         try:
-            if self.algorithm in CPU_ONLY:
+            if not tensorrt_calibrates(self.algorithm):
                 raise TrtqError(
                     f"TensorRT cannot calibrate with '{self.algorithm}'; "
                     "run `trtq calibrate` to make the cache"

@@ -11,6 +11,8 @@ import numpy.typing as npt
 import onnx
 from onnx import numpy_helper
 
+from trtq.model.edit import copy_model
+from trtq.model.index import GraphIndex
 from trtq.tune.layers import WeightedLayer
 
 
@@ -22,28 +24,19 @@ class TunedWeight:
     """One per output channel (the Q/DQ axis)."""
 
 
-def copy_model(model: onnx.ModelProto) -> onnx.ModelProto:
-    copy = onnx.ModelProto()
-    copy.CopyFrom(model)
-    return copy
-
-
 def with_biases(
     model: onnx.ModelProto, layers: Mapping[str, WeightedLayer], biases: Mapping[str, npt.NDArray[np.float32]]
 ) -> onnx.ModelProto:
     """A copy of ``model`` where each layer named in ``biases`` has that bias (added if it had none)."""
     model = copy_model(model)
-    initializers = {init.name: init for init in model.graph.initializer}
-    constants = {n.output[0]: n for n in model.graph.node if n.op_type == "Constant"}
+    index = GraphIndex.of(model)
     nodes = {node.name: node for node in model.graph.node}
     for node_name, bias in biases.items():
         layer = layers[node_name]
         value = np.asarray(bias, dtype=np.float32)
-        if layer.bias in initializers:
-            initializers[layer.bias].CopyFrom(numpy_helper.from_array(value, layer.bias))
-        elif layer.bias in constants:
-            attribute = next(a for a in constants[layer.bias].attribute if a.name == "value")
-            attribute.t.CopyFrom(numpy_helper.from_array(value))
+        stored = index.stored(layer.bias) if layer.bias else None
+        if stored is not None:  # an initializer or a Constant node's value: replaced in place
+            stored.CopyFrom(numpy_helper.from_array(value, stored.name))
         else:
             name = f"{node_name}_tuned_bias"
             model.graph.initializer.append(numpy_helper.from_array(value, name))
@@ -72,11 +65,7 @@ def bias_values(model: onnx.ModelProto, layer: WeightedLayer, channels: int) -> 
     """The layer's bias, zeros when it has none."""
     if not layer.bias:
         return np.zeros(channels, dtype=np.float32)
-    for init in model.graph.initializer:
-        if init.name == layer.bias:
-            return np.asarray(numpy_helper.to_array(init), dtype=np.float32).reshape(channels)
-    for node in model.graph.node:
-        if node.op_type == "Constant" and node.output[0] == layer.bias:
-            tensor = next(a.t for a in node.attribute if a.name == "value")
-            return np.asarray(numpy_helper.to_array(tensor), dtype=np.float32).reshape(channels)
-    raise ValueError(f"bias '{layer.bias}' of '{layer.node}' is not a constant")
+    tensor = GraphIndex.of(model).stored(layer.bias)
+    if tensor is None:
+        raise ValueError(f"bias '{layer.bias}' of '{layer.node}' is not a constant")
+    return np.asarray(numpy_helper.to_array(tensor), dtype=np.float32).reshape(channels)

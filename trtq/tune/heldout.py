@@ -9,7 +9,7 @@ import onnx
 from trtq.compare.models import compare_models, evaluation_inputs, run
 from trtq.compare.outputs import OutputMetrics
 from trtq.config.loader import LoadedConfig
-from trtq.onnxruntime_session import inference_session
+from trtq.model.runner import OnnxRunner
 from trtq.qdq.export import export_qdq
 from trtq.tune.pipeline import TuneResult
 
@@ -20,7 +20,7 @@ def evaluate(
     """Metrics of plain INT8 (the best single algorithm on the tuning images) and of the tuned model."""
     batches, count = evaluation_inputs(config, images, max_images)
     input_name = config.image_input.name
-    reference = run(inference_session(result.original), input_name, batches, count)
+    reference = run(OnnxRunner(result.original), input_name, batches, count)
     models: dict[str, onnx.ModelProto] = {
         f"plain INT8 ({result.best_algorithm})": export_qdq(
             result.original, result.algorithm_scales[result.best_algorithm]
@@ -28,6 +28,6 @@ def evaluate(
         "tuned INT8": result.qdq,
     }
     return count, {
-        label: compare_models(reference, run(inference_session(model), input_name, batches, count))
+        label: compare_models(reference, run(OnnxRunner(model), input_name, batches, count))
         for label, model in models.items()
     }

@@ -15,10 +15,10 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import onnx
-import onnxruntime as ort
-from onnx import helper
 
-from trtq.qdq.graph import GraphIndex
+from trtq.model.edit import attributes as node_attributes
+from trtq.model.index import GraphIndex
+from trtq.model.runner import OnnxRunner
 from trtq.qdq.placement import plan_qdq
 
 Array = npt.NDArray[np.float32]
@@ -90,7 +90,7 @@ def weighted_layers(model: onnx.ModelProto) -> list[WeightedLayer]:
         node, axis = site.node, site.axis
         if axis is None:  # a per-tensor weight (1-D MatMul): no output channels to tune
             continue
-        attributes = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+        attributes = node_attributes(node)
         weight = index.weight(node.input[1])
         bias = node.input[2] if len(node.input) > 2 else ""
         if weight is None or not index.is_activation(node.input[0]) or (bias and index.weight(bias) is None):
@@ -160,21 +160,12 @@ def collect_layer_inputs(
     seed: int = 0,
 ) -> dict[str, LayerInputs]:
     """One FP32 pass with every layer's input exposed; patches are summed per layer and dropped."""
-    exposed = onnx.ModelProto()
-    exposed.CopyFrom(model)
-    existing = {o.name for o in exposed.graph.output}
-    wanted = sorted({layer.data for layer in layers})
-    exposed.graph.output.extend(
-        helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None)
-        for name in wanted
-        if name not in existing and name != input_name
-    )
-    session = ort.InferenceSession(exposed.SerializeToString(), providers=["CPUExecutionProvider"])
-    outputs = [name for name in wanted if name != input_name]
+    outputs = sorted({layer.data for layer in layers} - {input_name})
+    runner = OnnxRunner(model, expose=outputs)
     rng = np.random.default_rng(seed)
     stats = {layer.node: LayerInputs() for layer in layers}
     for batch in batches:
-        values = dict(zip(outputs, session.run(outputs, {input_name: batch}), strict=True))
+        values = runner.infer({input_name: batch}, outputs)
         values[input_name] = batch
         for layer in layers:
             stats[layer.node].add(layer.patches(np.asarray(values[layer.data], np.float32), rng))

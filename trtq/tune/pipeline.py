@@ -25,9 +25,9 @@ from trtq.config.loader import LoadedConfig
 from trtq.config.schema import ALGORITHMS, Algorithm
 from trtq.data.from_config import batch_source
 from trtq.data.image_list import ImageEntry
-from trtq.onnxruntime_session import inference_session
+from trtq.model.index import GraphIndex
+from trtq.model.runner import OnnxRunner
 from trtq.qdq.export import export_qdq
-from trtq.qdq.graph import GraphIndex
 from trtq.tune.edits import TunedWeight, bias_values, with_biases, with_weights
 from trtq.tune.judge import Judge
 from trtq.tune.layers import collect_layer_inputs, weighted_layers
@@ -126,14 +126,11 @@ def tune(
     source = batch_source(config, list(entries))
     batches = [batch.data for batch in source]
     model = onnx.load(str(config.model_path))
-    fp32 = inference_session(model)
+    fp32 = OnnxRunner(model)
     held = set(validation_positions(len(batches), settings.validation_batches, settings.search_batches))
     fitting = [b for i, b in enumerate(batches) if i not in held]
     search, validation = fitting[: settings.search_batches], [batches[i] for i in sorted(held)]
-    outputs = [o.name for o in fp32.get_outputs()]
-    reference = {
-        id(b): dict(zip(outputs, fp32.run(None, {input_name: b}), strict=True)) for b in search + validation
-    }
+    reference = {id(b): fp32.infer({input_name: b}) for b in search + validation}
 
     def judge_for(qdq_model: onnx.ModelProto) -> Judge:
         def on(part: list[Array]) -> Evaluator:

@@ -14,12 +14,12 @@ from dataclasses import dataclass
 
 import numpy as np
 import onnx
-import onnxruntime as ort
 from onnx import helper, numpy_helper
 
 from trtq.compare.outputs import Array
-from trtq.onnxruntime_session import inference_session
-from trtq.tune.edits import copy_model
+from trtq.model.edit import copy_model
+from trtq.model.index import GraphIndex
+from trtq.model.runner import OnnxRunner
 
 DQ_SUFFIX = "_DequantizeLinear_Output"
 
@@ -50,7 +50,7 @@ def search_model(
     )
     gated = set(gated_nodes)
     ordered: list[onnx.NodeProto] = []
-    producers = {out: node for node in graph.node for out in node.output}
+    producers = GraphIndex.of(model).producer
     for node in graph.node:
         if node.name in gated:
             gate = gate_input(node.name)
@@ -113,11 +113,10 @@ class Evaluator:
         batches: Sequence[Array],
         reference: Sequence[Mapping[str, Array]],
     ) -> None:
-        self.session: ort.InferenceSession = inference_session(model)
+        self.runner = OnnxRunner(model)
         self.input_name = input_name
         self.batches = batches
         self.reference = reference
-        self.outputs = [o.name for o in self.session.get_outputs()]
         self.runs = 0
 
     def outputs_for(self, scales: Mapping[str, float], gates: Mapping[str, float]) -> list[dict[str, Array]]:
@@ -126,7 +125,7 @@ class Evaluator:
         results = []
         for batch in self.batches:
             feed[self.input_name] = batch
-            results.append(dict(zip(self.outputs, self.session.run(self.outputs, feed), strict=True)))
+            results.append(self.runner.infer(feed))
         self.runs += 1
         return results
 

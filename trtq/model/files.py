@@ -1,4 +1,5 @@
-"""The files an ONNX model is made of: the model and the external-data files its initializers point to."""
+"""An ONNX model on disk: loading it (with its external data), and the files it is made of (the model
+and the external-data files its initializers point to)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,18 @@ from pathlib import Path
 
 import onnx
 from onnx.external_data_helper import ExternalDataInfo, uses_external_data
+
+from trtq.errors import TrtqError
+
+
+def load_onnx(path: Path) -> onnx.ModelProto:
+    """The model with its external data; a TrtqError naming the file when it is missing or unreadable."""
+    if not path.is_file():
+        raise TrtqError(f"{path}: ONNX model not found")
+    try:
+        return onnx.load(str(path))
+    except Exception as exc:  # onnx raises DecodeError, ValueError, ... for a bad file
+        raise TrtqError(f"{path}: not a readable ONNX model ({type(exc).__name__}: {exc})") from None
 
 
 def external_data_files(model_path: Path) -> list[Path]:

@@ -1,0 +1,91 @@
+"""Read-only facts about an ONNX graph: producers, consumers, constants, stored tensors, and the
+activations TensorRT calibrates. Calibration, Q/DQ placement and tune all read the graph through it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+import onnx
+from onnx import numpy_helper
+
+FLOAT_TYPES = frozenset(
+    {onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.DOUBLE, onnx.TensorProto.BFLOAT16}
+)
+
+
+def constant_tensors(graph: onnx.GraphProto) -> set[str]:
+    """Initializers, Constant outputs, and outputs of nodes whose every input is constant: TensorRT
+    folds them into weights, so they get neither a calibration scale nor a Q/DQ pair."""
+    constant = {init.name for init in graph.initializer}
+    for node in graph.node:
+        inputs = [name for name in node.input if name]
+        if node.op_type == "Constant" or (inputs and all(name in constant for name in inputs)):
+            constant.update(node.output)
+    return constant
+
+
+@dataclass
+class GraphIndex:
+    model: onnx.ModelProto
+    producer: dict[str, onnx.NodeProto] = field(default_factory=dict)
+    consumers: dict[str, list[tuple[onnx.NodeProto, int]]] = field(default_factory=dict)
+    initializers: dict[str, onnx.TensorProto] = field(default_factory=dict)
+    constant: set[str] = field(default_factory=set)
+    """Initializers, Constant outputs, and outputs of nodes fed only by constants (TensorRT folds them)."""
+
+    @classmethod
+    def of(cls, model: onnx.ModelProto) -> GraphIndex:
+        index = cls(model)
+        graph = model.graph
+        index.initializers = {init.name: init for init in graph.initializer}
+        index.constant = constant_tensors(graph)
+        for node in graph.node:
+            for slot, name in enumerate(node.input):
+                if name:
+                    index.consumers.setdefault(name, []).append((node, slot))
+            for name in node.output:
+                index.producer[name] = node
+        return index
+
+    def stored(self, name: str) -> onnx.TensorProto | None:
+        """The tensor an initializer or a Constant node's ``value`` holds (Paddle exports use the
+        latter); None for anything computed."""
+        tensor = self.initializers.get(name)
+        node = self.producer.get(name)
+        if tensor is None and node is not None and node.op_type == "Constant":
+            tensor = next((a.t for a in node.attribute if a.name == "value"), None)
+        return tensor
+
+    def weight(self, name: str) -> npt.NDArray[np.float32] | None:
+        """A float32 weight held by an initializer or a Constant node."""
+        tensor = self.stored(name)
+        if tensor is None or tensor.data_type != onnx.TensorProto.FLOAT:
+            return None
+        return np.asarray(numpy_helper.to_array(tensor), dtype=np.float32)
+
+    def is_activation(self, name: str) -> bool:
+        return bool(name) and name not in self.constant
+
+
+def activation_tensors(model: onnx.ModelProto) -> dict[str, int]:
+    """The float activations TensorRT would calibrate, in graph order, with their ONNX element types."""
+    inferred = onnx.shape_inference.infer_shapes(model)
+    graph = inferred.graph
+    elem_type = {
+        vi.name: vi.type.tensor_type.elem_type for vi in [*graph.input, *graph.value_info, *graph.output]
+    }
+    constant = constant_tensors(graph)
+    names = {
+        vi.name: vi.type.tensor_type.elem_type
+        for vi in graph.input
+        if vi.name not in constant and elem_type.get(vi.name) in FLOAT_TYPES
+    }
+    for node in graph.node:
+        names.update(
+            (name, elem_type[name])
+            for name in node.output
+            if name not in constant and elem_type.get(name) in FLOAT_TYPES
+        )
+    return names
