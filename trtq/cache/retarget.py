@@ -11,10 +11,11 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from trtq.cache.manifest import manifest_path, manifest_text, read_manifest, report_path
-from trtq.cache.trt_format import encode_version, parse_cache, read_cache, version_name
+from trtq.cache.trt_format import parse_cache, read_cache
 from trtq.errors import TrtqError
 from trtq.fileio import sha256_file
 from trtq.fileset import replace_set
+from trtq.trt_versions import encode_version, version_name
 
 
 def target_version(version: str | int) -> str:

@@ -16,7 +16,7 @@ import typer
 
 from trtq.cache.manifest import manifest_path, read_manifest, report_path
 from trtq.cache.retarget import retarget_file
-from trtq.cache.trt_format import encode_version, open_cache, read_cache, version_name
+from trtq.cache.trt_format import open_cache, read_cache
 from trtq.cli.errors import command_console, reported_errors
 from trtq.cli.exits import EXIT_USER_ERROR
 from trtq.cli.state import OPTIONS
@@ -26,6 +26,7 @@ from trtq.errors import TrtqError
 from trtq.fingerprint import fingerprint_config
 from trtq.numeric import INT8_MAX
 from trtq.paths import check_outputs
+from trtq.trt_versions import encode_version, version_name
 
 console = command_console(results_on_stdout=True)
 cache_app = typer.Typer(

@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, field_validator, model_validator
 
 from trtq.numeric import FLOAT32_MAX, FLOAT32_TINY
+from trtq.trt_versions import encode_version
 
 Shape = list[PositiveInt]
 Algorithm = Literal["entropy", "minmax", "percentile", "mse"]
@@ -125,9 +126,6 @@ class CalibrationSection(Section):
     @field_validator("trt_version")
     @classmethod
     def _version_format(cls, version: str) -> str:
-        # Imported here: trtq.cache imports the config package (a cycle at module level).
-        from trtq.cache.trt_format import encode_version
-
         encode_version(version)  # ValueError: "'ten' is not a TensorRT version like 10.16.1"
         return version
 

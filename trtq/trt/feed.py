@@ -21,7 +21,7 @@ import numpy as np
 from trtq.cache.headers import header_for, tensorrt_calibrates
 from trtq.cache.manifest import Manifest, manifest_path, manifest_text, read_manifest
 from trtq.cache.retarget import retarget_text
-from trtq.cache.trt_format import encode_version, parse_cache
+from trtq.cache.trt_format import parse_cache
 from trtq.config.loader import LoadedConfig
 from trtq.config.schema import Algorithm
 from trtq.data.batches import Batch
@@ -30,6 +30,7 @@ from trtq.errors import TrtqError
 from trtq.fileset import replace_set
 from trtq.fingerprint import fingerprint_config
 from trtq.trt.device import DeviceMemory
+from trtq.trt_versions import encode_version
 
 Log = Callable[[str], None]
 
