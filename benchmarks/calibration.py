@@ -135,9 +135,7 @@ def run_floor(config_path: Path, clock: StageClock, threads: int = 1) -> int:
         return max(float(values.max()), -float(values.min()))
 
     config = load_config(config_path)
-    collector = ActivationCollector(
-        config.model_path, config.image_input.name, config.image_input.calibration_shape
-    )
+    collector = ActivationCollector(config.model_path, config.image_input.name, config.calibration_shape)
     maxima: dict[str, float] = {}
     with ThreadPoolExecutor(max_workers=threads) as pool:
         for batch in batch_source(config, calibration_entries(config)):

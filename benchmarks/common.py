@@ -31,9 +31,7 @@ def demo_batches(config: LoadedConfig, images: int) -> Iterator[npt.NDArray[np.f
 
 def demo_activations(config: LoadedConfig, images: int) -> Iterator[dict[str, npt.NDArray[np.float32]]]:
     """Every calibrated activation of one batch at a time (nothing kept between batches)."""
-    collector = ActivationCollector(
-        config.model_path, config.image_input.name, config.image_input.calibration_shape
-    )
+    collector = ActivationCollector(config.model_path, config.image_input.name, config.calibration_shape)
     for data in demo_batches(config, images):
         yield dict(collector.run(data))
 

@@ -42,7 +42,7 @@ def error_of(tmp_path: Path, text: str) -> str:
 
 def test_demo_config_is_valid_and_paths_are_relative_to_it() -> None:
     config = load_config(REPO / "configs" / "demo.yaml")
-    assert config.image_input.calibration_shape == (1, 3, 640, 640)
+    assert config.calibration_shape == (1, 3, 640, 640)
     assert config.image_size == (640, 640)
     assert config.batch_size == 1
     assert config.images_path == REPO / "calibrators" / "skimage_photos.txt"
@@ -112,8 +112,8 @@ def test_defaults(tmp_path: Path) -> None:
         (
             "  cache: out/model.cache",
             "  cache: out/model.cache\n  batch_size: 8",
-            r"model.yaml:13: calibration.batch_size: 8 differs from the input's "
-            r"calibration batch dim 1 \(inputs.0.shape\)",
+            r"model.yaml:13: calibration.batch_size: 8: the input takes its fixed batch dim 1 "
+            r"\(inputs.0.shape\)",
         ),
         (
             "    shape: [1, 3, 224, 224]",

@@ -17,9 +17,7 @@ from trtq.data.from_config import batch_source, calibration_entries
 def doubled_by_hand(config_path: object) -> tuple[int, int]:
     """Tensors whose max |x| in a later batch exceeds the first batch's (TensorRT then doubles the range)."""
     config = load_config(config_path)  # type: ignore[arg-type]
-    collector = ActivationCollector(
-        config.model_path, config.image_input.name, config.image_input.calibration_shape
-    )
+    collector = ActivationCollector(config.model_path, config.image_input.name, config.calibration_shape)
     maxima: dict[str, list[float]] = {}
     for batch in batch_source(config, calibration_entries(config)):
         for name, value in collector.run(batch.data):

@@ -186,3 +186,35 @@ def test_a_range_doubled_past_float32_keeps_minmax_and_refuses_infinite_entropy(
     assert report["tensors"]["m"]["amax"]["minmax"] == float(brightest)
     with pytest.raises(TrtqError, match="tensor 'm' has no finite entropy threshold: it lies beyond"):
         calibrate(load_config(tmp_path / "entropy.yaml"))
+
+
+def test_batch_size_fills_a_dynamic_batch_dim(tmp_path: Path) -> None:
+    # The classifier's batch dim is dynamic: min 1, opt 1, max 8. calibration.batch_size 3 makes the
+    # calibration batches 3 images each (7 images: two batches, one dropped), recorded as such.
+    from conftest import classifier_config, listed_photos
+
+    (tmp_path / "images.txt").write_text("\n".join(listed_photos(7)) + "\n")
+    spec = classifier_config("images.txt", "out/model.cache", batch_size=3)
+    spec["inputs"] = [{"name": "x", "min": [1, 3, 48, 192], "opt": [1, 3, 48, 192], "max": [8, 3, 48, 192]}]
+    config_path = tmp_path / "model.yaml"
+    config_path.write_text(yaml.safe_dump(spec))
+    config = load_config(config_path)
+    assert config.calibration_shape == (3, 3, 48, 192) and config.image_input.opt_shape == (1, 3, 48, 192)
+    run, outputs = calibrate(config)
+    assert (run.stats.batches, run.stats.used, run.stats.dropped) == (2, 6, 1)
+    batches = independent_batches(tmp_path / "images.txt", 3)
+    cache = read_cache(outputs.cache)
+    assert cache.scales["x"] == pytest.approx(float(scale_from_amax(amax_entropy(batches))), rel=1e-6)
+    manifest = read_manifest(outputs.cache)
+    assert manifest.batch_size == 3 and manifest.fingerprint.inputs == {"x": [3, 3, 48, 192]}
+
+
+def test_batch_size_outside_the_profile_names_the_key(tmp_path: Path) -> None:
+    from conftest import classifier_config
+
+    spec = classifier_config("images.txt", "out/model.cache", batch_size=9)
+    spec["inputs"] = [{"name": "x", "min": [1, 3, 48, 192], "opt": [2, 3, 48, 192], "max": [8, 3, 48, 192]}]
+    config_path = tmp_path / "model.yaml"
+    config_path.write_text(yaml.safe_dump(spec))
+    with pytest.raises(TrtqError, match=r"calibration.batch_size: 9: the input takes batch sizes 1..8"):
+        load_config(config_path)

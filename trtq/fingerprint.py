@@ -107,7 +107,7 @@ def fingerprint_config(config: LoadedConfig, entries: Sequence[ImageEntry]) -> F
         calibration["percentile"] = spec.calibration.percentile
     return Fingerprint(
         model_sha256=sha256_file(config.model_path),
-        inputs={config.image_input.name: list(config.image_input.calibration_shape)},
+        inputs={config.image_input.name: list(config.calibration_shape)},
         preprocess=_preprocess(spec.preprocess),
         image_hashes=[_image_hash(entry) for entry in entries],
         calibration=calibration,

@@ -118,7 +118,7 @@ def collect_histograms(
     """Stream every batch through ONNX Runtime; each activation updates its histogram and is dropped."""
     load_binning_in_background()
     collector = ActivationCollector(
-        config.model_path, config.image_input.name, config.image_input.calibration_shape, derive=True
+        config.model_path, config.image_input.name, config.calibration_shape, derive=True
     )
     names = collector.measured_names
     histograms = [TrtHistogram() for _ in names]

@@ -47,7 +47,7 @@ def calibrate_command(
         console.print(
             f"calibrating [bold]{loaded.model_path.name}[/] on {counted(len(entries), 'image')} "
             f"({counted(expected, 'batch')} of {loaded.batch_size}, "
-            f"input {list(loaded.image_input.calibration_shape)})"
+            f"input {list(loaded.calibration_shape)})"
         )
         if not binning_compiled():
             warn("NUMBA_DISABLE_JIT is set: histograms are counted in plain Python, hundreds of times slower")

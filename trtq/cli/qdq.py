@@ -37,7 +37,7 @@ def qdq_command(
         )
         cache_path, scales = cache_scales(loaded, cache, warn)
         result = qdq_from_scales(loaded, scales)
-        run_once(result.model, loaded.image_input.name, loaded.image_input.calibration_shape)
+        run_once(result.model, loaded.image_input.name, loaded.calibration_shape)
         atomic_write_bytes(output, result.model.SerializeToString())
         summary = result.summary()
         atomic_write_text(

@@ -53,13 +53,21 @@ class LoadedConfig:
         return self.spec.inputs[0]
 
     @property
+    def calibration_shape(self) -> tuple[int, ...]:
+        """The image input's shape as calibration feeds it: the opt shape, with its batch dim set by
+        ``calibration.batch_size`` when given (TensorRT's calibration profile takes that shape)."""
+        shape = self.image_input.opt_shape
+        batch = self.spec.calibration.batch_size
+        return shape if batch is None else (batch, *shape[1:])
+
+    @property
     def batch_size(self) -> int:
-        return self.image_input.calibration_shape[0]
+        return self.calibration_shape[0]
 
     @property
     def image_size(self) -> tuple[int, int]:
         """(height, width) of one preprocessed image."""
-        shape = self.image_input.calibration_shape
+        shape = self.calibration_shape
         return (shape[2], shape[3]) if self.spec.preprocess.layout == "nchw" else (shape[1], shape[2])
 
 
@@ -91,7 +99,7 @@ def _cross_field_problems(spec: TrtqConfig) -> list[tuple[KeyPath, str]]:
     image_input = spec.inputs[0]
     pre = spec.preprocess
     shape_key: KeyPath = ("inputs", 0, "shape" if image_input.shape is not None else "opt")
-    shape = image_input.calibration_shape
+    shape = image_input.opt_shape
     if len(shape) != 4:
         problems.append(
             (shape_key, f"an image input needs rank 4 (N, C, H, W or N, H, W, C), got {list(shape)}")
@@ -111,11 +119,14 @@ def _cross_field_problems(spec: TrtqConfig) -> list[tuple[KeyPath, str]]:
         if len(values) not in (1, pre.channels):
             problems.append((("preprocess", key), f"needs 1 or {pre.channels} values, got {len(values)}"))
     batch = spec.calibration.batch_size
-    if batch is not None and batch != shape[0]:
+    low, high = image_input.batch_range()
+    if batch is not None and not low <= batch <= high:
+        accepted = f"its fixed batch dim {low}" if low == high else f"batch sizes {low}..{high}"
         problems.append(
             (
                 ("calibration", "batch_size"),
-                f"{batch} differs from the input's calibration batch dim {shape[0]} ({_dotted(shape_key)})",
+                f"{batch}: the input takes {accepted} ({_dotted(shape_key)}); a dynamic batch dim "
+                "(min/opt/max) lets calibration.batch_size choose the calibration batch",
             )
         )
     height, width = (shape[2], shape[3]) if pre.layout == "nchw" else (shape[1], shape[2])

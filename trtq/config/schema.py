@@ -52,11 +52,18 @@ class InputSpec(Section):
         return self
 
     @property
-    def calibration_shape(self) -> tuple[int, ...]:
-        """TensorRT calibrates at the profile's opt shape (MIN and MAX are overwritten by OPT)."""
+    def opt_shape(self) -> tuple[int, ...]:
+        """The fixed shape, or the profile's opt: what TensorRT tunes for and bench times."""
         shape = self.shape if self.shape is not None else self.opt
         assert shape is not None
         return tuple(shape)
+
+    def batch_range(self) -> tuple[int, int]:
+        """The batch sizes this input accepts: the fixed one, or the profile's min..max."""
+        if self.shape is not None:
+            return self.shape[0], self.shape[0]
+        assert self.min is not None and self.max is not None
+        return self.min[0], self.max[0]
 
 
 class PreprocessSection(Section):
@@ -107,7 +114,10 @@ class CalibrationSection(Section):
     cache: str = Field(
         min_length=1, description="calibration cache to write (a manifest is written beside it)"
     )
-    batch_size: PositiveInt | None = Field(default=None, description="defaults to the input's batch dim")
+    batch_size: PositiveInt | None = Field(
+        default=None,
+        description="the calibration batch: fills a dynamic batch dim (min..max); default the opt shape's",
+    )
     max_images: PositiveInt | None = None
     algorithm: Algorithm = "entropy"
     percentile: float = Field(default=99.99, gt=0, le=100)

@@ -272,10 +272,12 @@ def _add_profile(builder: trt.Builder, builder_config: trt.IBuilderConfig, confi
 
 
 def _calibration_profile(builder: trt.Builder, config: LoadedConfig) -> trt.IOptimizationProfile:
-    """Calibration runs at the opt shape: a profile whose min, opt and max are all opt."""
+    """Calibration runs at one shape (the opt shape, with calibration.batch_size's batch): a profile
+    whose min, opt and max are all that shape."""
     profile = builder.create_optimization_profile()
     for spec in config.spec.inputs:
-        shape = trt.Dims(list(spec.calibration_shape))
+        calibrated = config.calibration_shape if spec.name == config.image_input.name else spec.opt_shape
+        shape = trt.Dims(list(calibrated))
         profile.set_shape(spec.name, shape, shape, shape)
     return profile
 

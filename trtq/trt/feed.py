@@ -55,7 +55,7 @@ class CalibrationFeed:
 
     def __post_init__(self) -> None:
         self.entries = calibration_entries(self.config)
-        self.shape = self.config.image_input.calibration_shape
+        self.shape = self.config.calibration_shape
         self.input_name = self.config.image_input.name
         self.device_address = self.memory.allocate(prod(self.shape) * np.dtype(np.float32).itemsize)
         self.host = self.memory.pinned_empty(self.shape)

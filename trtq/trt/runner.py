@@ -55,7 +55,7 @@ class TensorRTBackend:
         self._input_bf16: list[bool] = []
         self.batch_size = 1
         self.input_shapes: dict[str, list[int]] = {}
-        shapes = {spec.name: list(spec.calibration_shape) for spec in config.spec.inputs} if config else {}
+        shapes = {spec.name: list(spec.opt_shape) for spec in config.spec.inputs} if config else {}
         names = [self._engine.get_tensor_name(i) for i in range(self._engine.num_io_tensors)]
         for name in names:
             if self._engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT:
