@@ -26,9 +26,10 @@ from trtq.data.overlap import overlap
 from trtq.fingerprint import fingerprint_config
 from trtq.model.index import GraphIndex
 from trtq.qdq.export import export_qdq
-from trtq.tune.layers import WeightedLayer, collect_layer_inputs, weighted_layers
+from trtq.tune.bias import bias_shift
+from trtq.tune.layer_inputs import WeightedLayer, collect_layer_inputs, weighted_layers
 from trtq.tune.pipeline import default_search_batches, validation_positions
-from trtq.tune.weights import bias_shift, max_scales, output_error, quantize_weights, round_nearest
+from trtq.tune.weights import max_scales, output_error, quantize_weights, round_nearest
 
 runner = CliRunner()
 
@@ -240,8 +241,8 @@ def _conv_model(layer: WeightedLayer, weight: np.ndarray, channels: int) -> onnx
 def test_layer_error_and_bias_shift_match_the_layer_run_by_onnxruntime(
     kind: str, write_config: WriteConfig, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("trtq.tune.layers.MIN_POSITIONS", 10**6)  # every position, no sampling
-    monkeypatch.setattr("trtq.tune.layers.MAX_POSITIONS", 10**6)
+    monkeypatch.setattr("trtq.tune.layer_inputs.MIN_POSITIONS", 10**6)  # every position, no sampling
+    monkeypatch.setattr("trtq.tune.layer_inputs.MAX_POSITIONS", 10**6)
     config = load_config(write_config(4))
     model = onnx.load(str(config.model_path))
     batches = [b.data for b in batch_source(config, calibration_entries(config))]

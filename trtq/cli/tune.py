@@ -36,13 +36,12 @@ from trtq.tune.pipeline import (
     SEARCH_BATCHES,
     SEARCH_IMAGES,
     VALIDATION_BATCHES,
-    ProgressHooks,
-    Step,
     TuneSettings,
     conv_layer_count,
     default_search_batches,
     tune,
 )
+from trtq.tune.steps import ProgressHooks, Step
 
 console = command_console()
 _BUDGET = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(%?)\s*$")

@@ -1,4 +1,5 @@
-"""``trtq tune``: plain INT8 per algorithm -> tuned weights and biases -> searched thresholds -> float layers.
+"""``trtq tune`` as a recipe: prepare the search, start from the best single algorithm, run the steps
+(trtq/tune/steps.py: bias correction, Q/DQ weights, thresholds, float layers) in order.
 
 The tuning batches are split: ``validation_batches`` of them, spread evenly over the list and ending
 with the last, are validation batches that no step is fitted on; the first ``search_batches`` of the
@@ -14,9 +15,7 @@ import math
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
-import numpy as np
 import onnx
 
 from trtq.calib.run import collect_histograms
@@ -25,16 +24,11 @@ from trtq.config.loader import LoadedConfig
 from trtq.config.schema import ALGORITHMS, Algorithm
 from trtq.data.from_config import batch_source
 from trtq.data.image_list import ImageEntry
-from trtq.model.index import GraphIndex
+from trtq.model.files import load_onnx
 from trtq.model.runner import OnnxRunner
 from trtq.qdq.export import export_qdq
-from trtq.tune.edits import TunedWeight, bias_values, with_biases, with_weights
-from trtq.tune.judge import Judge
-from trtq.tune.layers import collect_layer_inputs, weighted_layers
-from trtq.tune.mixed import MixedPrecision, choose_float_layers
-from trtq.tune.search_model import Evaluator, search_model
-from trtq.tune.thresholds import ThresholdSearch, candidate_scales, search_thresholds
-from trtq.tune.weights import bias_shift, max_scales, quantize_weights, round_nearest
+from trtq.tune.layer_inputs import collect_layer_inputs, weighted_layers
+from trtq.tune.steps import STEPS, ProgressHooks, Step, TuneContext, best_single_algorithm
 
 SEARCH_BATCHES = 2
 SEARCH_IMAGES = 8
@@ -61,33 +55,6 @@ class TuneSettings:
 
 
 @dataclass
-class Step:
-    name: str
-    error: float
-    cosine: float
-    gain: float
-    """Relative output error removed by this step (on the search batches)."""
-    seconds: float
-    kept: bool = True
-    details: dict[str, Any] = field(default_factory=dict)
-    validation_error: float | None = None
-    """Relative output error on the validation batches (None without them, or when not measured
-    because the search error did not drop)."""
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "step": self.name,
-            "relative_error": self.error,
-            "validation_error": self.validation_error,
-            "cosine": self.cosine,
-            "gain": self.gain,
-            "seconds": round(self.seconds, 2),
-            "kept": self.kept,
-            **self.details,
-        }
-
-
-@dataclass
 class TuneResult:
     original: onnx.ModelProto
     corrected: onnx.ModelProto
@@ -102,14 +69,8 @@ class TuneResult:
     conv_layers: int = 0
     split: dict[str, int] = field(default_factory=dict)
     """Batches used for search, fitting (weights) and validation."""
-
-
-@dataclass
-class ProgressHooks:
-    """``stage(description, units)`` when a stage starts, ``advance()`` after each unit of it."""
-
-    stage: Callable[[str, int], None] = lambda _name, _units: None
-    advance: Callable[[], None] = lambda: None
+    timings: dict[str, float] = field(default_factory=dict)
+    """Seconds of the preparation (calibration pass, layer inputs); each step records its own."""
 
 
 def tune(
@@ -118,216 +79,71 @@ def tune(
     settings: TuneSettings,
     hooks: ProgressHooks | None = None,
 ) -> TuneResult:
-    hooks = hooks or ProgressHooks()
+    """Prepare the search, start from the best single algorithm, then run every step in order."""
+    context, algorithm_scales, timings = prepare(config, entries, settings, hooks or ProgressHooks())
+    tuning, start = best_single_algorithm(context, algorithm_scales)
+    steps = [start, *(step(context, tuning) for step in STEPS)]
+    return TuneResult(
+        original=context.model,
+        corrected=tuning.corrected,
+        qdq=tuning.qdq_model(),
+        scales={**algorithm_scales[tuning.best_algorithm], **tuning.scales},
+        labels=tuning.labels,
+        float_nodes=tuning.float_nodes,
+        best_algorithm=tuning.best_algorithm,
+        algorithm_scales=algorithm_scales,
+        steps=steps,
+        conv_layers=conv_layer_count(context.model),
+        split={
+            "search": len(context.search),
+            "fitting": context.fitting,
+            "validation": len(context.validation),
+        },
+        timings=timings,
+    )
+
+
+def prepare(
+    config: LoadedConfig, entries: Sequence[ImageEntry], settings: TuneSettings, hooks: ProgressHooks
+) -> tuple[TuneContext, dict[Algorithm, dict[str, float]], dict[str, float]]:
+    """One calibration pass (every algorithm's scales), the batches split into search, fitting and
+    validation, their FP32 outputs, and the weighted layers' input statistics."""
     input_name = config.image_input.name
     hooks.stage("calibration pass (batches)", len(entries) // config.batch_size)
     started = time.perf_counter()
     run = collect_histograms(config, list(entries), lambda _batch: hooks.advance())
-    source = batch_source(config, list(entries))
-    batches = [batch.data for batch in source]
-    model = onnx.load(str(config.model_path))
+    batches = [batch.data for batch in batch_source(config, list(entries))]
+    model = load_onnx(config.model_path)
     fp32 = OnnxRunner(model)
     held = set(validation_positions(len(batches), settings.validation_batches, settings.search_batches))
     fitting = [b for i, b in enumerate(batches) if i not in held]
     search, validation = fitting[: settings.search_batches], [batches[i] for i in sorted(held)]
     reference = {id(b): fp32.infer({input_name: b}) for b in search + validation}
-
-    def judge_for(qdq_model: onnx.ModelProto) -> Judge:
-        def on(part: list[Array]) -> Evaluator:
-            return Evaluator(qdq_model, input_name, part, [reference[id(b)] for b in part])
-
-        return Judge(on(search), on(validation) if validation else None)
-
     algorithm_scales = {a: run.scales(a) for a in ALGORITHMS}
-    plain = export_qdq(model, algorithm_scales["entropy"])
-    activations = list(plain.activation_scales)
-    hooks.stage("single algorithms", len(ALGORITHMS))
-    plain_judge = judge_for(search_model(plain.model, activations, {}, []))
-    plain_scores = {}
-    for algorithm in ALGORITHMS:
-        plain_scores[algorithm] = plain_judge.measure(_restrict(algorithm_scales[algorithm], activations), {})
-        hooks.advance()
-    best_algorithm = min(plain_scores, key=lambda a: plain_scores[a].pooled_error)
-    best = plain_scores[best_algorithm]
-    steps = [
-        Step(
-            f"plain INT8, {best_algorithm}",
-            best.error,
-            best.cosine,
-            0.0,
-            time.perf_counter() - started,
-            details={
-                "algorithms": {
-                    a: {"relative_error": s.error, "validation_error": s.validation_error, "cosine": s.cosine}
-                    for a, s in plain_scores.items()
-                }
-            },
-            validation_error=best.validation_error,
-        )
-    ]
-
-    # Weights: rounding, clipping and bias correction from one FP32 pass over all tuning batches.
+    activations = list(export_qdq(model, algorithm_scales["entropy"]).activation_scales)
+    timings = {"calibration": time.perf_counter() - started}
     started = time.perf_counter()
     layers = weighted_layers(model)
-    by_node = {layer.node: layer for layer in layers}
     hooks.stage("weights: layer inputs", len(fitting))
-    stats = collect_layer_inputs(model, layers, input_name, _counted(fitting, hooks.advance))
-    hooks.stage("weights: rounding and bias correction", len(layers))
-    index = GraphIndex.of(model)
-    tuned_weights: dict[str, TunedWeight] = {}
-    qdq_biases: dict[str, Array] = {}
-    implicit_biases: dict[str, Array] = {}
-    methods: dict[str, int] = {}
-    float_weights: dict[str, Array] = {}
-    for layer in layers:
-        weights = index.weight(layer.weight)
-        assert weights is not None
-        float_weights[layer.weight] = weights
-        matrix = layer.matrix(weights).astype(np.float64)
-        inputs = stats[layer.node]
-        covariance = inputs.second_moment - inputs.mean[:, :, None] * inputs.mean[:, None, :]
-        quantized = quantize_weights(matrix, covariance, inputs.rows)
-        for method in quantized.method.ravel():
-            methods[str(method)] = methods.get(str(method), 0) + 1
-        tuned_weights[layer.weight] = TunedWeight(
-            layer.unmatrix(quantized.values, weights.shape), quantized.scales.reshape(-1).astype(np.float32)
-        )
-        channels = quantized.scales.size
-        bias = bias_values(model, layer, channels)
-        shift = bias_shift(matrix, quantized.dequantized(), inputs.mean).reshape(-1)
-        qdq_biases[layer.node] = (bias + shift).astype(np.float32)
-        plain_scales = max_scales(matrix)
-        nearest = round_nearest(matrix, plain_scales) * plain_scales[..., None]
-        implicit_biases[layer.node] = (bias + bias_shift(matrix, nearest, inputs.mean).reshape(-1)).astype(
-            np.float32
-        )
-        hooks.advance()
-    start_scales = _restrict(algorithm_scales[best_algorithm], activations)
-    nodes = [layer.node for layer in layers]
-    gates = dict.fromkeys(nodes, 1.0)
-    seconds = time.perf_counter() - started
-
-    # Implicit builds: TensorRT quantizes the weights itself (per-channel max, nearest), so only the
-    # biases can carry a correction; measured on that model before the Q/DQ-only weight choices.
-    started = time.perf_counter()
-    implicit_model = with_biases(model, by_node, implicit_biases)
-    implicit_qdq = export_qdq(implicit_model, start_scales).model
-    implicit = judge_for(search_model(implicit_qdq, activations, {}, [])).challenge(start_scales, {}, best)
-    implicit_score = implicit.measured
-    steps.append(
-        Step(
-            "bias correction for per-channel max weights (corrected FP32 model)",
-            implicit_score.error,
-            implicit_score.cosine,
-            best.error - implicit_score.error,
-            seconds + time.perf_counter() - started,
-            implicit.kept,
-            {"layers": len(layers)},
-            implicit_score.validation_error,
-        )
+    layer_inputs = collect_layer_inputs(model, layers, input_name, _counted(fitting, hooks.advance))
+    timings["layer inputs"] = time.perf_counter() - started
+    context = TuneContext(
+        model,
+        run,
+        input_name,
+        search,
+        validation,
+        reference,
+        activations,
+        layers,
+        layer_inputs,
+        settings.max_float_layers,
+        settings.target_cosine,
+        settings.sweeps,
+        hooks,
+        fitting=len(fitting),
     )
-    base_model = implicit_model if implicit.kept else model
-    best = implicit_score if implicit.kept else best
-
-    started = time.perf_counter()
-    tuned_model = with_biases(model, by_node, qdq_biases)
-    tuned_qdq = with_weights(export_qdq(tuned_model, start_scales).model, tuned_weights)
-    judge = judge_for(search_model(tuned_qdq, activations, float_weights, nodes))
-    weight = judge.challenge(start_scales, gates, best)
-    weight_score = weight.measured
-    steps.append(
-        Step(
-            "Q/DQ weights: clipped scales, sequential rounding, bias correction",
-            weight_score.error,
-            weight_score.cosine,
-            best.error - weight_score.error,
-            time.perf_counter() - started,
-            weight.kept,
-            {"layers": len(layers), "channels_by_method": methods},
-            weight_score.validation_error,
-        )
-    )
-    if weight.kept:
-        best = weight_score
-    else:
-        tuned_weights, tuned_model = {}, base_model
-        judge = judge_for(
-            search_model(export_qdq(base_model, start_scales).model, activations, float_weights, nodes)
-        )
-
-    # Thresholds: coordinate descent over the calibration pass's candidates.
-    started = time.perf_counter()
-    candidates = candidate_scales(run, activations)
-    hooks.stage("thresholds", settings.sweeps * sum(len(c) for c in candidates.values()))
-    thresholds: ThresholdSearch = search_thresholds(
-        judge, start_scales, best_algorithm, candidates, gates, settings.sweeps, hooks.advance
-    )
-    steps.append(
-        Step(
-            "thresholds: per-tensor search",
-            thresholds.score.error,
-            thresholds.score.cosine,
-            best.error - thresholds.score.error,
-            time.perf_counter() - started,
-            details={
-                "candidates": sum(len(c) for c in candidates.values()),
-                "rejected_by_validation": thresholds.rejected,
-                "changed": [
-                    {"tensor": s.tensor, "label": s.label, "scale": s.scale, "gain": s.gain}
-                    for s in thresholds.steps
-                ],
-            },
-            validation_error=thresholds.score.validation_error,
-        )
-    )
-    best = thresholds.score
-
-    # Mixed precision last.
-    started = time.perf_counter()
-    hooks.stage("float layers", len(nodes) + settings.max_float_layers)
-    mixed: MixedPrecision = choose_float_layers(
-        judge, thresholds.scales, nodes, settings.max_float_layers, settings.target_cosine, hooks.advance
-    )
-    steps.append(
-        Step(
-            "mixed precision: layers kept in FP16",
-            mixed.score.error,
-            mixed.score.cosine,
-            best.error - mixed.score.error,
-            time.perf_counter() - started,
-            details={
-                "float_layers": mixed.float_nodes,
-                "budget": settings.max_float_layers,
-                "target_cosine": settings.target_cosine,
-                "tried": [
-                    {
-                        "node": s.node,
-                        "alone_gain": s.alone_gain,
-                        "relative_error": s.error,
-                        "validation_error": s.validation_error,
-                        "cosine": s.cosine,
-                        "kept": s.kept,
-                    }
-                    for s in mixed.steps
-                ],
-            },
-            validation_error=mixed.score.validation_error,
-        )
-    )
-    qdq = with_weights(export_qdq(tuned_model, thresholds.scales, mixed.float_nodes).model, tuned_weights)
-    return TuneResult(
-        original=model,
-        corrected=base_model,
-        qdq=qdq,
-        scales={**algorithm_scales[best_algorithm], **thresholds.scales},
-        labels=thresholds.labels,
-        float_nodes=mixed.float_nodes,
-        best_algorithm=best_algorithm,
-        algorithm_scales=algorithm_scales,
-        steps=steps,
-        conv_layers=conv_layer_count(model),
-        split={"search": len(search), "fitting": len(fitting), "validation": len(validation)},
-    )
+    return context, algorithm_scales, timings
 
 
 def validation_positions(batches: int, wanted: int, search: int) -> list[int]:
@@ -341,10 +157,6 @@ def validation_positions(batches: int, wanted: int, search: int) -> list[int]:
 def conv_layer_count(model: onnx.ModelProto) -> int:
     """The Conv/Gemm layers a float-layer budget in percent counts from."""
     return sum(1 for node in model.graph.node if node.op_type in ("Conv", "Gemm"))
-
-
-def _restrict(scales: dict[str, float], tensors: Sequence[str]) -> dict[str, float]:
-    return {t: scales[t] for t in tensors}
 
 
 def _counted(batches: Sequence[Array], advance: Callable[[], None]) -> Iterator[Array]:

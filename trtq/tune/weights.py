@@ -1,4 +1,5 @@
-"""Per-channel INT8 weights chosen for the layer's output, not for the weights themselves.
+"""Per-channel INT8 weights chosen for the layer's output, not for the weights themselves, and written
+into the Q/DQ model trtq.qdq.export made (its initializer names).
 
 TensorRT dequantizes exactly the INT8 values and per-channel scales a Q/DQ model holds, so both can
 be picked to minimise the layer's output error on the tuning images. With ``S`` the input patches'
@@ -12,17 +13,21 @@ and the cheapest kept:
   rounded one at a time and the rounding error is pushed onto the not yet rounded columns through
   the inverse of ``S``, which is the AdaRound objective solved greedily instead of by gradient descent.
 
-Bias correction (Nagel et al. 2019, arXiv:1906.04721) then adds ``(W - Wq) @ mean`` to each channel's
-bias, the expected output error the quantized weights leave.
+Bias correction then moves the mean output error the chosen weights leave into the bias
+(trtq/tune/bias.py).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
+import onnx
+from onnx import numpy_helper
 
+from trtq.model.edit import copy_model
 from trtq.numeric import INT8_MAX, channel_scales, round_to_int8
 
 CLIP_RATIOS = (1.0, 0.97, 0.94, 0.91, 0.88, 0.85, 0.8, 0.75)
@@ -128,7 +133,22 @@ def quantize_weights(
     return QuantizedWeights(best_values, best_scales, method)
 
 
-def bias_shift(weights: Float64, quantized: Float64, mean: Float64) -> Float64:
-    """Per channel [groups, out per group]: the expected output lost to quantization, to add to the bias."""
-    shift: Float64 = np.einsum("gok,gk->go", weights - quantized, mean)
-    return shift
+@dataclass(frozen=True)
+class TunedWeight:
+    values: npt.NDArray[np.int8]
+    """In the weight's own shape."""
+    scales: npt.NDArray[np.float32]
+    """One per output channel (the Q/DQ axis)."""
+
+
+def with_weights(qdq_model: onnx.ModelProto, weights: Mapping[str, TunedWeight]) -> onnx.ModelProto:
+    """A copy of a trtq Q/DQ model whose INT8 weights and scales are replaced (same names, shapes, types)."""
+    model = copy_model(qdq_model)
+    initializers = {init.name: init for init in model.graph.initializer}
+    for name, tuned in weights.items():
+        int8, scale = initializers.get(f"{name}_int8"), initializers.get(f"{name}_scale")
+        if int8 is None or scale is None:
+            continue  # kept in float (excluded): nothing to replace
+        int8.CopyFrom(numpy_helper.from_array(tuned.values.astype(np.int8), int8.name))
+        scale.CopyFrom(numpy_helper.from_array(tuned.scales.astype(np.float32), scale.name))
+    return model
