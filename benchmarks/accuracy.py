@@ -53,7 +53,7 @@ from trtq.compare.outputs import OutputMetrics
 from trtq.compare.sensitivity import analyse_sensitivity
 from trtq.config import ALGORITHMS, LoadedConfig, load_config
 from trtq.data.from_config import batch_source, calibration_entries
-from trtq.model.session import inference_session
+from trtq.model.runner import OnnxRunner
 from trtq.qdq import export_qdq
 from trtq.qdq.export import at_least_qdq_opset
 
@@ -178,10 +178,10 @@ class Scorer:
         self.batches, self.count = evaluation_inputs(config, images)
         self.truth = read_labels(labels, self.count) if labels else None
         self.input_name = config.image_input.name
-        self.reference = run(inference_session(config.model_path), self.input_name, self.batches, self.count)
+        self.reference = run(OnnxRunner(config.model_path), self.input_name, self.batches, self.count)
 
     def __call__(self, model: onnx.ModelProto) -> OutputMetrics:
-        outputs = run(inference_session(model), self.input_name, self.batches, self.count)
+        outputs = run(OnnxRunner(model), self.input_name, self.batches, self.count)
         return compare_models(self.reference, outputs, self.truth)[0]
 
 

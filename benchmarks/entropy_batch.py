@@ -37,7 +37,7 @@ from trtq.calib.run import collect_histograms
 from trtq.compare.models import compare_models, evaluation_inputs, run
 from trtq.config import ALGORITHMS, LoadedConfig, load_config
 from trtq.data.from_config import calibration_entries
-from trtq.model.session import inference_session
+from trtq.model.runner import OnnxRunner
 from trtq.qdq import export_qdq
 
 
@@ -75,12 +75,12 @@ def measure(name: str, config: LoadedConfig, heldout: Path) -> list[dict[str, An
     doubled = sum(1 for h in run_.histograms.values() if h.doublings > 0) / len(run_.histograms)
     batches, count = evaluation_inputs(config, heldout)
     input_name = config.image_input.name
-    reference = run(inference_session(config.model_path), input_name, batches, count)
+    reference = run(OnnxRunner(config.model_path), input_name, batches, count)
     model = onnx.load(str(config.model_path))
     rows = []
     for algorithm in ALGORITHMS:
         qdq = export_qdq(model, run_.scales(algorithm)).model
-        metrics = compare_models(reference, run(inference_session(qdq), input_name, batches, count))[0]
+        metrics = compare_models(reference, run(OnnxRunner(qdq), input_name, batches, count))[0]
         rows.append(
             {
                 "model": name,

@@ -54,7 +54,7 @@ from trtq.compare.models import compare_models, evaluation_inputs, run
 from trtq.compare.sensitivity import analyse_sensitivity
 from trtq.config import ALGORITHMS, LoadedConfig, load_config
 from trtq.data.from_config import batch_source, calibration_entries
-from trtq.model.session import inference_session
+from trtq.model.runner import OnnxRunner
 from trtq.qdq.export import at_least_qdq_opset, export_qdq
 
 SENSITIVITY_BATCHES = 2
@@ -119,7 +119,7 @@ def text_shares(work: Path) -> None:
     candidates = work / "text_candidates.txt"
     candidates.write_text("\n".join(skimage + opencv) + "\n")
     batches, count = evaluation_inputs(config, candidates)
-    fp32 = inference_session(onnx.load(str(config.model_path)))
+    fp32 = OnnxRunner(onnx.load(str(config.model_path)))
     (probability,) = run(fp32, config.image_input.name, batches, count).values()
     for photo, image in zip(skimage + opencv, probability, strict=True):
         share = float(np.mean(image > TEXT_PROBABILITY))
@@ -223,11 +223,11 @@ def per_image(config: LoadedConfig, images: Path, models: dict[str, onnx.ModelPr
     batches, count = evaluation_inputs(config, images)
     input_name = config.image_input.name
     names = [line for line in images.read_text().splitlines() if line.strip()][:count]
-    reference = run(inference_session(onnx.load(str(config.model_path))), input_name, batches, count)
+    reference = run(OnnxRunner(onnx.load(str(config.model_path))), input_name, batches, count)
     total = sum(_per_sample(ref.astype(np.float64) ** 2) for ref in reference.values())
     result: dict[str, Any] = {"images": [Path(n).name for n in names], "fp32_energy": total.tolist()}
     for label, model in models.items():
-        outputs = run(inference_session(model), input_name, batches, count)
+        outputs = run(OnnxRunner(model), input_name, batches, count)
         noise = sum(
             _per_sample((ref.astype(np.float64) - outputs[o].astype(np.float64)) ** 2)
             for o, ref in reference.items()
@@ -257,10 +257,10 @@ def benchmark(
     batches, count = evaluation_inputs(config, eval_list)
     input_name = config.image_input.name
     fp32 = onnx.load(str(config.model_path))
-    reference = run(inference_session(fp32), input_name, batches, count)
+    reference = run(OnnxRunner(fp32), input_name, batches, count)
 
     def record(variant: str, model: onnx.ModelProto, note: str = "") -> None:
-        (metrics,) = compare_models(reference, run(inference_session(model), input_name, batches, count))
+        (metrics,) = compare_models(reference, run(OnnxRunner(model), input_name, batches, count))
         rows.append({"model": name, "variant": variant, "note": note, **metrics.to_json()})
         print(json.dumps(rows[-1]), flush=True)
 

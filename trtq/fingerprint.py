@@ -102,6 +102,7 @@ def fingerprint_config(config: LoadedConfig, entries: Sequence[ImageEntry]) -> F
         # written into the cache's header line, so it changes the cache's bytes (the TensorRT version
         # does too, but never the scales: docs/design.md, cache version policy)
         "cache_header": spec.calibration.cache_header,
+        "input_range": spec.calibration.input_range,
     }
     if spec.calibration.algorithm == "percentile":
         calibration["percentile"] = spec.calibration.percentile

@@ -68,6 +68,8 @@ def build_report(config: LoadedConfig, run: CalibrationRun, fingerprint: Fingerp
             "scale": {
                 algorithm: float(scale_from_amax(run.amax(name, algorithm))) for algorithm in ALGORITHMS
             },
+            "clipped": {algorithm: run.clipped(name, algorithm) for algorithm in ALGORITHMS},
+            "amax_from": "preprocessing" if name in run.known else "histogram",
         }
     stats = run.stats
     return {

@@ -21,6 +21,7 @@ from trtq.config.schema import ALGORITHMS, Algorithm
 from trtq.data.batches import Batch, BatchStats
 from trtq.data.from_config import batch_source
 from trtq.data.image_list import ImageEntry
+from trtq.data.preprocess import value_range_amax
 from trtq.errors import TrtqError
 from trtq.numeric import scale_from_amax
 
@@ -51,6 +52,10 @@ HISTOGRAM_THREADS = usable_cores()
 HISTOGRAM_TASKS = 16 * HISTOGRAM_THREADS
 """Tasks per batch: many more than threads, so a thread that loses its core for a while (another
 process, the decoding threads) does not hold the batch up; the others take its share."""
+CLIPPED_RATIO = 0.5
+CLIPPED_SHARE = 0.001
+"""A threshold below this share of the tensor's max that clips at least this share of its values
+is reported: outliers are rarer than 1 in 1000, so more than that above the threshold is signal."""
 WIDESPREAD_DOUBLINGS = 0.25
 """Share of tensors whose histogram range doubled above which calibrate warns."""
 
@@ -63,13 +68,51 @@ class CalibrationRun:
     seconds: float = 0.0
     timings: dict[str, float] = field(default_factory=dict)
     """Seconds per stage: decode (waiting for images), model, statistics, then thresholds, writing."""
+    known: dict[str, np.float32] = field(default_factory=dict)
+    """Thresholds known without a histogram, the same for every algorithm: the model input's range
+    as the preprocessing gives it (a histogram of letterboxed images puts entropy's pick on the
+    border's spike)."""
     _amax: dict[tuple[str, Algorithm], np.float32] = field(default_factory=dict)
 
     def amax(self, tensor: str, algorithm: Algorithm) -> np.float32:
+        if tensor in self.known:
+            return self.known[tensor]
         key = (tensor, algorithm)
         if key not in self._amax:
             self._amax[key] = amax_from(self.histograms[tensor], algorithm, self.percentile)
         return self._amax[key]
+
+    def clipped(self, tensor: str, algorithm: Algorithm) -> float:
+        """Share of the tensor's calibration values above its threshold (at least: counted from
+        the bins that lie wholly above it)."""
+        histogram = self.histograms[tensor]
+        total, amax = histogram.total, float(self.amax(tensor, algorithm))
+        if total == 0 or not amax < histogram.range:  # an infinite threshold clips nothing either
+            return 0.0
+        first_above = math.ceil(amax / histogram.bin_width)
+        return float(histogram.counts[first_above:].sum()) / total
+
+    def clipping_warning(self, algorithm: Algorithm) -> str | None:
+        """A warning naming the tensors whose ``algorithm`` threshold clips a large share of values
+        far below their max: the spikes at non-zero values that pull entropy's pick down (a
+        per-channel constant added after an activation, say) and can silence a whole model."""
+        heavy = []
+        for name, histogram in self.histograms.items():
+            if name in self.known or histogram.max_abs == 0.0:
+                continue
+            ratio = float(self.amax(name, algorithm)) / histogram.max_abs
+            share = self.clipped(name, algorithm)
+            if ratio < CLIPPED_RATIO and share >= CLIPPED_SHARE:
+                heavy.append((share, ratio, name))
+        if not heavy:
+            return None
+        share, ratio, name = max(heavy)
+        return (
+            f"{algorithm} clips {len(heavy)} of {len(self.histograms)} tensors to under "
+            f"{CLIPPED_RATIO:.0%} of their max with at least {CLIPPED_SHARE:.1%} of their values above "
+            f"the threshold; worst '{name}': threshold {ratio:.0%} of max, {share:.1%} of values clipped. "
+            "Check the task metric (trtq compare --algorithms all) before using this cache"
+        )
 
     def compute_thresholds(self) -> None:
         """Every algorithm's amax for every tensor (MSE for all tensors in one matrix product)."""
@@ -113,9 +156,16 @@ class CalibrationRun:
 
 
 def collect_histograms(
-    config: LoadedConfig, entries: list[ImageEntry], on_batch: ProgressCallback | None = None
+    config: LoadedConfig,
+    entries: list[ImageEntry],
+    on_batch: ProgressCallback | None = None,
+    *,
+    as_tensorrt: bool = False,
 ) -> CalibrationRun:
-    """Stream every batch through ONNX Runtime; each activation updates its histogram and is dropped."""
+    """Stream every batch through ONNX Runtime; each activation updates its histogram and is dropped.
+
+    The input's threshold is the preprocessing's range unless ``calibration.input_range`` says
+    histogram, or ``as_tensorrt`` asks for TensorRT's own thresholds (crosscheck)."""
     load_binning_in_background()
     collector = ActivationCollector(
         config.model_path, config.image_input.name, config.calibration_shape, derive=True
@@ -156,10 +206,14 @@ def collect_histograms(
     measured = dict(zip(names, histograms, strict=True))
     for tensor in collector.derived.values():  # graph order: a source's histogram is there first
         measured[tensor.name] = tensor.histogram(measured[tensor.source], added_zeros.get(tensor.name, 0))
+    known = {}
+    if config.spec.calibration.input_range == "preprocessing" and not as_tensorrt:
+        known[config.image_input.name] = value_range_amax(config.spec.preprocess)
     return CalibrationRun(
         {name: measured[name] for name in collector.tensor_names},
         source.stats,
         config.spec.calibration.percentile,
         time.perf_counter() - started,
         timings=timings,
+        known=known,
     )

@@ -70,7 +70,10 @@ def calibrate_command(
             console.print(f"  [yellow]skipped[/] {skipped}")
         warning = run.doubling_warning(loaded.batch_size) if calibration.algorithm != "minmax" else None
         if warning is not None:  # minmax reads max |x| only, which no doubling changes
-            console.print(f"[yellow]warning[/]: {warning}")
+            warn(warning)
+        clipping = run.clipping_warning(calibration.algorithm)
+        if clipping is not None:
+            warn(clipping)
         console.print(f"cache    {outputs.cache}\nmanifest {outputs.manifest}\nreport   {outputs.report}")
 
 

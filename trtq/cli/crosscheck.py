@@ -49,7 +49,7 @@ def crosscheck_command(
         check_coverage(loaded, cache, parsed.scales, warn)
         chosen = _algorithm(algorithm, parsed.algorithm)
         with console.status(f"recomputing {chosen} scales on {len(entries)} images"):
-            run = collect_histograms(loaded, entries)
+            run = collect_histograms(loaded, entries, as_tensorrt=True)
         result = cross_check(parsed, run.scales(chosen))
         table = Table(title=f"{cache} vs NumPy {chosen}: worst {min(top, len(result.compared))} tensors")
         add_columns(table, ("tensor", "cache scale", "numpy scale", "ratio"), ("tensor",))

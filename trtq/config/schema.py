@@ -132,6 +132,11 @@ class CalibrationSection(Section):
         "EntropyCalibration2 (the calibrator trtexec --calib uses)",
     )
     workers: PositiveInt = Field(default=2, description="image decoding threads")
+    input_range: Literal["preprocessing", "histogram"] = Field(
+        default="preprocessing",
+        description="the model input's threshold: the range the preprocessing gives (pixels 0..255 "
+        "after scale, mean and std), or the algorithm's pick from its histogram (what TensorRT does)",
+    )
 
     @field_validator("trt_version")
     @classmethod

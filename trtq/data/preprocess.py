@@ -86,12 +86,7 @@ class Preprocessor:
         resized = self._resize(image)
         if resized.ndim == 2:
             resized = resized[:, :, None]
-        channels = resized.shape[2]
-        std = np.resize(np.asarray(self.spec.std, dtype=np.float32), channels)
-        mean = np.resize(np.asarray(self.spec.mean, dtype=np.float32), channels)
-        # (x * scale - mean) / std in one fused multiply-add per pixel.
-        gain = np.float32(self.spec.scale) / std
-        out = resized.astype(np.float32) * gain - mean / std
+        out = normalise(self.spec, resized.astype(np.float32))
         if self.spec.layout == "nchw":
             out = out.transpose(2, 0, 1)
         return np.ascontiguousarray(out, dtype=np.float32)
@@ -135,3 +130,20 @@ def _cv_resize(
     if image.shape[1] == width and image.shape[0] == height:
         return image
     return np.asarray(cv2.resize(image, (width, height), interpolation=interpolation), dtype=np.uint8)
+
+
+def normalise(spec: PreprocessSection, pixels: FloatArray) -> FloatArray:
+    """(x * scale - mean) / std per channel (the last axis), in float32, as one multiply-add."""
+    channels = pixels.shape[-1]
+    std = np.resize(np.asarray(spec.std, dtype=np.float32), channels)
+    mean = np.resize(np.asarray(spec.mean, dtype=np.float32), channels)
+    gain = np.float32(spec.scale) / std
+    out: FloatArray = pixels * gain - mean / std
+    return out
+
+
+def value_range_amax(spec: PreprocessSection) -> np.float32:
+    """The largest |x| the preprocessing can give: pixels 0 and 255 (and the letterbox border, a
+    pixel value within them) through the same float32 arithmetic as every image."""
+    extremes = np.array([[0.0] * spec.channels, [255.0] * spec.channels], dtype=np.float32)
+    return np.float32(np.abs(normalise(spec, extremes)).max())
