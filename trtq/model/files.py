@@ -11,16 +11,20 @@ import onnx
 from onnx.external_data_helper import ExternalDataInfo, uses_external_data
 
 from trtq.errors import TrtqError
+from trtq.model.prepare import prepared
 
 
 def load_onnx(path: Path) -> onnx.ModelProto:
-    """The model with its external data; a TrtqError naming the file when it is missing or unreadable."""
+    """The float model with its external data, prepared as every command sees it (nodes named,
+    constant-condition Ifs folded: trtq/model/prepare.py); a TrtqError naming the file when it is
+    missing, unreadable, empty or quantized already."""
     if not path.is_file():
         raise TrtqError(f"{path}: ONNX model not found")
     try:
-        return onnx.load(str(path))
+        model = onnx.load(str(path))
     except Exception as exc:  # onnx raises DecodeError, ValueError, ... for a bad file
         raise TrtqError(f"{path}: not a readable ONNX model ({type(exc).__name__}: {exc})") from None
+    return prepared(model, path)
 
 
 def external_data_files(model_path: Path) -> list[Path]:

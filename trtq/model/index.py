@@ -20,7 +20,7 @@ def constant_tensors(graph: onnx.GraphProto) -> set[str]:
     folds them into weights, so they get neither a calibration scale nor a Q/DQ pair."""
     constant = {init.name for init in graph.initializer}
     for node in graph.node:
-        inputs = [name for name in node.input if name]
+        inputs = [name for name in node.input if name] + outer_scope_inputs(node)
         if node.op_type == "Constant" or (inputs and all(name in constant for name in inputs)):
             constant.update(node.output)
     return constant
@@ -88,4 +88,20 @@ def activation_tensors(model: onnx.ModelProto) -> dict[str, int]:
             for name in node.output
             if name not in constant and elem_type.get(name) in FLOAT_TYPES
         )
+    return names
+
+
+def outer_scope_inputs(node: onnx.NodeProto) -> list[str]:
+    """Names a control-flow node's branches or body read from the graph around it: inputs as real as
+    its listed ones (an If whose condition is constant still computes from the activations its
+    branches read)."""
+    names: list[str] = []
+    for attribute in node.attribute:
+        for graph in [attribute.g] if attribute.HasField("g") else list(attribute.graphs):
+            local = {value.name for value in [*graph.input, *graph.initializer]}
+            for inner in graph.node:
+                names.extend(
+                    name for name in [*inner.input, *outer_scope_inputs(inner)] if name and name not in local
+                )
+                local.update(inner.output)
     return names
