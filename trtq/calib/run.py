@@ -140,6 +140,18 @@ class CalibrationRun:
                 )
         return scales
 
+    def zero_warning(self) -> str | None:
+        """A warning naming the tensors that were zero on every calibration image: their scale is 0,
+        which no INT8 value can use (all-black images, a dead branch, a wrong preprocessing)."""
+        zero = [name for name, histogram in self.histograms.items() if histogram.max_abs == 0.0]
+        if not zero:
+            return None
+        shown = ", ".join(f"'{name}'" for name in zero[:5]) + (" ..." if len(zero) > 5 else "")
+        return (
+            f"{len(zero)} of {len(self.histograms)} tensors were zero on every calibration image, so "
+            f"their scale is 0 ({shown}); check the images and the preprocessing"
+        )
+
     def doubling_warning(self, batch_size: int) -> str | None:
         """A warning when many histograms grew after the first batch: each doubling halves the
         resolution entropy searches, and the result depends on the order of the images."""

@@ -71,9 +71,9 @@ def calibrate_command(
         warning = run.doubling_warning(loaded.batch_size) if calibration.algorithm != "minmax" else None
         if warning is not None:  # minmax reads max |x| only, which no doubling changes
             warn(warning)
-        clipping = run.clipping_warning(calibration.algorithm)
-        if clipping is not None:
-            warn(clipping)
+        for note in (run.clipping_warning(calibration.algorithm), run.zero_warning()):
+            if note is not None:
+                warn(note)
         console.print(f"cache    {outputs.cache}\nmanifest {outputs.manifest}\nreport   {outputs.report}")
 
 

@@ -58,5 +58,10 @@ def qdq_command(
         if result.only_in_scales:
             shown = ", ".join(result.only_in_scales[:5]) + (" ..." if len(result.only_in_scales) > 5 else "")
             console.print(f"{len(result.only_in_scales)} cache tensors are not in the graph: {shown}")
+        if result.unmatched_exclude:
+            warn(
+                f"qdq.exclude in {loaded.source}: no node matches {result.unmatched_exclude} "
+                "(patterns are fnmatch patterns on node names)"
+            )
         if result.excluded_nodes:
             console.print(f"kept in float by qdq.exclude: {', '.join(result.excluded_nodes)}")

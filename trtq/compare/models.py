@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from trtq.compare.outputs import Array, OutputMetrics, compare_output
+from trtq.compare.outputs import Array, OutputMetrics, compare_output, finite_reference
 from trtq.config.loader import LoadedConfig
 from trtq.data.batches import BatchSource
 from trtq.data.from_config import batch_source
@@ -78,6 +78,7 @@ def run(runner: Runner, input_name: str, batches: Iterable[Array], count: int) -
 def compare_models(
     reference: dict[str, Array], quantized: dict[str, Array], labels: Sequence[int] | None = None
 ) -> list[OutputMetrics]:
+    finite_reference(reference)
     return [compare_output(name, reference[name], quantized[name], labels) for name in reference]
 
 

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+
+from trtq.errors import TrtqError
 
 Array = npt.NDArray[np.float32]
 
@@ -34,6 +36,20 @@ class OutputMetrics:
             k: (str(v) if isinstance(v, float) and not math.isfinite(v) else v)
             for k, v in self.__dict__.items()
         }
+
+
+def finite_reference(outputs: Mapping[str, Array]) -> None:
+    """FP32 outputs with NaN or infinity cannot be a reference: every agreement metric against them
+    is NaN or meaningless, so the output and the share of samples are named instead."""
+    for name, value in outputs.items():
+        values = np.asarray(value)
+        if values.size and not np.isfinite(values).all():
+            samples = values.reshape(values.shape[0], -1) if values.ndim else values.reshape(1, -1)
+            bad = int((~np.isfinite(samples)).any(axis=1).sum())
+            raise TrtqError(
+                f"FP32 output '{name}' has NaN or infinite values on {bad} of {samples.shape[0]} samples: "
+                "INT8 cannot be compared with it; check the preprocessing and the model"
+            )
 
 
 def compare_output(

@@ -16,7 +16,7 @@ import numpy as np
 import onnx
 
 from trtq.compare.models import run
-from trtq.compare.outputs import Array
+from trtq.compare.outputs import Array, finite_reference
 from trtq.model.index import GraphIndex
 from trtq.model.runner import OnnxRunner
 from trtq.qdq.export import export_qdq
@@ -86,6 +86,7 @@ def analyse_sensitivity(
     progress: Progress | None = None,
 ) -> SensitivityResult:
     reference = run(OnnxRunner(model), input_name, batches, count)
+    finite_reference(reference)
 
     def score(kept: Mapping[str, float], extra_exclude: Sequence[str] = ()) -> float:
         qdq = export_qdq(model, kept, [*exclude, *extra_exclude]).model

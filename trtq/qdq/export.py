@@ -37,6 +37,8 @@ class QdqResult:
     only_in_scales: list[str] = field(default_factory=list)
     """Scale names that are not tensors of this graph (e.g. TensorRT parser-made names)."""
     excluded_nodes: list[str] = field(default_factory=list)
+    unmatched_exclude: list[str] = field(default_factory=list)
+    """``exclude`` patterns that name no node of the model."""
     residual_adds: int = 0
 
     def summary(self) -> dict[str, Any]:
@@ -48,6 +50,7 @@ class QdqResult:
             "unusable_scale": self.unusable_scale,
             "only_in_scales": self.only_in_scales,
             "excluded_nodes": self.excluded_nodes,
+            "unmatched_exclude": self.unmatched_exclude,
         }
 
 
@@ -56,7 +59,12 @@ def export_qdq(model: onnx.ModelProto, scales: Mapping[str, float], exclude: Seq
     model = at_least_qdq_opset(model)
     index = GraphIndex.of(model)
     plan = plan_qdq(index, exclude)
-    result = QdqResult(model=model, excluded_nodes=plan.excluded_nodes, residual_adds=plan.residual_adds)
+    result = QdqResult(
+        model=model,
+        excluded_nodes=plan.excluded_nodes,
+        unmatched_exclude=plan.unmatched_exclude,
+        residual_adds=plan.residual_adds,
+    )
     tensors = {name for node in model.graph.node for name in node.output} | {
         i.name for i in model.graph.input
     }

@@ -37,6 +37,8 @@ class QdqPlan:
     """Activation tensor -> the (consumer, input slot) edges that get its Q/DQ pair."""
     weights: list[WeightSite] = field(default_factory=list)
     excluded_nodes: list[str] = field(default_factory=list)
+    unmatched_exclude: list[str] = field(default_factory=list)
+    """``exclude`` patterns that name no node: a typo keeps nothing in float, silently otherwise."""
     residual_adds: int = 0
 
     def add_activation(self, tensor: str, node: onnx.NodeProto, slot: int) -> None:
@@ -45,6 +47,8 @@ class QdqPlan:
 
 def plan_qdq(index: GraphIndex, exclude: Sequence[str] = ()) -> QdqPlan:
     plan = QdqPlan()
+    names = [node.name for node in index.model.graph.node]
+    plan.unmatched_exclude = [p for p in exclude if not any(fnmatch.fnmatchcase(n, p) for n in names)]
     for node in index.model.graph.node:
         if exclude and any(fnmatch.fnmatchcase(node.name, pattern) for pattern in exclude):
             if node.op_type in WEIGHTED_OPS or node.op_type in POOLING_OPS or node.op_type == "Add":

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import onnx
 
 from trtq.calib.run import collect_histograms
-from trtq.compare.outputs import Array
+from trtq.compare.outputs import Array, finite_reference
 from trtq.config.loader import LoadedConfig
 from trtq.config.schema import ALGORITHMS, Algorithm
 from trtq.data.from_config import batch_source
@@ -119,6 +119,8 @@ def prepare(
     fitting = [b for i, b in enumerate(batches) if i not in held]
     search, validation = fitting[: settings.search_batches], [batches[i] for i in sorted(held)]
     reference = {id(b): fp32.infer({input_name: b}) for b in search + validation}
+    for outputs in reference.values():
+        finite_reference(outputs)
     algorithm_scales = {a: run.scales(a) for a in ALGORITHMS}
     activations = list(export_qdq(model, algorithm_scales["entropy"]).activation_scales)
     timings = {"calibration": time.perf_counter() - started}
