@@ -28,7 +28,7 @@ from trtq.model.index import GraphIndex
 from trtq.qdq.export import export_qdq
 from trtq.tune.bias import bias_shift
 from trtq.tune.layer_inputs import WeightedLayer, collect_layer_inputs, weighted_layers
-from trtq.tune.pipeline import default_search_batches, validation_positions
+from trtq.tune.pipeline import conv_layer_count, default_search_batches, validation_positions
 from trtq.tune.weights import max_scales, output_error, quantize_weights, round_nearest
 
 runner = CliRunner()
@@ -390,3 +390,32 @@ def test_validation_batches_spread_from_the_last() -> None:
 
 def test_default_search_covers_eight_images_and_two_batches() -> None:
     assert [default_search_batches(b) for b in (1, 2, 3, 8, 16)] == [8, 4, 3, 2, 2]
+
+
+def test_a_matmul_by_a_weight_matrix_is_tuned_like_a_conv() -> None:
+    # x [2, 50, 16] @ W [16, 12]: every one of the 100 rows is a patch; the error a weight change
+    # predicts per output channel equals ONNX Runtime's MatMul run with the quantized weights.
+    rng = np.random.default_rng(3)
+    weight = rng.standard_normal((16, 12)).astype(np.float32)
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "w"], ["y"], "proj")],
+        "attention_projection",
+        [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [2, 50, 16])],
+        [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [2, 50, 12])],
+        [numpy_helper.from_array(weight, "w")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    (layer,) = weighted_layers(model)
+    assert (layer.op, layer.axis, layer.has_bias_input) == ("MatMul", 1, False)
+    batch = (rng.standard_normal((2, 50, 16)) + 0.3).astype(np.float32)
+    stats = collect_layer_inputs(model, [layer], "x", [batch])[layer.node]
+    assert stats.rows == 100
+    matrix = layer.matrix(weight).astype(np.float64)  # [1, 12 out, 16 in]
+    chosen = quantize_weights(matrix, stats.second_moment, stats.rows)
+    dequantized = layer.unmatrix(chosen.values * chosen.scales[..., None], weight.shape)
+    assert dequantized.shape == (16, 12)
+    difference = (batch.astype(np.float64) @ weight - batch.astype(np.float64) @ dequantized).reshape(-1, 12)
+    predicted = output_error(matrix - chosen.values * chosen.scales[..., None], stats.second_moment)
+    np.testing.assert_allclose(predicted.reshape(-1), np.mean(difference**2, axis=0), rtol=1e-6)
+    # The MatMul counts in the float-layer budget, as a Conv does.
+    assert conv_layer_count(model) == 1

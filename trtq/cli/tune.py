@@ -35,10 +35,10 @@ from trtq.tune.outputs import tune_paths, write_outputs
 from trtq.tune.pipeline import (
     SEARCH_BATCHES,
     SEARCH_IMAGES,
-    VALIDATION_BATCHES,
     TuneSettings,
     conv_layer_count,
     default_search_batches,
+    default_validation_batches,
     tune,
 )
 from trtq.tune.steps import ProgressHooks, Step
@@ -80,13 +80,14 @@ def tune_command(
         ),
     ] = None,
     validation_batches: Annotated[
-        int,
+        int | None,
         typer.Option(
             min=0,
             help="tuning batches, spread over the list, kept out of the weight statistics and the search; "
-            "a step is kept only if it also lowers their error (0: off)",
+            "a step is kept only if it also lowers their error (default: a quarter of them; 0: off)",
+            show_default=False,
         ),
-    ] = VALIDATION_BATCHES,
+    ] = None,
 ) -> None:
     """Tune weights (rounding, clipping, bias correction), thresholds and float layers; write the Q/DQ
     model, a corrected FP32 model with its cache and config for implicit builds, and tune.json."""
@@ -123,7 +124,9 @@ def tune_command(
             search_batches = default_search_batches(loaded.batch_size)
         elif search_batches > available:
             warn(f"--search-batches {search_batches}: the tuning images make {available}; searching on those")
-        if validation_batches and validation_batches > available - min(search_batches, available):
+        if validation_batches is None:
+            validation_batches = default_validation_batches(available, min(search_batches, available))
+        elif validation_batches > available - min(search_batches, available):
             raise TrtqError(
                 f"--validation-batches {validation_batches}: the tuning images make {available} batches of "
                 f"{loaded.batch_size}, {min(search_batches, available)} of them for the search; give more "
@@ -171,6 +174,7 @@ def tune_command(
             },
         }
         _print_steps(result.steps)
+        console.print(result.time_breakdown(), soft_wrap=True)
         if eval_images is not None:
             with console.status("held-out evaluation"):
                 count, metrics = evaluate(loaded, result, eval_images, max_eval_images)

@@ -1,7 +1,7 @@
 """A float model made ready for calibration and Q/DQ export, the same way for every command.
 
-- Nodes without a name (legal ONNX) get one, ``<op_type>_<position>``, deterministic and unique,
-  so tune, sensitivity, ``qdq.exclude`` and the exported Q/DQ model all speak of the same nodes.
+- Nodes without a name (legal ONNX; Constants excepted) get ``<op_type>_<position>``, deterministic
+  and unique, so tune, sensitivity, ``qdq.exclude`` and the exported Q/DQ model name the same nodes.
 - An ``If`` whose condition is a constant is replaced by the branch it takes, as TensorRT's ONNX
   importer folds it: the branch's tensors are then calibrated and quantized like any other.
 - A model that already holds QuantizeLinear/DequantizeLinear nodes is refused: it is quantized
@@ -41,7 +41,7 @@ def prepared(model: onnx.ModelProto, source: Path) -> onnx.ModelProto:
         )
     if any(node.op_type == "If" for node in model.graph.node):
         model = _fold_constant_ifs(model)
-    if any(not node.name for node in _nodes(model.graph)):
+    if any(_needs_name(node) for node in _nodes(model.graph)):
         model = _named(model)
     return model
 
@@ -63,7 +63,7 @@ def _named(model: onnx.ModelProto) -> onnx.ModelProto:
     model = copy_model(model)
     taken = {node.name for node in _nodes(model.graph) if node.name}
     for position, node in enumerate(_nodes(model.graph)):
-        if node.name:
+        if not _needs_name(node):
             continue
         name, suffix = f"{node.op_type}_{position}", 0
         while name in taken:
@@ -72,6 +72,11 @@ def _named(model: onnx.ModelProto) -> onnx.ModelProto:
         node.name = name
         taken.add(name)
     return model
+
+
+def _needs_name(node: onnx.NodeProto) -> bool:
+    """Unnamed nodes other than Constants (exporters leave those unnamed, and no rule names them)."""
+    return not node.name and node.op_type != "Constant"
 
 
 def _fold_constant_ifs(model: onnx.ModelProto) -> onnx.ModelProto:

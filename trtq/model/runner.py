@@ -53,6 +53,8 @@ class OnnxRunner:
         """Every output (or those named) for one feed; ONNX Runtime's failure as a TrtqError that
         names the model and the shapes fed."""
         names = list(outputs) if outputs is not None else self.output_names
+        if not names:  # ONNX Runtime reads an empty list as "every output"
+            return {}
         try:
             results = self.session.run(names, dict(feed))
         except Exception as exc:  # ONNX Runtime raises its own types for shapes or values it rejects

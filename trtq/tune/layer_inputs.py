@@ -23,6 +23,8 @@ from trtq.qdq.placement import plan_qdq
 
 Array = npt.NDArray[np.float32]
 Float64 = npt.NDArray[np.float64]
+MATRIX_OPS = frozenset({"Gemm", "MatMul"})
+"""Layers whose weight is one [in, out] matrix (or [out, in] for Gemm with transB)."""
 MAX_POSITIONS = 4096
 MIN_POSITIONS = 256
 """Output positions sampled per batch and layer: a few times the patch length (enough rows for a
@@ -46,24 +48,33 @@ class WeightedLayer:
     pads: tuple[int, ...] = ()
     dilations: tuple[int, ...] = ()
 
+    @property
+    def has_bias_input(self) -> bool:
+        """Conv and Gemm take a bias input bias correction can change; MatMul has none."""
+        return self.op != "MatMul"
+
     def matrix(self, weight: Array) -> Array:
         """Weights as [groups, out channels per group, patch length]."""
-        if self.op == "Gemm":
+        if self.op in MATRIX_OPS:
             rows = weight if self.axis == 0 else weight.T
             return np.ascontiguousarray(rows[None, :, :])
         out_channels = weight.shape[0]
         return weight.reshape(self.groups, out_channels // self.groups, -1)
 
     def unmatrix(self, matrix: npt.NDArray[Any], shape: Sequence[int]) -> npt.NDArray[Any]:
-        if self.op == "Gemm":
+        if self.op in MATRIX_OPS:
             rows = matrix[0]
             return np.ascontiguousarray(rows if self.axis == 0 else rows.T)
         return matrix.reshape(shape)
 
     def patches(self, data: Array, rng: np.random.Generator) -> Array:
         """Input patches [rows, groups, patch length] at sampled output positions."""
-        if self.op == "Gemm":
-            return data.reshape(data.shape[0], 1, -1)
+        if self.op in MATRIX_OPS:  # every row of the input (every position of a sequence) is a patch
+            every = data.reshape(-1, data.shape[-1])
+            limit = min(MAX_POSITIONS, max(MIN_POSITIONS, 4 * every.shape[1]))
+            if every.shape[0] > limit:
+                every = every[np.sort(rng.choice(every.shape[0], limit, replace=False))]
+            return every[:, None, :]
         n, channels, height, width = data.shape
         (kh, kw), (sh, sw), (dh, dw) = self.kernel, self.strides, self.dilations
         top, left, bottom, right = self.pads
@@ -83,7 +94,8 @@ class WeightedLayer:
 
 
 def weighted_layers(model: onnx.ModelProto) -> list[WeightedLayer]:
-    """Conv (2-D, explicit pads) and plain Gemm layers whose weights get per-channel Q/DQ, in graph order."""
+    """Conv (2-D, explicit pads), plain Gemm and MatMul-by-a-matrix layers whose weights get
+    per-channel Q/DQ, in graph order."""
     index = GraphIndex.of(model)
     layers = []
     for site in plan_qdq(index).weights:
@@ -119,6 +131,8 @@ def weighted_layers(model: onnx.ModelProto) -> list[WeightedLayer]:
             and attributes.get("beta", 1.0) == 1.0
         ):
             layers.append(WeightedLayer(node.name, "Gemm", node.input[0], node.input[1], bias, axis))
+        elif node.op_type == "MatMul" and weight.ndim == 2:  # x [..., K] @ W [K, N]: an attention projection
+            layers.append(WeightedLayer(node.name, "MatMul", node.input[0], node.input[1], "", axis))
     return layers
 
 

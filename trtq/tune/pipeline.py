@@ -25,6 +25,7 @@ from trtq.config.schema import ALGORITHMS, Algorithm
 from trtq.data.from_config import batch_source
 from trtq.data.image_list import ImageEntry
 from trtq.model.files import load_onnx
+from trtq.model.index import GraphIndex
 from trtq.model.runner import OnnxRunner
 from trtq.qdq.export import export_qdq
 from trtq.tune.layer_inputs import collect_layer_inputs, weighted_layers
@@ -35,14 +36,21 @@ SEARCH_IMAGES = 8
 """By default the threshold and float-layer searches run each candidate on enough batches for this
 many images, and at least SEARCH_BATCHES (the weight step sees all but the validation batches): on
 2 images at batch 1 the demo detector's search fitted those images and lost on held-out ones."""
+VALIDATION_SHARE = 4
+"""By default one tuning batch in this many (at least one, as long as the search keeps its batches)
+is held back as a validation batch: a step is kept only when it also lowers the error there, so a
+change that only fits the search batches is not kept (issue 18: tune fitted its 20 search lines)."""
 VALIDATION_BATCHES = 0
-"""Tuning batches held back from fitting to check each step on; fewer when the tuning images leave
-fewer beside the search batches. None by default: on the two models measured in docs/accuracy.md a
-few validation batches made the held-out result worse (one outlier image decided)."""
+"""Settings' value when validation is off (--validation-batches 0)."""
 
 
 def default_search_batches(batch_size: int) -> int:
     return max(SEARCH_BATCHES, math.ceil(SEARCH_IMAGES / batch_size))
+
+
+def default_validation_batches(batches: int, search: int) -> int:
+    """A quarter of the tuning batches (at least one), never taking the search batches' place."""
+    return max(0, min(max(1, batches // VALIDATION_SHARE), batches - search))
 
 
 @dataclass(frozen=True)
@@ -71,6 +79,11 @@ class TuneResult:
     """Batches used for search, fitting (weights) and validation."""
     timings: dict[str, float] = field(default_factory=dict)
     """Seconds of the preparation (calibration pass, layer inputs); each step records its own."""
+
+    def time_breakdown(self) -> str:
+        """One line: where the time went, preparation first, then each step by its short name."""
+        parts = [*self.timings.items(), *((_short(step.name), step.seconds) for step in self.steps)]
+        return "time: " + ", ".join(f"{name} {seconds:.1f} s" for name, seconds in parts)
 
 
 def tune(
@@ -157,11 +170,27 @@ def validation_positions(batches: int, wanted: int, search: int) -> list[int]:
 
 
 def conv_layer_count(model: onnx.ModelProto) -> int:
-    """The Conv/Gemm layers a float-layer budget in percent counts from."""
-    return sum(1 for node in model.graph.node if node.op_type in ("Conv", "Gemm"))
+    """The layers a float-layer budget in percent counts from: Conv, Gemm, and MatMul by a stored
+    weight matrix (the attention projections of transformer necks)."""
+    index = GraphIndex.of(model)
+
+    def weighted(node: onnx.NodeProto) -> bool:
+        if node.op_type in ("Conv", "Gemm"):
+            return True
+        matrix = index.weight(node.input[1]) if node.op_type == "MatMul" else None
+        return matrix is not None and matrix.ndim == 2
+
+    return sum(1 for node in model.graph.node if weighted(node))
 
 
 def _counted(batches: Sequence[Array], advance: Callable[[], None]) -> Iterator[Array]:
     for batch in batches:
         yield batch
         advance()
+
+
+def _short(step_name: str) -> str:
+    """'thresholds: per-tensor search' -> 'thresholds'; 'plain INT8, mse' -> 'plain INT8'."""
+    for mark in (":", ",", " ("):
+        step_name = step_name.split(mark)[0]
+    return step_name

@@ -185,7 +185,7 @@ def implicit_bias_correction(context: TuneContext, tuning: Tuning) -> Step:
     started, before = time.perf_counter(), tuning.best
     biases = {}
     index = GraphIndex.of(context.model)
-    for layer in context.layers:
+    for layer in filter(_biased, context.layers):
         matrix, inputs = _matrix(index, layer), context.layer_inputs[layer.node]
         scales = max_scales(matrix)
         nearest = round_nearest(matrix, scales) * scales[..., None]
@@ -221,16 +221,20 @@ def qdq_weights(context: TuneContext, tuning: Tuning) -> Step:
     for layer in context.layers:
         matrix, inputs = _matrix(index, layer), context.layer_inputs[layer.node]
         float_weights[layer.weight] = weights = _weight(index, layer)
-        covariance = inputs.second_moment - inputs.mean[:, :, None] * inputs.mean[:, None, :]
-        quantized = quantize_weights(matrix, covariance, inputs.rows)
+        # With bias correction the mean output error is removed, so only the covariance counts.
+        moment = inputs.second_moment
+        if _biased(layer):
+            moment = moment - inputs.mean[:, :, None] * inputs.mean[:, None, :]
+        quantized = quantize_weights(matrix, moment, inputs.rows)
         for method in quantized.method.ravel():
             methods[str(method)] = methods.get(str(method), 0) + 1
         tuned[layer.weight] = TunedWeight(
             layer.unmatrix(quantized.values, weights.shape), quantized.scales.reshape(-1).astype(np.float32)
         )
-        bias = bias_values(context.model, layer, quantized.scales.size)
-        shift = bias_shift(matrix, quantized.dequantized(), inputs.mean).reshape(-1)
-        biases[layer.node] = (bias + shift).astype(np.float32)
+        if _biased(layer):
+            bias = bias_values(context.model, layer, quantized.scales.size)
+            shift = bias_shift(matrix, quantized.dequantized(), inputs.mean).reshape(-1)
+            biases[layer.node] = (bias + shift).astype(np.float32)
         context.hooks.advance()
     source = with_biases(context.model, _by_node(context), biases)
     judge = context.judge(with_weights(export_qdq(source, tuning.scales).model, tuned), float_weights)
@@ -335,6 +339,11 @@ def _weight(index: GraphIndex, layer: WeightedLayer) -> Array:
 
 def _matrix(index: GraphIndex, layer: WeightedLayer) -> npt.NDArray[np.float64]:
     return layer.matrix(_weight(index, layer)).astype(np.float64)
+
+
+def _biased(layer: WeightedLayer) -> bool:
+    """Whether bias correction applies: the layer takes a bias input (a MatMul does not)."""
+    return layer.has_bias_input
 
 
 def _by_node(context: TuneContext) -> dict[str, WeightedLayer]:
