@@ -16,7 +16,7 @@ import typer
 
 from trtq.cache.manifest import manifest_path, read_manifest
 from trtq.cache.retarget import retarget_file
-from trtq.cache.trt_format import encode_version, open_cache, read_cache, version_name
+from trtq.cache.trt_format import open_cache, read_cache
 from trtq.calib.algorithms import INT8_MAX
 from trtq.cli.errors import EXIT_USER_ERROR, command_console, reported_errors
 from trtq.cli.state import OPTIONS
@@ -24,6 +24,7 @@ from trtq.config import load_config
 from trtq.data.from_config import calibration_entries
 from trtq.errors import TrtqError
 from trtq.fingerprint import fingerprint_config
+from trtq.trt_versions import encode_version, version_name
 
 console = command_console(results_on_stdout=True)
 cache_app = typer.Typer(
@@ -47,9 +48,8 @@ def inspect_command(
 
     The cache is streamed: in file order rows are printed as they are read; sorted with --top, only the
     top rows are kept (a heap), so a cache of millions of tensors is shown in seconds."""
-    with reported_errors(OPTIONS.verbose), open_cache(cache) as (version, algorithm, scales):
-        trt_version = version_name(version)
-        typer.echo(f"{cache}: TensorRT {trt_version} ({version}), {algorithm}")
+    with reported_errors(OPTIONS.verbose), open_cache(cache) as (header, scales):
+        typer.echo(f"{cache}: {header.describe()}")
         counts = _Counts()
         rows = _ordered(counts.of(scales), sort, top)
         typer.echo(f"{'scale':>12} {'amax':>12}  tensor")
@@ -103,7 +103,7 @@ def check_command(
     """Exit 0 if the cache still matches the config; otherwise list why not and exit 1."""
     with reported_errors(OPTIONS.verbose):
         loaded = load_config(config)
-        header = read_cache(cache)  # a malformed cache is its own, clearer error
+        header = read_cache(cache).header  # a malformed cache is its own, clearer error
         manifest = read_manifest(cache)
         entries = calibration_entries(loaded)
         current = fingerprint_config(loaded, entries)
@@ -119,7 +119,9 @@ def check_command(
             f"scales by {manifest.scales_by})"
         )
         target = loaded.spec.calibration.trt_version
-        if header.version != encode_version(target):
+        if header.version is None:
+            console.print(f"note: {cache} is in {header.format.value}, which names no TensorRT version")
+        elif header.version != encode_version(target):
             console.print(
                 f"note: the header targets TensorRT {header.trt_version}, the config TensorRT {target}. "
                 "Not a reason to recalibrate (the version changes the header, not the scales): "

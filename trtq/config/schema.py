@@ -8,6 +8,8 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, field_validator, model_validator
 
+from trtq.trt_versions import encode_version
+
 Shape = list[PositiveInt]
 Algorithm = Literal["entropy", "minmax", "percentile", "mse"]
 ALGORITHMS: tuple[Algorithm, ...] = ("entropy", "minmax", "percentile", "mse")
@@ -129,10 +131,8 @@ class CalibrationSection(Section):
     @field_validator("trt_version")
     @classmethod
     def _version_format(cls, version: str) -> str:
-        # Imported here: trtq.cache imports the config package (a cycle at module level).
-        from trtq.cache.trt_format import encode_version
-
-        encode_version(version)  # ValueError: "'ten' is not a TensorRT version like 10.16.1"
+        """Only what a cache header can carry and give back: trtq never writes a cache it cannot read."""
+        encode_version(version)  # ValueError: "'8.10.0': before TensorRT 10 the minor must be 0..9 (...)"
         return version
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import tensorrt as trt
 
-from trtq.cache.trt_format import version_name
 from trtq.errors import TrtqError
+from trtq.trt_versions import version_name
 
 
 def trt_version() -> str:
