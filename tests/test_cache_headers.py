@@ -9,6 +9,7 @@ TensorRT 8.2 wrote for a calibrator whose get_quantile returns 0.9999 and get_re
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import re
@@ -231,3 +232,17 @@ def test_crosscheck_and_qdq_read_the_headers_without_a_version(write_config: Wri
     code, output = invoke("qdq", str(config), "--cache", str(cache), "-o", str(qdq))
     assert code == 0, output
     assert json.loads(qdq.with_name(qdq.name + ".json").read_text())["quantized_activations"] > 0
+
+
+def test_check_says_a_versionless_header_names_no_version(write_config: WriteConfig) -> None:
+    """Not "targets TensorRT None": a manifest may vouch for a cache whose header has no version."""
+    config = write_config(n_images=2)
+    assert invoke("calibrate", str(config))[0] == 0
+    cache = config.parent / "out" / "model.cache"
+    cache.write_bytes(b"1\n" + cache.read_bytes().split(b"\n", 1)[1])
+    manifest = cache.with_name(cache.name + ".manifest.json")
+    data = json.loads(manifest.read_text())
+    manifest.write_text(json.dumps({**data, "cache_sha256": hashlib.sha256(cache.read_bytes()).hexdigest()}))
+    code, output = invoke("cache", "check", str(cache), "--config", str(config))
+    assert code == 0, output
+    assert f"note: {cache} is in TensorRT 4's format (header '1'), which names no TensorRT version" in output

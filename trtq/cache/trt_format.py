@@ -74,6 +74,8 @@ class CacheHeader:
 
 @dataclass(frozen=True)
 class CalibrationCache:
+    """A parsed cache: its header and its scales in file order (version, algorithm: the header's)."""
+
     header: CacheHeader
     scales: dict[str, float] = field(default_factory=dict)
 
