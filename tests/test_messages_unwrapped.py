@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import WriteConfig
+from conftest import WriteConfig, listed_photos
 from typer.testing import CliRunner
 
 from trtq.cache.trt_format import read_cache, write_cache
@@ -65,6 +65,27 @@ def test_every_command_prints_paths_and_tensor_names_unbroken(long_paths: Path) 
     messages["qdq"] = (invoke("qdq", str(config), "--cache", str(extra), "-o", str(qdq)), LONG_NAME)
     messages["qdq output"] = (messages["qdq"][0], f"{qdq}: ")
     messages["crosscheck"] = (invoke("crosscheck", str(config), "--cache", str(extra)), LONG_NAME)
+    held = config.parent / "held.txt"
+    held.write_text("\n".join(listed_photos(2, start=10)) + "\n")
+    compared = config.parent / "compared.json"
+    output = invoke(
+        "compare", str(config), "--cache", str(extra), "--images", str(held), "--json", str(compared)
+    )
+    messages["compare"] = (output, f"json     {compared}")
+    timed = config.parent / "timed.json"
+    output = invoke(
+        "bench",
+        str(config),
+        "--backend",
+        "onnxruntime",
+        "--duration",
+        "0.1",
+        "--warmup-ms",
+        "0",
+        "--json",
+        str(timed),
+    )
+    messages["bench"] = (output, f"json     {timed}")
     missing = config.parent / "missing.cache"
     messages["an error"] = (
         invoke("cache", "inspect", str(missing)),
