@@ -28,18 +28,18 @@ from trtq.errors import TrtqError
 SCALE_LINES = (
     "input: 3f800000\n"
     "conv1/Relu:0: 3f000000\n"  # TensorFlow names keep their own colon
-    "(Unnamed ITensor* 52): 40000000\n"
+    "(Unnamed ITensor* 7): 40000000\n"
     "ONNXTRT_Broadcast_1855_output: 0\n"
     "/encoder/Log_output_0: 7f800000\n"
-    "272: 3e800000\n"
+    "41: 3e800000\n"
 )
 SCALES = {
     "input": 1.0,
     "conv1/Relu:0": 0.5,
-    "(Unnamed ITensor* 52)": 2.0,
+    "(Unnamed ITensor* 7)": 2.0,
     "ONNXTRT_Broadcast_1855_output": 0.0,
     "/encoder/Log_output_0": math.inf,
-    "272": 0.25,
+    "41": 0.25,
 }
 
 
@@ -69,7 +69,7 @@ HEADERS = {
     ),
 }
 ENDINGS = {"LF": "\n", "CRLF": "\r\n"}
-ONNXRUNTIME_TABLE = "init_K 6.9101080894470215\ninit_K.11 14.88146686553955\ninit_KV 22.040546417236328\n"
+ONNXRUNTIME_TABLE = "/conv1/Conv_output_0 14.0\n/relu/Relu_output_0 6.0\nimages 2.5\n"
 """ONNX Runtime's write_calibration_table: name, space, amax in decimal; sorted, no header."""
 
 
