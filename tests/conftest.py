@@ -14,7 +14,7 @@ import yaml
 from hypothesis import HealthCheck, settings
 
 from trtq.cache import read_cache
-from trtq.cache.trt_format import CalibrationCache, format_cache
+from trtq.cache.trt_format import format_cache, make_cache
 from trtq.calib.pipeline import calibrate
 from trtq.config import load_config
 from trtq.data.image_list import read_image_list
@@ -87,7 +87,7 @@ def hand_made_minmax_cache(directory: Path, n_images: int, ratios: dict[str, flo
     edited = {name: float(np.float32(scale * ratios.get(name, 1.0))) for name, scale in scales.items()}
     edited[PARSER_MADE] = 0.01
     path = directory / "trt.cache"
-    path.write_text(format_cache(CalibrationCache(101303, "MinMaxCalibration", edited)))
+    path.write_text(format_cache(make_cache(edited, "MinMaxCalibration", 101303)))
     return path
 
 

@@ -13,7 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from trtq.cache import decode_version, encode_version, format_cache, parse_cache, read_cache, write_cache
-from trtq.cache.trt_format import CalibrationCache, open_cache
+from trtq.cache.trt_format import make_cache, open_cache
 from trtq.errors import TrtqError
 
 # Lines from public caches written by TensorRT (docs/tensorrt.md, section 2).
@@ -45,8 +45,8 @@ def test_written_text_is_byte_identical_to_tensorrts() -> None:
 
 
 def test_one_over_127_is_3c010204() -> None:
-    cache = CalibrationCache(
-        101303, "MinMaxCalibration", {"/Cast_output_0": float(np.float32(1) / np.float32(127))}
+    cache = make_cache(
+        {"/Cast_output_0": float(np.float32(1) / np.float32(127))}, "MinMaxCalibration", 101303
     )
     assert format_cache(cache) == "TRT-101303-MinMaxCalibration\n/Cast_output_0: 3c010204\n"
 
@@ -162,8 +162,8 @@ def test_the_cache_is_parsed_as_it_is_read(tmp_path: Path) -> None:
     """Rows come out before the rest of the file is read: nothing holds the whole text or its lines."""
     path = tmp_path / "model.cache"
     path.write_text("TRT-101601-EntropyCalibration2\na: 3c010204\nb: 3f800000\nbroken line\n")
-    with open_cache(path) as (version, algorithm, scales):
-        assert (version, algorithm) == (101601, "EntropyCalibration2")
+    with open_cache(path) as (header, scales):
+        assert (header.version, header.algorithm) == (101601, "EntropyCalibration2")
         assert next(scales) == ("a", pytest.approx(1 / 127))
         assert next(scales) == ("b", 1.0)
         with pytest.raises(TrtqError, match=re.escape(f"{path}:4: expected '<tensor name>: <hex float32>'")):
@@ -175,5 +175,5 @@ def test_a_byte_order_mark_is_named(tmp_path: Path) -> None:
     path = tmp_path / "model.cache"
     path.write_bytes(b"\xef\xbb\xbfTRT-101601-EntropyCalibration2\na: 3c010204\n")
     expected = re.escape(f"{path}:1: the file starts with a UTF-8 byte-order mark")
-    with pytest.raises(TrtqError, match=expected), open_cache(path) as (_, _, scales):
+    with pytest.raises(TrtqError, match=expected), open_cache(path) as (_, scales):
         next(scales)

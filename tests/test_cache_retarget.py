@@ -16,13 +16,13 @@ from conftest import WriteConfig
 from test_trt_calibrators import TRT_CACHE, HostMemory
 from typer.testing import CliRunner
 
-from trtq.cache.retarget import retarget_text
+from trtq.cache.retarget import retarget_bytes
 from trtq.cli.main import app
 from trtq.config import load_config
 from trtq.errors import TrtqError
 
 # Lines of a public cache TensorRT 10.9.0 wrote (DEIMKit), with its irregular hex widths.
-REAL = "TRT-100900-EntropyCalibration2\nimages: 3c021406\nONNXTRT_Broadcast_1855_output: 0\n"
+REAL = b"TRT-100900-EntropyCalibration2\nimages: 3c021406\nONNXTRT_Broadcast_1855_output: 0\n"
 
 
 def invoke(*args: str) -> tuple[int, str]:
@@ -39,11 +39,11 @@ def manifest_of(cache: Path) -> dict[str, object]:
     ("version", "header"), [("10.13.3", "TRT-101303-"), ("10.16", "TRT-101600-"), ("8.6.1", "TRT-8601-")]
 )
 def test_retarget_rewrites_only_the_header(version: str, header: str) -> None:
-    assert retarget_text(REAL, version) == REAL.replace("TRT-100900-", header)
-    crlf = REAL.replace("\n", "\r\n")
-    assert retarget_text(crlf, version) == crlf.replace("TRT-100900-", header)
+    assert retarget_bytes(REAL, version) == REAL.replace(b"TRT-100900-", header.encode())
+    crlf = REAL.replace(b"\n", b"\r\n")
+    assert retarget_bytes(crlf, version) == crlf.replace(b"TRT-100900-", header.encode())
     with pytest.raises(TrtqError, match="'ten' is not a TensorRT version"):
-        retarget_text(REAL, "ten")
+        retarget_bytes(REAL, "ten")
 
 
 def test_cli_retarget_in_place_keeps_the_manifest_consistent(write_config: WriteConfig) -> None:
@@ -123,10 +123,10 @@ def test_cli_retarget_of_a_cache_without_manifest_removes_a_stale_one_at_the_out
     assert stale.is_file()
 
     bare = tmp_path / "bare.cache"
-    bare.write_text(REAL)  # TensorRT's cache, no manifest: provenance unknown
+    bare.write_bytes(REAL)  # TensorRT's cache, no manifest: provenance unknown
     code, output = invoke("cache", "retarget", str(bare), "--trt-version", "10.13.3", "-o", str(out))
     assert code == 0, output
-    assert out.read_text() == REAL.replace("TRT-100900-", "TRT-101303-")
+    assert out.read_bytes() == REAL.replace(b"TRT-100900-", b"TRT-101303-")
     assert not stale.exists()
     assert "no manifest (provenance unknown)" in output
     assert "; removed " in output and "which described the file replaced" in output  # (rich wraps the path)
@@ -137,9 +137,9 @@ def test_cli_retarget_of_a_cache_without_manifest_removes_a_stale_one_at_the_out
 @pytest.mark.parametrize("version", ["ten", "10", "10.-1", "10.16.1.11.2", ""])
 def test_versions_that_are_not_tensorrt_versions_are_refused(version: str) -> None:
     with pytest.raises(TrtqError, match=r"is not a TensorRT version like 10\.16\.1"):
-        retarget_text(REAL, version)
+        retarget_bytes(REAL, version)
 
 
 def test_tensorrt_build_numbers_are_accepted_and_dropped() -> None:
     """trt.__version__ carries a fourth, build number (10.16.1.11): the header has no room for it."""
-    assert retarget_text(REAL, "10.16.1.11").startswith("TRT-101601-EntropyCalibration2\n")
+    assert retarget_bytes(REAL, "10.16.1.11").startswith(b"TRT-101601-EntropyCalibration2\n")

@@ -103,7 +103,11 @@ def test_defaults(tmp_path: Path) -> None:
             "  cache: out/model.cache\n  zzz: 1",
             r"model.yaml:13: calibration.zzz: unknown key \(valid keys: images, cache, batch_size",
         ),
-        ("  cache: out/model.cache\n", "", r"model.yaml:10: calibration.cache: required key is missing"),
+        (
+            "  images: images.txt\n",
+            "  images: ''\n",
+            r"model.yaml:11: calibration.images: '': String should have",
+        ),
         (
             "  cache: out/model.cache",
             "  cache: out/model.cache\n  batch_size: 0",

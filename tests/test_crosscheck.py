@@ -9,16 +9,14 @@ import pytest
 from conftest import PARSER_MADE, REPO, TEXT_CLASSIFIER, WriteConfig, hand_made_minmax_cache, oracle_tensors
 from typer.testing import CliRunner
 
-from trtq.cache.trt_format import CalibrationCache
+from trtq.cache.trt_format import make_cache
 from trtq.cli.main import app
 from trtq.compare.scales import cross_check
 from trtq.resources import resolve_path
 
 
 def test_cross_check_orders_worst_first_and_lists_one_sided_tensors() -> None:
-    cache = CalibrationCache(
-        101601, "EntropyCalibration2", {"a": 1.0, "b": 0.5, "c": 2.1, "parser_only": 0.1}
-    )
+    cache = make_cache({"a": 1.0, "b": 0.5, "c": 2.1, "parser_only": 0.1})
     result = cross_check(cache, {"a": 1.0, "b": 1.0, "c": 2.0, "numpy_only": 3.0})
     assert [c.tensor for c in result.compared] == ["b", "c", "a"]
     assert result.compared[0].ratio == 0.5
@@ -30,7 +28,7 @@ def test_cross_check_orders_worst_first_and_lists_one_sided_tensors() -> None:
 
 
 def test_zero_scales() -> None:
-    result = cross_check(CalibrationCache(1, "X", {"z": 0.0, "w": 0.5}), {"z": 0.0, "w": 0.0})
+    result = cross_check(make_cache({"z": 0.0, "w": 0.5}), {"z": 0.0, "w": 0.0})
     ratios = {c.tensor: c.ratio for c in result.compared}
     assert ratios == {"z": 1.0, "w": math.inf}
 

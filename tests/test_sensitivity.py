@@ -11,7 +11,7 @@ from conftest import WriteConfig, listed_photos
 from reference_graph import quantized_activations
 from typer.testing import CliRunner
 
-from trtq.cache.trt_format import CalibrationCache, format_cache
+from trtq.cache.trt_format import format_cache, make_cache
 from trtq.cli.main import app
 
 
@@ -24,7 +24,7 @@ def test_planted_bad_scale_ranks_first_and_the_proposal_fixes_it(
     scales = dict(minmax_scales)
     scales[planted] *= 1000  # a 1000x too coarse step: nearly every value of this tensor rounds to 0
     cache = tmp_path / "planted.cache"
-    cache.write_text(format_cache(CalibrationCache(101601, "MinMaxCalibration", scales)))
+    cache.write_text(format_cache(make_cache(scales, "MinMaxCalibration", 101601)))
     config = write_config(n_images=2)
     (tmp_path / "held_out.txt").write_text("\n".join(listed_photos(6, start=10)) + "\n")
     out = tmp_path / "sensitivity.json"

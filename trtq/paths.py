@@ -26,14 +26,14 @@ def config_inputs(
     config: LoadedConfig, entries: Sequence[ImageEntry] = (), *, with_cache: bool = True
 ) -> list[Named]:
     """The config, its model and the model's external data, ``entries`` (the images this run reads)
-    and, unless ``with_cache`` is off (calibrate, which writes it), the config's cache: with its
-    manifest and report it is a set only calibrate may replace."""
+    and, unless ``with_cache`` is off (calibrate, which writes it), the config's cache if it names
+    one: with its manifest and report it is a set only calibrate may replace."""
     source = config.source
     inputs: list[Named] = [
         (f"the config {source}", source),
         (f"the model (model.path in {source})", config.model_path),
     ]
-    if with_cache:
+    if with_cache and config.spec.calibration.cache is not None:
         inputs.append((f"the cache (calibration.cache in {source})", config.cache_path))
     inputs += [
         (f"external data of the model {config.model_path.name}", path)

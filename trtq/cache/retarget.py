@@ -11,9 +11,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from trtq.cache.manifest import manifest_path, manifest_text, read_manifest, report_path
-from trtq.cache.trt_format import parse_cache, read_cache
+from trtq.cache.trt_format import CacheHeader, parse_cache, read_cache
 from trtq.errors import TrtqError
-from trtq.fileio import sha256_file
 from trtq.fileset import replace_set
 from trtq.trt_versions import encode_version, version_name
 
@@ -26,12 +25,26 @@ def target_version(version: str | int) -> str:
         raise TrtqError(str(exc)) from None
 
 
-def retarget_text(text: str, version: str | int, source: str = "<cache>") -> str:
-    """``text`` with its header's version replaced; the header's algorithm and every other line kept."""
-    algorithm = parse_cache(text, source).algorithm
-    first, newline, rest = text.partition("\n")
-    ending = "\r" if first.endswith("\r") else ""
-    return f"TRT-{encode_version(target_version(version))}-{algorithm}{ending}{newline}{rest}"
+def retarget_bytes(data: bytes, version: str | int, source: str = "<cache>") -> bytes:
+    """``data`` with its header's version replaced; the header's algorithm, its line end and every
+    other byte kept (bytes, not text: reading text would turn CRLF line ends into LF)."""
+    header = parse_cache(data, source).header
+    current_version(header, source)
+    first, newline, rest = data.partition(b"\n")
+    ending = b"\r" if first.endswith(b"\r") else b""
+    target = encode_version(target_version(version))
+    return f"TRT-{target}-{header.algorithm}".encode() + ending + newline + rest
+
+
+def current_version(header: CacheHeader, source: str) -> str:
+    """The TensorRT version a header names; the older headers, which name none, are refused."""
+    if header.trt_version is None:
+        raise TrtqError(
+            f"{source}: cannot retarget {header.format.value}: the header names no TensorRT version to "
+            "rewrite, and no TensorRT is known to accept these scales under a TRT-<version>-<Algorithm> "
+            "header; recalibrate with the TensorRT you deploy on"
+        )
+    return header.trt_version
 
 
 @dataclass(frozen=True)
@@ -53,14 +66,15 @@ def retarget_file(cache: Path, version: str, output: Path | None = None) -> Reta
     target = target_version(version)
     out = output if output is not None else cache
     out_manifest = manifest_path(out)
-    old = read_cache(cache).trt_version
+    old = current_version(read_cache(cache).header, str(cache))  # errors of the cache itself first
+    data = cache.read_bytes()
     manifest = read_manifest(cache) if manifest_path(cache).is_file() else None
-    if manifest is not None and manifest.cache_sha256 != sha256_file(cache):
+    if manifest is not None and manifest.cache_sha256 != hashlib.sha256(data).hexdigest():
         raise TrtqError(
             f"{cache} was modified after its manifest was written (sha256 differs); retargeting "
             "would vouch for an unknown cache: recalibrate, or delete the manifest first"
         )
-    data = retarget_text(cache.read_text(encoding="utf-8"), target, str(cache)).encode("utf-8")
+    data = retarget_bytes(data, target, str(cache))
     files = {out: data}
     removed = None
     if manifest is not None:

@@ -72,7 +72,8 @@ def bench_command(
             if config is None:
                 inputs.append((f"the bench target {target}", target))
             else:  # the onnxruntime backend times the first calibration batch
-                listed = calibration_entries(config) if config.images_path.exists() else []
+                images = config.spec.calibration.images
+                listed = calibration_entries(config) if images and config.images_path.exists() else []
                 inputs += config_inputs(config, listed)
         check_outputs([(f"--json {json_path}", json_path)], inputs)
         shapes = _parse_shapes(shape or [])

@@ -50,9 +50,8 @@ def inspect_command(
 
     The cache is streamed: in file order rows are printed as they are read; sorted with --top, only the
     top rows are kept (a heap), so a cache of millions of tensors is shown in seconds."""
-    with reported_errors(OPTIONS.verbose), open_cache(cache) as (version, algorithm, scales):
-        trt_version = version_name(version)
-        typer.echo(f"{cache}: TensorRT {trt_version} ({version}), {algorithm}")
+    with reported_errors(OPTIONS.verbose), open_cache(cache) as (header, scales):
+        typer.echo(f"{cache}: {header.describe()}")
         counts = _Counts()
         rows = _ordered(counts.of(scales), sort, top)
         typer.echo(f"{'scale':>12} {'amax':>12}  tensor")
@@ -106,7 +105,7 @@ def check_command(
     """Exit 0 if the cache still matches the config; otherwise list why not and exit 1."""
     with reported_errors(OPTIONS.verbose):
         loaded = load_config(config)
-        header = read_cache(cache)  # a malformed cache is its own, clearer error
+        header = read_cache(cache).header  # a malformed cache is its own, clearer error
         manifest = read_manifest(cache)
         entries = calibration_entries(loaded)
         current = fingerprint_config(loaded, entries)
@@ -122,7 +121,9 @@ def check_command(
             f"scales by {manifest.scales_by})"
         )
         target = loaded.spec.calibration.trt_version
-        if header.version != encode_version(target):
+        if header.version is None:
+            console.print(f"note: {cache} is in {header.format.value}, which names no TensorRT version")
+        elif header.version != encode_version(target):
             console.print(
                 f"note: the header targets TensorRT {header.trt_version}, the config TensorRT {target}. "
                 "Not a reason to recalibrate (the version changes the header, not the scales): "

@@ -30,7 +30,7 @@ class _CommandConsole(Console):
     shell's SIGPIPE status."""
 
     def __init__(self, results_on_stdout: bool) -> None:
-        super().__init__()
+        super().__init__(soft_wrap=True)  # as stderr below
         self.results_on_stdout = results_on_stdout
 
     def on_broken_pipe(self) -> None:
@@ -83,7 +83,10 @@ class _MessageConsole(Console):
         _to_devnull(sys.stderr)
 
 
-stderr = _MessageConsole(stderr=True, highlight=False)
+# soft_wrap, here and in command_console: a message line is never broken at the console width (80
+# columns in a log, where rich cannot ask a terminal), which would split a tensor name or a path.
+# Tables still fit the width: their cells wrap.
+stderr = _MessageConsole(stderr=True, highlight=False, soft_wrap=True)
 
 GPU_PACKAGES = ("tensorrt", "pycuda")
 _ENVIRONMENT_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EROFS}

@@ -6,9 +6,9 @@ import difflib
 import types
 import typing
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from pydantic import BaseModel, ValidationError
 
@@ -24,6 +24,8 @@ class LoadedConfig:
 
     source: Path
     spec: TrtqConfig
+    document: YamlDocument | None = field(default=None, compare=False, repr=False)
+    """The parsed YAML, for the line of a key a command needs and the config left out."""
 
     @property
     def base_dir(self) -> Path:
@@ -42,11 +44,26 @@ class LoadedConfig:
 
     @property
     def images_path(self) -> Path:
-        return self.resolve(self.spec.calibration.images)
+        images = self.spec.calibration.images
+        if images is None:
+            self._required("images", "reads the calibration images")
+        return self.resolve(images)
 
     @property
     def cache_path(self) -> Path:
-        return self.resolve(self.spec.calibration.cache)
+        cache = self.spec.calibration.cache
+        if cache is None:
+            self._required(
+                "cache", "reads or writes the config's cache; qdq, compare and sensitivity take --cache"
+            )
+        return self.resolve(cache)
+
+    def _required(self, key: str, because: str) -> NoReturn:
+        """The schema leaves calibration.images and .cache optional (`trtq qdq --cache` needs neither);
+        a command that needs one names it, where it belongs in the file."""
+        line = self.document.line_of(("calibration", key)) if self.document is not None else None
+        where = f"{self.source}:{line}" if line else str(self.source)
+        raise TrtqError(f"{where}: calibration.{key}: required key is missing (this command {because})")
 
     @property
     def image_input(self) -> InputSpec:
@@ -85,7 +102,7 @@ def load_config(path: Path | str) -> LoadedConfig:
     problems = _cross_field_problems(spec)
     if problems:
         raise TrtqError(_format_problems(document, problems))
-    return LoadedConfig(source=path, spec=spec)
+    return LoadedConfig(source=path, spec=spec, document=document)
 
 
 def _cross_field_problems(spec: TrtqConfig) -> list[tuple[KeyPath, str]]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, field_validator, model_validator
 
@@ -11,6 +11,7 @@ from trtq.numeric import FLOAT32_MAX, FLOAT32_TINY
 from trtq.trt_versions import encode_version
 
 Shape = list[PositiveInt]
+NonEmpty = Annotated[str, Field(min_length=1)]
 Algorithm = Literal["entropy", "minmax", "percentile", "mse"]
 ALGORITHMS: tuple[Algorithm, ...] = ("entropy", "minmax", "percentile", "mse")
 
@@ -110,9 +111,13 @@ class PreprocessSection(Section):
 
 
 class CalibrationSection(Section):
-    images: str = Field(min_length=1, description="text file with one image path per line, or a directory")
-    cache: str = Field(
-        min_length=1, description="calibration cache to write (a manifest is written beside it)"
+    # Optional here, required by the commands that read them (LoadedConfig.images_path, cache_path):
+    # `trtq qdq --cache C` needs neither.
+    images: NonEmpty | None = Field(
+        default=None, description="text file with one image path per line, or a directory"
+    )
+    cache: NonEmpty | None = Field(
+        default=None, description="calibration cache to write (a manifest is written beside it)"
     )
     batch_size: PositiveInt | None = Field(
         default=None,
@@ -141,7 +146,8 @@ class CalibrationSection(Section):
     @field_validator("trt_version")
     @classmethod
     def _version_format(cls, version: str) -> str:
-        encode_version(version)  # ValueError: "'ten' is not a TensorRT version like 10.16.1"
+        """Only what a cache header can carry and give back: trtq never writes a cache it cannot read."""
+        encode_version(version)  # ValueError: "'8.10.0': before TensorRT 10 the minor must be 0..9 (...)"
         return version
 
 
@@ -185,7 +191,7 @@ class TrtqConfig(Section):
     model: ModelSection
     inputs: list[InputSpec] = Field(min_length=1)
     preprocess: PreprocessSection = Field(default_factory=PreprocessSection)
-    calibration: CalibrationSection
+    calibration: CalibrationSection = Field(default_factory=CalibrationSection)
     build: BuildSection = Field(default_factory=BuildSection)
     qdq: QdqSection = Field(default_factory=QdqSection)
     benchmark: BenchmarkSection = Field(default_factory=BenchmarkSection)

@@ -11,8 +11,9 @@ from trtq.errors import TrtqError
 
 def calibration_entries(config: LoadedConfig) -> list[ImageEntry]:
     """The config's image list, with the config key named when the list itself is at fault."""
+    path = config.images_path  # a missing calibration.images names itself
     try:
-        return read_image_list(config.images_path, config.spec.calibration.max_images)
+        return read_image_list(path, config.spec.calibration.max_images)
     except TrtqError as exc:
         raise TrtqError(f"{exc} (calibration.images in {config.source})") from None
 

@@ -39,6 +39,9 @@ def warn_if_stale(config: LoadedConfig, path: Path, warn: Callable[[str], None])
     point; using one without knowing cannot."""
     if not manifest_path(path).is_file():
         return
+    if config.spec.calibration.images is None:
+        warn(f"{path} has a manifest, but {config.source} has no calibration.images to check it against")
+        return
     entries = calibration_entries(config)
     reasons = read_manifest(path).mismatches(path, fingerprint_config(config, entries), entries)
     if reasons:

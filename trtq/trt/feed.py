@@ -20,7 +20,7 @@ import numpy as np
 
 from trtq.cache.headers import header_for, tensorrt_calibrates
 from trtq.cache.manifest import Manifest, manifest_path, manifest_text, read_manifest
-from trtq.cache.retarget import retarget_text
+from trtq.cache.retarget import retarget_bytes
 from trtq.cache.trt_format import parse_cache
 from trtq.config.loader import LoadedConfig
 from trtq.config.schema import Algorithm
@@ -120,7 +120,7 @@ class CalibrationFeed:
             current = fingerprint_config(self.config, self.entries)
             reasons = manifest.mismatches(path, current, self.entries)
             data = path.read_bytes()
-            header = parse_cache(data.decode("utf-8"), str(path))
+            header = parse_cache(data, str(path))
         except (TrtqError, UnicodeDecodeError) as exc:
             self.log(f"trtq: not reusing {path}: {exc}; recalibrating")
             return None
@@ -135,7 +135,7 @@ class CalibrationFeed:
             return None
         note = ""
         if header.version != encode_version(self.trt_version):
-            data = retarget_text(data.decode("utf-8"), self.trt_version, str(path)).encode("utf-8")
+            data = retarget_bytes(data, self.trt_version, str(path))
             note = (
                 f"; its header targets TensorRT {header.trt_version}, so it is fed to the running "
                 f"TensorRT {self.trt_version} with the header rewritten for it (scales unchanged)"
@@ -158,7 +158,7 @@ class CalibrationFeed:
             self.log(f"trtq: TensorRT handed back the cache it read; {path} is kept as it was")
             return
         try:
-            parse_cache(cache.decode("utf-8"), "TensorRT's calibration cache")
+            parse_cache(cache, "TensorRT's calibration cache")
             manifest = Manifest(
                 fingerprint=fingerprint_config(self.config, self.entries),
                 cache_sha256=hashlib.sha256(cache).hexdigest(),
