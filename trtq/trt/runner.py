@@ -66,10 +66,14 @@ class TensorRTBackend:
         rng = np.random.default_rng(0)
         for name in names:
             dims = tuple(_dims(self._context.get_tensor_shape(name)))
+            check_io(engine_path, name, self._engine.get_tensor_dtype(name), dims)
             dtype = _numpy_dtype(self._engine.get_tensor_dtype(name))
             host = cuda.pagelocked_empty(dims, dtype=dtype)
             device = cuda.mem_alloc(max(1, prod(dims) * dtype.itemsize))
-            self._context.set_tensor_address(name, int(device))
+            # set_tensor_address returns False (it does not raise) for an unknown name or a
+            # misaligned address (pyCore.cpp binds IExecutionContext::setTensorAddress as is).
+            if not self._context.set_tensor_address(name, int(device)):
+                raise TrtqError(f"{engine_path}: TensorRT refused the device address for tensor '{name}'")
             bf16 = self._engine.get_tensor_dtype(name) == trt.DataType.BF16
             if self._engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT:
                 # trtexec's default input data: uniform in [-1, 1]
@@ -84,6 +88,11 @@ class TensorRTBackend:
         self._stream.synchronize()
         self.warnings: list[str] = []
         self._graph = self._capture() if cuda_graph else None
+
+    @property
+    def uses_cuda_graph(self) -> bool:
+        """Queries launch a captured CUDA graph (False: plain enqueues, by choice or after a fallback)."""
+        return self._graph is not None
 
     def _capture(self) -> CudaGraph | None:
         """A CUDA graph of one enqueue; when capturing fails, plain enqueues with a warning, as trtexec
@@ -158,6 +167,25 @@ def set_input_shape(
         raise TrtqError(
             f"input '{name}': shape {shape} is outside the engine's optimization profile 0 "
             f"(min {low}, opt {opt}, max {high}); give the config a shape within it or rebuild the engine"
+        )
+
+
+def check_io(engine_path: Path, name: str, dtype: trt.DataType, dims: tuple[int, ...]) -> None:
+    """What bench and compare cannot feed or read: quantized I/O (the engine does not expose the
+    scale that maps it to the model's floats) and a shape known only after running (a -1 from
+    ``get_tensor_shape`` once every input shape is set: TensorRT then needs an IOutputAllocator)."""
+    quantized = {trt.DataType.INT8: "INT8", trt.DataType.UINT8: "UINT8"}.get(dtype)
+    if quantized is not None:
+        raise TrtqError(
+            f"{engine_path}: tensor '{name}' is {quantized}: trtq bench and compare feed and read "
+            "float data and the engine does not carry the scale of quantized I/O; build it with "
+            "float inputs and outputs (trtq build keeps the model's I/O types)"
+        )
+    if any(size < 0 for size in dims):
+        raise TrtqError(
+            f"{engine_path}: tensor '{name}' has the data-dependent shape {list(dims)} (its size is "
+            "known only after running); trtq bench and compare need engines whose output shapes "
+            "follow from the input shapes"
         )
 
 
