@@ -383,8 +383,9 @@ class IdentityEngine:
     def get_tensor_shape(self, name: str) -> list[int]:
         return self.shape
 
-    def set_tensor_address(self, name: str, address: int) -> None:
+    def set_tensor_address(self, name: str, address: int) -> bool:
         self.addresses[name] = address
+        return True  # the binding returns IExecutionContext::setTensorAddress's bool (pyCore.cpp)
 
     def execute_async_v3(self, stream: int) -> bool:
         if self.fail or (self.capture_fails_with is not None and self.capture_fails_with.capturing):

@@ -390,11 +390,9 @@ class Builder:
         trt = sys.modules["tensorrt"]
         assert network.model is not None
         if any(-1 in dims for dims in network.inputs.values()) and not config.profiles:
-            return self._error(
-                "Network has dynamic or shape inputs, but no optimization profile has been defined."
-            )
-        for name, dims in network.inputs.items():
-            if any(config.profiles) and name not in config.profiles[0].shapes:
+            return self._error("Network has dynamic inputs, but no optimization profile has been defined.")
+        for name in network.inputs:
+            if config.profiles and name not in config.profiles[0].shapes:
                 return self._error(f"{name}: no shape in the optimization profile")
         int8 = getattr(trt.BuilderFlag, "INT8", None) in config.flags
         fp16 = getattr(trt.BuilderFlag, "FP16", None) in config.flags
