@@ -38,7 +38,7 @@ def build_engine(ws: TinyWorkspace, name: str, precision: str, **sections: dict[
     """``trtq build`` of config ``name``; for int8 the calibration it reports must be real."""
     from trtq.trt.builder import build
 
-    config = ws.config(name, precision, **sections)
+    config = ws.config(name, precision, None, **sections)
     outcome = build(config, force=True)
     report = json.loads(outcome.report.read_text())
     if not report["layers"]:

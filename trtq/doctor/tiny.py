@@ -96,12 +96,19 @@ class TinyWorkspace:
         self.images = self.folder / "images.txt"
         self.images.write_text("".join(f"images/{path.name}\n" for path in images))
 
-    def config(self, name: str, precision: str, **sections: dict[str, Any]) -> LoadedConfig:
-        """``name``.yaml for the tiny model, its cache and engine named after it; ``sections``
-        update the config's sections (a ``model`` section may point at another ONNX file)."""
+    def config(
+        self,
+        name: str,
+        precision: str,
+        inputs: list[dict[str, Any]] | None = None,
+        **sections: dict[str, Any],
+    ) -> LoadedConfig:
+        """``name``.yaml for the tiny model, its cache and engine named after it; ``inputs`` replace
+        the dynamic-batch profile, ``sections`` update the config's sections (a ``model`` section
+        may point at another ONNX file)."""
         data: dict[str, Any] = {
             "model": {"path": self.model_path.name},
-            "inputs": [{"name": INPUT, **PROFILE}],
+            "inputs": inputs or [{"name": INPUT, **PROFILE}],
             "preprocess": {"color": "rgb", "scale": 1 / 255},
             "calibration": {"images": self.images.name, "cache": f"{name}.cache", "workers": 1},
             "build": {"precision": precision, "engine": f"{name}.engine"},
