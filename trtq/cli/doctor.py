@@ -66,6 +66,8 @@ def show(diagnosis: Diagnosis) -> None:
     for result in diagnosis.results:
         checks.add_row(escape(result.name), STATUS[result.status], escape(result.detail))
     console.print(checks)
+    if diagnosis.header_note:
+        console.print(f"note: {escape(diagnosis.header_note)}")
     console.print(summary(diagnosis))
 
 

@@ -26,6 +26,21 @@ class Diagnosis:
         return [result for result in self.results if result.status == "fail"]
 
     @property
+    def header_note(self) -> str | None:
+        """Where the cache header's default TensorRT version comes from, against the running one."""
+        from trtq.config.schema import CalibrationSection
+
+        default = CalibrationSection.model_fields["trt_version"].default
+        running = self.gpu.tensorrt.version
+        if running is None or running.startswith(f"{default}."):
+            return None
+        return (
+            f"caches from `trtq calibrate` target TensorRT {default} in their header by default (the "
+            f"newest TensorRT 10 on PyPI); this machine runs TensorRT {running}: `trtq build` rewrites "
+            f"the header for it, or set calibration.trt_version to its major.minor.patch"
+        )
+
+    @property
     def gpu_missing(self) -> list[Component]:
         return [c for c in (self.gpu.tensorrt, self.gpu.pycuda, self.gpu.driver, self.gpu.gpu) if not c.found]
 
@@ -37,6 +52,7 @@ class Diagnosis:
             },
             "checks": [result.to_json() for result in self.results],
             "gpu_checked": self.gpu.usable,
+            "notes": [note for note in [self.header_note] if note],
             "workdir": self.workdir,
             "ok": not self.failed,
         }
