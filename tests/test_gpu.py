@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import onnx
 import pytest
 import yaml
 from typer.testing import CliRunner
@@ -333,3 +334,41 @@ def test_runtime_shape_other_than_opt(tiny: TinyWorkspace) -> None:
     reference = {"y": inference_session(tiny.model_path).run(["y"], {"x": batch})[0]}
     assert engine["y"].shape == (4, 4)
     assert compare_models(reference, engine)[0].cosine > 0.9999
+
+
+def with_bf16_io(model: onnx.ModelProto) -> onnx.ModelProto:
+    """``model`` with a BF16 input ``x_bf16`` cast to its float ``x``, and its float ``y`` cast to a
+    BF16 output ``y_bf16``: an engine whose I/O is bfloat16 (strongly typed, so built as it is)."""
+    graph = model.graph
+    (source,), (result,) = graph.input, graph.output
+    graph.node.insert(0, onnx.helper.make_node("Cast", ["x_bf16"], ["x"], to=onnx.TensorProto.FLOAT))
+    graph.node.append(onnx.helper.make_node("Cast", ["y"], ["y_bf16"], to=onnx.TensorProto.BFLOAT16))
+    shape = [d.dim_param or d.dim_value for d in source.type.tensor_type.shape.dim]
+    out_shape = [d.dim_param or d.dim_value for d in result.type.tensor_type.shape.dim]
+    graph.input.pop()
+    graph.output.pop()
+    graph.input.append(onnx.helper.make_tensor_value_info("x_bf16", onnx.TensorProto.BFLOAT16, shape))
+    graph.output.append(onnx.helper.make_tensor_value_info("y_bf16", onnx.TensorProto.BFLOAT16, out_shape))
+    return model
+
+
+def test_bf16_engine_io_matches_onnxruntime(tiny: TinyWorkspace) -> None:
+    """BF16 inputs are fed as bfloat16 words and BF16 outputs read back as float32 (the runner's
+    bit conversions), on a strongly typed engine from the tiny Q/DQ model with BF16 I/O."""
+    from trtq.compare.models import compare_models
+    from trtq.doctor.checks import build_engine, qdq_build
+    from trtq.onnxruntime_session import inference_session
+    from trtq.trt.builder import engine_path
+
+    qdq_build(tiny)
+    bf16_model = tiny.folder / "tiny.qdq.bf16.onnx"
+    onnx.save(with_bf16_io(onnx.load(str(tiny.folder / "tiny.qdq.onnx"))), str(bf16_model))
+    profile = {"name": "x_bf16", "min": [1, 3, 16, 16], "opt": [2, 3, 16, 16], "max": [4, 3, 16, 16]}
+    build_engine(tiny, "bf16-io", "int8-qdq", inputs=[profile], model={"path": bf16_model.name})
+    config = tiny.configs["bf16-io"]
+    backend = TensorRTBackend(engine_path(config), config, False, False)
+    assert backend._input_bf16 == [True] and backend._output_bf16 == [True]
+    batch = tiny.first_batch(config).data
+    engine = {"y": backend.infer(batch)["y_bf16"]}
+    reference = {"y": inference_session(tiny.model_path).run(["y"], {"x": batch})[0]}
+    assert compare_models(reference, engine)[0].cosine > 0.98

@@ -29,6 +29,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 import types
 from enum import IntEnum
 from typing import Any
@@ -116,17 +117,19 @@ class Stream:
 
 
 class Event:
+    """Host time stands in for the GPU's (work here runs synchronously in enqueue)."""
+
     def __init__(self, flags: int = 0) -> None:
-        pass
+        self.at = time.perf_counter()
 
     def record(self, stream: object = None) -> None:
-        pass
+        self.at = time.perf_counter()
 
     def synchronize(self) -> None:
         pass
 
-    def time_since(self, other: object) -> float:
-        return 0.25
+    def time_since(self, other: Event) -> float:
+        return (self.at - other.at) * 1e3
 
 
 def pycuda_modules() -> dict[str, types.ModuleType]:
@@ -268,6 +271,9 @@ class Profile:
             raise RuntimeError("Shape provided for opt is inconsistent with other shapes.")  # PY_ASSERT
         self.shapes[name] = (list(low), list(mid), list(high))
 
+    def __bool__(self) -> bool:  # IOptimizationProfile::isValid: here, at least one input set
+        return bool(self.shapes)
+
 
 class Layer:
     def __init__(self, node: onnx.NodeProto) -> None:
@@ -344,13 +350,13 @@ class BuilderConfig:
         pass
 
     def add_optimization_profile(self, profile: Profile) -> int:
-        if not profile.shapes:
+        if not profile:  # pyCoreDoc.h: "must satisfy bool(profile) == True", else -1
             return -1
         self.profiles.append(profile)
         return len(self.profiles) - 1
 
     def set_calibration_profile(self, profile: Profile) -> bool:
-        if not profile.shapes:
+        if not profile:
             return False
         self.calibration_profile = profile
         return True

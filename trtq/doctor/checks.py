@@ -34,11 +34,17 @@ def cpu_calibration(ws: TinyWorkspace) -> str:
     return f"{len(scales)} tensors calibrated into {outputs.cache.name}"
 
 
-def build_engine(ws: TinyWorkspace, name: str, precision: str, **sections: dict[str, Any]) -> str:
+def build_engine(
+    ws: TinyWorkspace,
+    name: str,
+    precision: str,
+    inputs: list[dict[str, Any]] | None = None,
+    **sections: dict[str, Any],
+) -> str:
     """``trtq build`` of config ``name``; for int8 the calibration it reports must be real."""
     from trtq.trt.builder import build
 
-    config = ws.config(name, precision, None, **sections)
+    config = ws.config(name, precision, inputs, **sections)
     outcome = build(config, force=True)
     report = json.loads(outcome.report.read_text())
     if not report["layers"]:

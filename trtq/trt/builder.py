@@ -303,8 +303,8 @@ def _add_profile(builder: trt.Builder, builder_config: trt.IBuilderConfig, confi
         profile.set_shape(spec.name, trt.Dims(low), trt.Dims(mid), trt.Dims(high))
     if builder_config.add_optimization_profile(profile) < 0:
         raise TrtqError(
-            f"TensorRT rejected the optimization profile ({_shapes_text(config)}); every dynamic "
-            f"input of the model needs min <= opt <= max in {config.source}"
+            f"TensorRT rejected the optimization profile ({_shapes_text(config)}); check that inputs[] "
+            f"in {config.source} names every input of {config.model_path.name} with its rank"
         )
 
 
