@@ -82,10 +82,11 @@ def test_pycuda_build_needs_come_before_it() -> None:
 
 
 def test_base_image_packages_are_pinned_and_what_pip_adds_is_listed() -> None:
-    """numpy and onnx stay the image's: every pip install runs under constraints frozen from the
-    image before it, and the packages pip added are written down."""
+    """numpy and onnx stay the image's: every pip install runs under name==version constraints of
+    everything the image had before it (``pip list --format=freeze``, not ``pip freeze``, whose
+    ``name @ url`` lines cannot be constraints), and the packages pip added are written down."""
     step = next(step for step in run_steps() if "pip install" in step)
-    freeze = step.index("pip freeze --exclude-editable")
+    freeze = step.index("pip list --format=freeze --exclude-editable")
     assert "> /opt/trtq/base-constraints.txt" in step[freeze:]
     installs = [m.start() for m in re.finditer(r"pip install ", step)]
     assert len(installs) == 2 and all(freeze < i for i in installs)
