@@ -74,7 +74,7 @@ MEMORY: dict[int, bytearray] = {}
 
 class DeviceAllocation:
     def __init__(self, nbytes: int) -> None:
-        self.address = 0x10_0000 * (len(MEMORY) + 1)
+        self.address = 0x10_0000 * (max(MEMORY, default=0) // 0x10_0000 + 1)  # never a live one's
         MEMORY[self.address] = bytearray(nbytes)
 
     def __int__(self) -> int:
