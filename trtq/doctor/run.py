@@ -32,7 +32,8 @@ class Diagnosis:
 
         default = CalibrationSection.model_fields["trt_version"].default
         running = self.gpu.tensorrt.version
-        if running is None or running.startswith(f"{default}."):
+        # TensorRT 11 reads no calibration cache: its INT8 comes from `trtq qdq`'s model.
+        if running is None or running.startswith(f"{default}.") or (self.gpu.trt_major or 0) >= 11:
             return None
         return (
             f"caches from `trtq calibrate` target TensorRT {default} in their header by default (the "
