@@ -26,13 +26,19 @@ def test_opencv_runtime_libraries_are_installed() -> None:
 
 def test_build_time_smoke_step_imports_what_a_gpu_run_imports() -> None:
     steps = run_steps()
-    install = next(i for i, step in enumerate(steps) if "pip install -e" in step)
+    install = next(i for i, step in enumerate(steps) if '-e ".[demo,dev]"' in step)
     smoke = [i for i, step in enumerate(steps) if re.search(r"python3 -c \"import trtq, ", step)]
     assert smoke and smoke[0] > install  # after trtq is installed, so it imports the installed package
     imported = re.search(r"python3 -c \"import ([\w., ]+);", steps[smoke[0]])
     assert imported is not None
     modules = {name.strip() for name in imported.group(1).split(",")}
-    assert {"trtq", "cv2", "tensorrt", "pycuda.driver", "trtq.trt.builder", "trtq.trt.runner"} <= modules
+    assert {"trtq", "cv2", "tensorrt", "pycuda.driver", "trtq.doctor.checks"} <= modules
+    # every trtq.trt module; calibrators only where its TensorRT 10 base classes exist
+    trt_modules = {f"trtq.trt.{path.stem}" for path in (REPO / "trtq" / "trt").glob("*.py")} - {
+        "trtq.trt.__init__"
+    }
+    assert trt_modules - {"trtq.trt.calibrators"} <= modules
+    assert "${TRT_MAJOR} >= 11 or importlib.import_module('trtq.trt.calibrators')" in steps[smoke[0]]
     # the compiled binning kernels too: built (and cached in the image) before any calibration needs them
     assert "trtq.calib.binning" in modules and "scan_counts(" in steps[smoke[0]]
 
@@ -47,3 +53,47 @@ def test_smoke_step_fails_loudly_without_the_cuda_stub() -> None:
     if not list(Path("/usr/local/cuda").glob("**/stubs/libcuda.so")):  # as here: run the step for real
         ran = subprocess.run(["sh", "-c", smoke], capture_output=True, text=True, check=False)
         assert ran.returncode == 1 and ran.stderr.startswith("smoke test: no CUDA stub library")
+
+
+def test_pip_installs_into_a_venv_that_sees_the_images_packages() -> None:
+    """PEP 668: an Ubuntu 24.04 python3 refuses pip outside a venv; --system-site-packages keeps
+    TensorRT (not on PyPI for every CUDA) the image's. The venv comes first on PATH for every later
+    step and for `docker run`."""
+    text = (REPO / "docker" / "Dockerfile").read_text()
+    steps = run_steps()
+    venv = next(i for i, step in enumerate(steps) if "-m venv" in step)
+    assert "--system-site-packages" in steps[venv] and '"$VIRTUAL_ENV"' in steps[venv]
+    assert re.search(r'^ENV PATH="\$VIRTUAL_ENV/bin:\$PATH"$', text, re.MULTILINE)
+    assert (
+        text.index("RUN python3 -m venv")
+        < text.index('ENV PATH="$VIRTUAL_ENV/bin')
+        < text.index("-m pip install")
+    )
+    installs = [i for i, step in enumerate(steps) if "pip install" in step]
+    assert installs and min(installs) > venv
+
+
+def test_pycuda_build_needs_come_before_it() -> None:
+    """pycuda is built from source: a C++ compiler and Python's headers must be in the image first."""
+    steps = run_steps()
+    apt = next(i for i, step in enumerate(steps) if "apt-get install" in step)
+    assert {"build-essential", "python3-dev", "python3-venv"} <= set(steps[apt].split())
+    assert apt < next(i for i, step in enumerate(steps) if "pip install" in step and "pycuda" in step)
+
+
+def test_base_image_packages_are_pinned_and_what_pip_adds_is_listed() -> None:
+    """numpy and onnx stay the image's: every pip install runs under name==version constraints of
+    everything the image had before it (``pip list --format=freeze``, not ``pip freeze``, whose
+    ``name @ url`` lines cannot be constraints), and the packages pip added are written down."""
+    step = next(step for step in run_steps() if "pip install" in step)
+    freeze = step.index("pip list --format=freeze --exclude-editable")
+    assert "> /opt/trtq/base-constraints.txt" in step[freeze:]
+    installs = [m.start() for m in re.finditer(r"pip install ", step)]
+    assert len(installs) == 2 and all(freeze < i for i in installs)
+    assert all(step[i:].startswith("pip install -c /opt/trtq/base-constraints.txt ") for i in installs)
+    assert "> /opt/trtq/pip-added.txt" in step and "cat /opt/trtq/pip-added.txt" in step
+
+
+def test_the_image_runs_doctor_by_default() -> None:
+    text = (REPO / "docker" / "Dockerfile").read_text()
+    assert text.rstrip().splitlines()[-1] == 'CMD ["trtq", "doctor"]'

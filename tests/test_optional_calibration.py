@@ -10,9 +10,10 @@ from conftest import TEXT_CLASSIFIER, listed_photos
 from typer.testing import CliRunner
 
 from trtq.cache.trt_format import write_cache
-from trtq.calib.collect import activation_tensors, load_onnx
 from trtq.cli.main import app
 from trtq.config import load_config
+from trtq.model.files import load_onnx
+from trtq.model.index import activation_tensors
 
 HEAD = f"""\
 model:

@@ -383,8 +383,9 @@ class IdentityEngine:
     def get_tensor_shape(self, name: str) -> list[int]:
         return self.shape
 
-    def set_tensor_address(self, name: str, address: int) -> None:
+    def set_tensor_address(self, name: str, address: int) -> bool:
         self.addresses[name] = address
+        return True  # the binding returns IExecutionContext::setTensorAddress's bool (pyCore.cpp)
 
     def execute_async_v3(self, stream: int) -> bool:
         if self.fail or (self.capture_fails_with is not None and self.capture_fails_with.capturing):
@@ -440,7 +441,7 @@ def test_bf16_inputs_hold_bf16_bits_in_bench_and_infer(
     assert [int(w) for w in host.ravel()] == [bf16_oracle(float(np.float32(v))) for v in expected.ravel()]
     # compare's pixels go in as bf16 and come back (through the identity engine) as float32
     batch = np.array([[0.5, -117.3, 254.9], [1e-3, 3.0, -0.0]], dtype=np.float32)
-    result = backend.infer(batch)["y"]
+    result = backend.infer(dict.fromkeys(backend.input_shapes, batch))["y"]
     oracle = np.array([bf16_oracle(float(v)) for v in batch.ravel()], dtype=np.uint16)
     np.testing.assert_array_equal(result, runner.bf16_to_float32(oracle).reshape(2, 3))
     np.testing.assert_allclose(result, batch, rtol=2**-8)

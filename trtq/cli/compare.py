@@ -17,7 +17,6 @@ from trtq.compare.algorithms import qdq_per_algorithm
 from trtq.compare.models import (
     HeldOutBatches,
     class_count,
-    collect_outputs,
     compare_models,
     heldout_batches,
     read_labels,
@@ -113,8 +112,7 @@ def _engine_outputs(
 ) -> dict[str, Array]:
     from trtq.trt.runner import tensorrt_backend  # without TensorRT: reported_errors says it is needed
 
-    backend = tensorrt_backend(engine, config)
-    return collect_outputs(lambda batch: backend.infer(batch), batches, count)
+    return run(tensorrt_backend(engine, config), config.image_input.name, batches, count)
 
 
 def _algorithms(text: str) -> list[Algorithm]:

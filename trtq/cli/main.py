@@ -13,6 +13,7 @@ from trtq.cli.cache_commands import cache_app
 from trtq.cli.calibrate import calibrate_command
 from trtq.cli.compare import compare_command
 from trtq.cli.crosscheck import crosscheck_command
+from trtq.cli.doctor import doctor_command
 from trtq.cli.errors import print_result_line
 from trtq.cli.qdq import qdq_command
 from trtq.cli.report import report_command
@@ -35,6 +36,7 @@ app.command("sensitivity")(sensitivity_command)
 app.command("tune")(tune_command)
 app.command("report")(report_command)
 app.command("bench")(bench_command)
+app.command("doctor")(doctor_command)
 app.add_typer(cache_app, name="cache")
 
 

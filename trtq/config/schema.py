@@ -130,7 +130,13 @@ class CalibrationSection(Section):
         default="drop", description="drop a partial last batch, or fill it from the start of the list"
     )
     on_bad_image: Literal["error", "skip"] = "error"
-    trt_version: str = Field(default="10.16.1", description="TensorRT version the cache header targets")
+    # 10.16.1: the newest TensorRT 10 release on PyPI (tensorrt-cu12 10.16.1.11); NVIDIA's source tag
+    # v10.16 says 10.16.0.72 and has no 10.16.1 tag. Only the header's version number depends on it,
+    # and `trtq build` rewrites that for the running TensorRT (`trtq doctor` shows both).
+    trt_version: str = Field(
+        default="10.16.1",
+        description="TensorRT version the cache header targets (default: the newest TensorRT 10 on PyPI)",
+    )
     cache_header: Literal["auto", "EntropyCalibration2", "MinMaxCalibration"] = Field(
         default="auto",
         description="algorithm named in the cache header; auto: MinMaxCalibration for minmax, else "

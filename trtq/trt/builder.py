@@ -17,6 +17,7 @@ import onnx
 import tensorrt as trt
 
 from trtq.config.loader import LoadedConfig
+from trtq.config.schema import InputSpec
 from trtq.errors import TrtqError
 from trtq.fileio import atomic_write_bytes, atomic_write_text, sha256_file
 from trtq.trt.device import PycudaMemory, gpu_name
@@ -90,6 +91,12 @@ def build(config: LoadedConfig, force: bool = False, verbose: bool = False) -> B
         flags |= 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
     network = builder.create_network(flags)
     _parse_onnx(network, logger, config.model_path)
+    calibrate = precision == "int8" and not _network_has_qdq(network)
+    if precision == "int8" and not calibrate:
+        _warn(
+            f"{config.model_path} has Q/DQ nodes: TensorRT quantizes it explicitly and calls no "
+            "calibrator, so none is attached (build.precision int8-qdq builds such models strongly typed)"
+        )
     builder_config = builder.create_builder_config()
     builder_config.profiling_verbosity = trt.ProfilingVerbosity.DETAILED
     build = config.spec.build
@@ -103,14 +110,19 @@ def build(config: LoadedConfig, force: bool = False, verbose: bool = False) -> B
     if precision in ("fp16", "int8"):
         builder_config.set_flag(trt.BuilderFlag.FP16)
     if precision == "int8":
+        builder_config.set_flag(trt.BuilderFlag.INT8)
+    if calibrate:
         # Imported here: the calibrator base classes exist only in TensorRT <= 10 (refused above on 11).
         from trtq.trt.calibrators import make_calibrator
 
-        builder_config.set_flag(trt.BuilderFlag.INT8)
         feed = CalibrationFeed(config, PycudaMemory(), config.spec.calibration.algorithm, trt_version())
         calibrator = make_calibrator(feed)
         builder_config.int8_calibrator = calibrator
-        builder_config.set_calibration_profile(_calibration_profile(builder, config))
+        if not builder_config.set_calibration_profile(_calibration_profile(builder, config)):
+            raise TrtqError(
+                f"TensorRT rejected the calibration profile (every input at its calibration shape: "
+                f"{_shapes_text(config, calibration=True)}); check inputs[].opt or shape in {config.source}"
+            )
     if build.layer_precisions:
         _apply_layer_precisions(network, build.layer_precisions)
         builder_config.set_flag(trt.BuilderFlag.PREFER_PRECISION_CONSTRAINTS)
@@ -125,6 +137,7 @@ def build(config: LoadedConfig, force: bool = False, verbose: bool = False) -> B
         detail = f": {logger.errors[-1]}" if logger.errors else ""
         raise TrtqError(f"TensorRT could not build {config.model_path.name} ({precision}){detail}")
     engine_bytes = bytes(memoryview(serialized))
+    layers = layer_precisions(engine_bytes, logger, engine_file)  # before writing: no engine without a report
     atomic_write_bytes(engine_file, engine_bytes)
     if timing_cache is not None:
         save_timing_cache(builder_config, timing_cache)
@@ -146,7 +159,7 @@ def build(config: LoadedConfig, force: bool = False, verbose: bool = False) -> B
             "cache_reused": feed.cache_reused,
             "cache": str(config.cache_path),
         },
-        "layers": layer_precisions(engine_bytes, logger),
+        "layers": layers,
     }
     atomic_write_text(report_file, json.dumps(report, indent=1) + "\n")
     return BuildOutcome(engine_file, report_file, reused=False, seconds=seconds)
@@ -260,15 +273,44 @@ def _parse_onnx(network: trt.INetworkDefinition, logger: TrtLogger, model: Path)
     raise TrtqError(f"{model}: TensorRT's ONNX parser failed:\n  " + "\n  ".join(problems or ["(no detail)"]))
 
 
+def _network_has_qdq(network: trt.INetworkDefinition) -> bool:
+    """Explicit quantization: TensorRT then never calls a calibrator (Polygraphy attaches one only
+    when no layer is a QUANTIZE or DEQUANTIZE layer, backend/trt/config.py)."""
+    qdq = (trt.LayerType.QUANTIZE, trt.LayerType.DEQUANTIZE)
+    return any(network.get_layer(index).type in qdq for index in range(network.num_layers))
+
+
+def _profile_shapes(spec: InputSpec) -> tuple[list[int], list[int], list[int]]:
+    if spec.shape is not None:
+        return spec.shape, spec.shape, spec.shape
+    return spec.min or [], spec.opt or [], spec.max or []
+
+
+def _calibrated(config: LoadedConfig, spec: InputSpec) -> tuple[int, ...]:
+    """The shape calibration feeds an input: the image input's with calibration.batch_size's batch."""
+    return config.calibration_shape if spec.name == config.image_input.name else spec.opt_shape
+
+
+def _shapes_text(config: LoadedConfig, calibration: bool = False) -> str:
+    if calibration:
+        return ", ".join(f"'{spec.name}' {list(_calibrated(config, spec))}" for spec in config.spec.inputs)
+    return ", ".join(
+        "'{}' min {} opt {} max {}".format(spec.name, *_profile_shapes(spec)) for spec in config.spec.inputs
+    )
+
+
 def _add_profile(builder: trt.Builder, builder_config: trt.IBuilderConfig, config: LoadedConfig) -> None:
+    """``add_optimization_profile`` returns the profile's index, or -1 for an invalid profile
+    (``IBuilderConfig::addOptimizationProfile`` in NvInfer.h); it does not raise."""
     profile = builder.create_optimization_profile()
     for spec in config.spec.inputs:
-        if spec.shape is not None:
-            low = mid = high = spec.shape
-        else:
-            low, mid, high = spec.min or [], spec.opt or [], spec.max or []
+        low, mid, high = _profile_shapes(spec)
         profile.set_shape(spec.name, trt.Dims(low), trt.Dims(mid), trt.Dims(high))
-    builder_config.add_optimization_profile(profile)
+    if builder_config.add_optimization_profile(profile) < 0:
+        raise TrtqError(
+            f"TensorRT rejected the optimization profile ({_shapes_text(config)}); check that inputs[] "
+            f"in {config.source} names every input of {config.model_path.name} with its rank"
+        )
 
 
 def _calibration_profile(builder: trt.Builder, config: LoadedConfig) -> trt.IOptimizationProfile:
@@ -276,8 +318,7 @@ def _calibration_profile(builder: trt.Builder, config: LoadedConfig) -> trt.IOpt
     whose min, opt and max are all that shape."""
     profile = builder.create_optimization_profile()
     for spec in config.spec.inputs:
-        calibrated = config.calibration_shape if spec.name == config.image_input.name else spec.opt_shape
-        shape = trt.Dims(list(calibrated))
+        shape = trt.Dims(list(_calibrated(config, spec)))
         profile.set_shape(spec.name, shape, shape, shape)
     return profile
 
@@ -297,10 +338,18 @@ def _apply_layer_precisions(network: trt.INetworkDefinition, overrides: Mapping[
         raise TrtqError(f"build.layer_precisions: no layer matches {unmatched}")
 
 
-def layer_precisions(engine_bytes: bytes, logger: TrtLogger) -> list[dict[str, Any]]:
-    """Per-layer output types from the engine inspector (needs ProfilingVerbosity.DETAILED)."""
+def layer_precisions(engine_bytes: bytes, logger: TrtLogger, engine_file: Path) -> list[dict[str, Any]]:
+    """Per-layer output types from the engine inspector (needs ProfilingVerbosity.DETAILED).
+
+    ``deserialize_cuda_engine`` returns None (it does not raise) for bytes it cannot load."""
     runtime = trt.Runtime(logger)
-    engine = runtime.deserialize_cuda_engine(engine_bytes)
+    engine: trt.ICudaEngine | None = runtime.deserialize_cuda_engine(engine_bytes)
+    if engine is None:
+        detail = f": {logger.errors[-1]}" if logger.errors else ""
+        raise TrtqError(
+            f"TensorRT {trt.__version__} built {engine_file.name} but cannot load it back to list its "
+            f"layers{detail}; the engine was not written"
+        )
     info = json.loads(
         engine.create_engine_inspector().get_engine_information(trt.LayerInformationFormat.JSON)
     )

@@ -68,6 +68,8 @@ def make_calibrator(feed: CalibrationFeed) -> Calibrator:
     if header_for(feed.algorithm) == MINMAX_HEADER:
         return MinMaxCalibrator(feed)
     if not tensorrt_calibrates(feed.algorithm) and feed.read_cache() is None:
+        if feed.errors:  # a cache that could not be read says so, not "missing or stale"
+            raise TrtqError(f"{feed.config.cache_path}: {feed.errors[0]}")
         raise TrtqError(
             f"calibration.algorithm '{feed.algorithm}' has no TensorRT calibrator and "
             f"{feed.config.cache_path} is missing or stale: run `trtq calibrate` first, then build"

@@ -26,6 +26,11 @@ MIN_RUNTIME = 12000
 _WHEEL_LIBRARIES = {12: "nvidia/cuda_runtime/lib/libcudart.so.12", 13: "nvidia/cu13/lib/libcudart.so.13"}
 
 
+class GraphCaptureError(TrtqError):
+    """No CUDA graph could be made (no usable libcudart, or capturing the enqueue failed); the
+    stream is usable for plain enqueues."""
+
+
 def tensorrt_cuda_major() -> int | None:
     """The CUDA major the installed pip TensorRT was built for (tensorrt-cu12 / tensorrt-cu13 and
     their -libs), or None when that cannot be told (NVIDIA's containers, or both installed)."""
@@ -71,7 +76,8 @@ def runtime_version(lib: Any) -> int:
 
 
 def load_cudart(candidates: Iterable[str], loader: Callable[[str], Any] = ctypes.CDLL) -> Any:
-    """The first candidate that loads and is a CUDA 12+ runtime; a TrtqError naming what was found."""
+    """The first candidate that loads and is a CUDA 12+ runtime; a GraphCaptureError naming what was
+    found (bench then times plain enqueues)."""
     passed_over = []
     for name in candidates:
         if "/" in name and not Path(name).is_file():
@@ -88,15 +94,11 @@ def load_cudart(candidates: Iterable[str], loader: Callable[[str], Any] = ctypes
         what = f"CUDA {version // 1000}.{version % 1000 // 10}" if version else "of unknown version"
         passed_over.append(f"{name} is {what}")
     found = f" ({'; '.join(passed_over)})" if passed_over else ""
-    raise TrtqError(
+    raise GraphCaptureError(
         "CUDA graphs need the CUDA 12 or 13 runtime (libcudart.so.12 or .13), found neither in the "
         f"toolkit's library path nor in a nvidia-cuda-runtime pip wheel{found}; "
         "set benchmark.cuda_graph: false"
     )
-
-
-class GraphCaptureError(TrtqError):
-    """Capturing the enqueue into a CUDA graph failed; the stream is usable for plain enqueues."""
 
 
 class CudaGraph:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -50,8 +50,14 @@ class PycudaMemory:
         self._allocations.clear()
 
 
-def gpu_name() -> str:
-    import pycuda.autoprimaryctx  # noqa: F401
-    import pycuda.driver as cuda
+def primary_device() -> Any:
+    """The pycuda Device whose primary context pycuda.autoprimaryctx made current: the one builds
+    and runs here use. pycuda's ``make_default_context`` picks it from ``CUDA_DEVICE`` (or
+    ``~/.cuda_device``), so ``Device(0)`` may be another GPU."""
+    import pycuda.autoprimaryctx as primary
 
-    return str(cuda.Device(0).name())
+    return primary.device
+
+
+def gpu_name() -> str:
+    return str(primary_device().name())

@@ -68,6 +68,8 @@ class CalibrationFeed:
 
     def next_batch(self, names: list[str]) -> list[int]:
         """Device addresses for ``names`` (in their order), or ``[]`` at the end of the data."""
+        if self.errors:  # an earlier callback failed: the build fails anyway, end calibration now
+            return []
         try:
             if not tensorrt_calibrates(self.algorithm):
                 raise TrtqError(
@@ -103,6 +105,16 @@ class CalibrationFeed:
             return []
 
     def read_cache(self) -> bytes | None:
+        """``_read_cache``, with any unexpected error counted like get_batch's: the binding would
+        swallow it and calibrate, silently replacing a cache that could not even be read."""
+        try:
+            return self._read_cache()
+        except Exception as exc:
+            self.errors.append(f"read_calibration_cache: {type(exc).__name__}: {exc}")
+            self.log(f"trtq: ERROR reading the calibration cache: {exc}\n{traceback.format_exc()}")
+            return None
+
+    def _read_cache(self) -> bytes | None:
         """The cache if its manifest matches this config, else None (TensorRT calibrates).
 
         A cache made for another TensorRT version is handed over with its header rewritten for
@@ -154,6 +166,9 @@ class CalibrationFeed:
         its own header and the manifest keeps who made the scales. A cache TensorRT discarded and
         recalibrated is replaced like any other new cache."""
         path = self.config.cache_path
+        if self.errors:
+            self.log(f"trtq: a calibration callback failed; {path} is kept as it was")
+            return
         if self.cache_reused:  # next_batch clears it: TensorRT asks for batches only to recalibrate
             self.log(f"trtq: TensorRT handed back the cache it read; {path} is kept as it was")
             return

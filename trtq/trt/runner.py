@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Mapping
 from math import prod
 from pathlib import Path
 from typing import Any
@@ -66,10 +67,14 @@ class TensorRTBackend:
         rng = np.random.default_rng(0)
         for name in names:
             dims = tuple(_dims(self._context.get_tensor_shape(name)))
+            check_io(engine_path, name, self._engine.get_tensor_dtype(name), dims)
             dtype = _numpy_dtype(self._engine.get_tensor_dtype(name))
             host = cuda.pagelocked_empty(dims, dtype=dtype)
             device = cuda.mem_alloc(max(1, prod(dims) * dtype.itemsize))
-            self._context.set_tensor_address(name, int(device))
+            # set_tensor_address returns False (it does not raise) for an unknown name or a
+            # misaligned address (pyCore.cpp binds IExecutionContext::setTensorAddress as is).
+            if not self._context.set_tensor_address(name, int(device)):
+                raise TrtqError(f"{engine_path}: TensorRT refused the device address for tensor '{name}'")
             bf16 = self._engine.get_tensor_dtype(name) == trt.DataType.BF16
             if self._engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT:
                 # trtexec's default input data: uniform in [-1, 1]
@@ -84,6 +89,11 @@ class TensorRTBackend:
         self._stream.synchronize()
         self.warnings: list[str] = []
         self._graph = self._capture() if cuda_graph else None
+
+    @property
+    def uses_cuda_graph(self) -> bool:
+        """Queries launch a captured CUDA graph (False: plain enqueues, by choice or after a fallback)."""
+        return self._graph is not None
 
     def _capture(self) -> CudaGraph | None:
         """A CUDA graph of one enqueue; when capturing fails, plain enqueues with a warning, as trtexec
@@ -126,17 +136,19 @@ class TensorRTBackend:
             enqueue_ms=enqueue_ms,
         )
 
-    def infer(self, batch: npt.NDArray[np.float32]) -> dict[str, npt.NDArray[np.float32]]:
-        """Run one batch (at the shape the context was set up with) and return every output by name."""
-        if len(self._inputs) != 1:
-            raise TrtqError("trtq compare feeds engines with a single input")
-        host, device = self._inputs[0]
-        if tuple(batch.shape) != tuple(host.shape):
-            raise TrtqError(
-                f"batch shape {list(batch.shape)} differs from the engine input {list(host.shape)}"
-            )
-        np.copyto(host, to_host_dtype(batch, host.dtype, self._input_bf16[0]))
-        self._cuda.memcpy_htod_async(device, host, self._stream)
+    def infer(self, feed: Mapping[str, npt.NDArray[np.float32]]) -> dict[str, npt.NDArray[np.float32]]:
+        """Run one feed (every input by name, at the shapes the context was set up with) and return
+        every output by name: the runner face ONNX Runtime's runner has too (trtq/model/runner.py)."""
+        if set(feed) != set(self.input_shapes):
+            raise TrtqError(f"the engine takes inputs {sorted(self.input_shapes)}, got {sorted(feed)}")
+        for name, (host, device), bf16 in zip(self.input_shapes, self._inputs, self._input_bf16, strict=True):
+            batch = feed[name]
+            if tuple(batch.shape) != tuple(host.shape):
+                raise TrtqError(
+                    f"input '{name}': shape {list(batch.shape)} differs from the engine's {list(host.shape)}"
+                )
+            np.copyto(host, to_host_dtype(batch, host.dtype, bf16))
+            self._cuda.memcpy_htod_async(device, host, self._stream)
         self._enqueue()
         for out_host, out_device in self._outputs:
             self._cuda.memcpy_dtoh_async(out_host, out_device, self._stream)
@@ -158,6 +170,25 @@ def set_input_shape(
         raise TrtqError(
             f"input '{name}': shape {shape} is outside the engine's optimization profile 0 "
             f"(min {low}, opt {opt}, max {high}); give the config a shape within it or rebuild the engine"
+        )
+
+
+def check_io(engine_path: Path, name: str, dtype: trt.DataType, dims: tuple[int, ...]) -> None:
+    """What bench and compare cannot feed or read: quantized I/O (the engine does not expose the
+    scale that maps it to the model's floats) and a shape known only after running (a -1 from
+    ``get_tensor_shape`` once every input shape is set: TensorRT then needs an IOutputAllocator)."""
+    quantized = {trt.DataType.INT8: "INT8", trt.DataType.UINT8: "UINT8"}.get(dtype)
+    if quantized is not None:
+        raise TrtqError(
+            f"{engine_path}: tensor '{name}' is {quantized}: trtq bench and compare feed and read "
+            "float data and the engine does not carry the scale of quantized I/O; build it with "
+            "float inputs and outputs (trtq build keeps the model's I/O types)"
+        )
+    if any(size < 0 for size in dims):
+        raise TrtqError(
+            f"{engine_path}: tensor '{name}' has the data-dependent shape {list(dims)} (its size is "
+            "known only after running); trtq bench and compare need engines whose output shapes "
+            "follow from the input shapes"
         )
 
 
