@@ -15,7 +15,6 @@ from trtq.cache.trt_format import encode_version, parse_cache, read_cache, versi
 from trtq.errors import TrtqError
 from trtq.fileio import sha256_file
 from trtq.fileset import replace_set
-from trtq.paths import check_outputs
 
 
 def target_version(version: str | int) -> str:
@@ -47,23 +46,12 @@ class Retargeted:
 
 def retarget_file(cache: Path, version: str, output: Path | None = None) -> Retargeted:
     """Rewrite the header into ``output`` (default: ``cache`` itself); the cache and its manifest
-    (new hash and target version, same provenance) are replaced as one set. A cache without a
+    (new hash and target version, same provenance) are replaced as one set. The caller checks that
+    ``output`` is not the cache's set (trtq/cli/preflight.py). A cache without a
     manifest gives an output without one: a manifest left beside ``output`` is deleted first."""
     target = target_version(version)
     out = output if output is not None else cache
     out_manifest = manifest_path(out)
-    if out.resolve() != cache.resolve():
-        check_outputs(
-            [
-                (f"-o {out}", out),
-                (f"the manifest {out_manifest} written beside -o", out_manifest),
-                (f"the report written beside -o {out}", report_path(out)),
-            ],
-            [
-                (f"CACHE {cache}", cache),
-                (f"the manifest of CACHE {manifest_path(cache)}", manifest_path(cache)),
-            ],
-        )
     old = read_cache(cache).trt_version
     manifest = read_manifest(cache) if manifest_path(cache).is_file() else None
     if manifest is not None and manifest.cache_sha256 != sha256_file(cache):
