@@ -127,7 +127,7 @@ def _probe_writable(role: str, path: Path) -> None:
         raise TrtqError(f"{role}: is a directory; give a file path")
     try:
         kind = _NOT_REGULAR.get(stat.S_IFMT(path.stat().st_mode))
-    except FileNotFoundError:
+    except OSError:  # not there yet (or under a file: said below)
         kind = None
     if kind is not None:  # an output is replaced by a new file: /dev/null itself, as root
         raise TrtqError(f"{role}: is {kind}, not a regular file; an output replaces it, so give a file path")
