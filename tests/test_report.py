@@ -23,7 +23,8 @@ def test_report_with_crosscheck_sensitivity_and_latency(write_config: WriteConfi
     bench = tmp_path / "bench.json"
     assert (
         runner.invoke(
-            app, ["bench", str(config), "--backend", "onnxruntime", "--duration-s", "0.2", "--json", str(bench)]
+            app,
+            ["bench", str(config), "--backend", "onnxruntime", "--duration-s", "0.2", "--json", str(bench)],
         ).exit_code
         == 0
     )
