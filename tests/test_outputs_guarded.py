@@ -17,10 +17,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import onnx
-from onnx import numpy_helper
 import pytest
 import yaml
 from cli_commands import commands
+from onnx import numpy_helper
 from typer.testing import CliRunner
 
 from trtq.cli.main import app
