@@ -65,7 +65,7 @@ def test_names_and_paths_are_printed_as_they_are(
         contains(run("compare", config, "--images", directory / "images.txt"), output)
         contains(run("crosscheck", config, "--cache", cache), hidden, output, cache)
         sensitivity = directory / "out" / f"{stem}[train].sensitivity.json"
-        contains(run("sensitivity", config, "--images", directory / "images.txt"), "x", sensitivity)
+        contains(run("sensitivity", config, "--images", directory / "images.txt"), hidden, sensitivity)
 
         missing = directory / f"{stem}[bold]missing.cache"
         contains(run("cache", "inspect", missing, code=1), missing)

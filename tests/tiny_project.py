@@ -1,4 +1,4 @@
-"""A project small enough to run every command in a second: an 8x8 Conv -> Relu model whose tensors
+"""A project small enough to run every command in a second: an 8x8 Relu -> Conv model whose tensors
 and files are named as the test likes, two photos, their list and a config."""
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ def tiny_model(path: Path, hidden: str, output: str) -> None:
     weight = numpy_helper.from_array(rng.standard_normal((4, 3, 3, 3)).astype(np.float32), "w")
     graph = helper.make_graph(
         [
-            helper.make_node("Conv", ["x", "w"], [hidden], pads=[1, 1, 1, 1], name="conv"),
-            helper.make_node("Relu", [hidden], [output], name="relu"),
+            helper.make_node("Relu", ["x"], [hidden], name="relu"),
+            helper.make_node("Conv", [hidden, "w"], [output], pads=[1, 1, 1, 1], name="conv"),
         ],
         "tiny",
         [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 3, 8, 8])],
