@@ -5,6 +5,7 @@ old run's tune.json, say)."""
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -88,3 +89,10 @@ def test_an_interrupted_command_leaves_all_old_or_all_new(
         assert "interrupted: no output was half-written" in result.output
     old = [name for name in outputs if (tmp_path / RES / name).read_bytes() == OLD]
     assert old in ([], outputs), f"{old} still old after renames {renames}"
+    for name in outputs if not old else []:
+        if name.endswith(".json"):  # one JSON writer: standard JSON, null for a non-finite number
+            json.loads((tmp_path / RES / name).read_text(), parse_constant=_not_standard)
+
+
+def _not_standard(name: str) -> None:
+    raise AssertionError(f"non-standard JSON constant {name}")

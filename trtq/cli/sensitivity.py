@@ -28,7 +28,8 @@ console = command_console()
 def sensitivity_command(
     config: Annotated[Path, typer.Argument(help="model YAML config")],
     images: Annotated[
-        Path, typer.Option(help="held-out images to rank on (not calibration images): a list file or a directory")
+        Path,
+        typer.Option(help="held-out images to rank on (not calibration images): a list file or a directory"),
     ],
     cache: Annotated[Path | None, typer.Option(help="scales; default: the config's cache")] = None,
     worst: Annotated[int, typer.Option(min=0, help="tensors whose consumers the proposal keeps in FP16")] = 3,
