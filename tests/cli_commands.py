@@ -25,6 +25,8 @@ class Parameter:
     """("--output", "-o") for an option; () for a positional argument."""
     is_path: bool
     help: str
+    optional: bool
+    """It has a default (None for a path computed by the command)."""
 
     @property
     def flag(self) -> str:
@@ -36,9 +38,14 @@ class Parameter:
 
 
 def commands(group: typer.Typer = app, prefix: str = "") -> Iterator[tuple[str, list[Parameter]]]:
+    """Every command's full name and parameters; each command is registered wrapped in
+    ``errors_reported`` (the one way commands fail), which is checked here too."""
     for info in group.registered_commands:
         assert info.callback is not None and info.name is not None
         name = f"{prefix}{info.name}"
+        assert info.callback.__code__.co_name == "reported", (
+            f"{name} is not registered through errors_reported"
+        )
         yield name, list(_parameters(name, info.callback))
     for sub in group.registered_groups:
         assert sub.typer_instance is not None and sub.name is not None
@@ -61,7 +68,8 @@ def _parameters(command: str, callback: typing.Callable[..., object]) -> Iterato
         else:
             assert isinstance(info, ArgumentInfo)
             flags = ()
-        yield Parameter(command, name, flags, _is_path(base), str(info.help or ""))
+        optional = parameter.default is not inspect.Parameter.empty
+        yield Parameter(command, name, flags, _is_path(base), str(info.help or ""), optional)
 
 
 def _is_path(annotation: object) -> bool:
