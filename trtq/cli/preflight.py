@@ -74,23 +74,23 @@ def calibrate(config: LoadedConfig, entries: Sequence[ImageEntry]) -> Checked:
 
 
 def build(configs: Sequence[LoadedConfig]) -> Checked:
-    """Engines, build reports and timing caches; an int8 build writes the config's cache set."""
+    """Engines, build reports and timing caches. The config's cache set is an input here: an int8
+    build reads it, or writes it as calibrate would (trtq/trt/feed.py, its owner), and no other
+    output may land on it."""
     outputs: list[Named] = []
     inputs: list[Named] = []
     for config in configs:
         build = config.spec.build
         engine = engine_path(config)
+        report = build_report_path(engine)
         outputs += [
             (f"the engine {engine} (build.engine in {config.source})", engine),
-            (f"the build report {build_report_path(engine)} beside the engine", build_report_path(engine)),
+            (f"the build report {report} beside the engine", report),
         ]
         if build.timing_cache:
             timing = config.resolve(build.timing_cache)
             outputs.append((f"build.timing_cache {timing} (in {config.source})", timing))
-        int8 = build.precision == "int8"
-        if int8:
-            outputs += calibration_outputs(config)[:2]  # TensorRT's cache and its manifest
-        inputs += config_inputs(config, calibration_entries_if_listed(config), with_cache=not int8)
+        inputs += _listed(config)
     return checked(outputs, inputs)
 
 
