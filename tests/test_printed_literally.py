@@ -80,3 +80,9 @@ def test_a_config_named_with_brackets_keeps_them(tmp_path: Path) -> None:
     config = tiny_project(tmp_path, "data[train].yaml", "m.onnx", "h", "y")
     config.write_text(config.read_text() + "colour: 1\n")
     assert "data[train].yaml" in run("calibrate", config, code=1)
+
+
+def test_messages_are_never_hard_wrapped_and_usage_errors_keep_brackets(tmp_path: Path) -> None:
+    long = tmp_path / ("[bold]" + "n" * 150 + ".cache")  # a log line must not split a name
+    contains(run("cache", "inspect", long, code=1), long)
+    assert "a[/]b" in run("cache", "inspect", long, "--sort", "a[/]b", code=2)  # typer's own message
