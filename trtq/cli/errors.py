@@ -13,6 +13,7 @@ from typing import ParamSpec
 import typer
 from rich.console import Console
 
+from trtq.cli.console import command_console as command_console  # its old home: commands written before
 from trtq.cli.console import stderr, to_devnull
 from trtq.cli.entry import EXIT_INTERRUPTED, caused_by_interrupt
 from trtq.cli.state import OPTIONS
