@@ -155,8 +155,8 @@ def detector_config(work: Path, tune_images: int, eval_images: int) -> tuple[Loa
 
 def run_tune(config: LoadedConfig, eval_list: Path, work: Path, extra: list[str]) -> dict[str, Any]:
     command = [
-        sys.executable, "-m", "trtq", "tune", str(config.source), "--images", str(config.images_path),
-        "--eval-images", str(eval_list), "-o", str(work / "tuned.qdq.onnx"), *extra,
+        sys.executable, "-m", "trtq", "tune", str(config.source), "--tune-images", str(config.images_path),
+        "--images", str(eval_list), "-o", str(work / "tuned.qdq.onnx"), *extra,
     ]  # fmt: skip
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()

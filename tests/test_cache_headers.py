@@ -243,6 +243,6 @@ def test_check_says_a_versionless_header_names_no_version(write_config: WriteCon
     manifest = cache.with_name(cache.name + ".manifest.json")
     data = json.loads(manifest.read_text())
     manifest.write_text(json.dumps({**data, "cache_sha256": hashlib.sha256(cache.read_bytes()).hexdigest()}))
-    code, output = invoke("cache", "check", str(cache), "--config", str(config))
+    code, output = invoke("cache", "check", str(config), "--cache", str(cache))
     assert code == 0, output
     assert f"note: {cache} is in TensorRT 4's format (header '1'), which names no TensorRT version" in output

@@ -65,7 +65,7 @@ def test_cli_retarget_in_place_keeps_the_manifest_consistent(write_config: Write
     assert manifest["trt_version"] == "10.13.3" and manifest["scales_by"] == scales_by
 
     # The config still targets 10.16.1: the version digit alone does not make the cache stale.
-    code, output = invoke("cache", "check", str(cache), "--config", str(config))
+    code, output = invoke("cache", "check", str(config), "--cache", str(cache))
     assert code == 0, output
     assert "up to date" in output
     assert "header targets TensorRT 10.13.3, the config TensorRT 10.16.1" in output
@@ -105,7 +105,7 @@ def test_check_accepts_a_tensorrt_written_cache_for_another_version(write_config
     feed.write_cache(cache_written_by_trt)
     cache = load_config(config).cache_path
     assert manifest_of(cache)["scales_by"] == "TensorRT 10.13.3 (EntropyCalibration2)"
-    code, output = invoke("cache", "check", str(cache), "--config", str(config))
+    code, output = invoke("cache", "check", str(config), "--cache", str(cache))
     assert code == 0, output
     assert "header targets TensorRT 10.13.3, the config TensorRT 10.16.1" in output
 
@@ -130,7 +130,7 @@ def test_cli_retarget_of_a_cache_without_manifest_removes_a_stale_one_at_the_out
     assert not stale.exists()
     assert "no manifest (provenance unknown)" in output
     assert "; removed " in output and "which described the file replaced" in output  # (rich wraps the path)
-    code, output = invoke("cache", "check", str(out), "--config", str(config))
+    code, output = invoke("cache", "check", str(config), "--cache", str(out))
     assert code == 1 and "manifest" in output  # not "up to date" on the strength of a stale manifest
 
 

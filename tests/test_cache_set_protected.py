@@ -29,7 +29,7 @@ def test_outputs_onto_a_caches_manifest_or_report_are_refused(calibrated_on_two:
         # commands that do not read the cache must not write over the config's set either
         ["report", str(config), "-o", str(cache)],
         ["report", str(config), "-o", str(report)],
-        ["bench", str(config), "--backend", "onnxruntime", "--duration", "0.1", "--json", str(manifest)],
+        ["bench", str(config), "--backend", "onnxruntime", "--duration-s", "0.1", "--json", str(manifest)],
     ]
     for args in attempts:
         result = runner.invoke(app, args)
@@ -49,7 +49,7 @@ def test_retarget_to_another_set_carries_the_report_along(calibrated_on_two: Pat
     )
     assert result.exit_code == 0, result.output
     assert (out / "other.cache.report.json").read_bytes() == (out / "model.cache.report.json").read_bytes()
-    check = runner.invoke(app, ["cache", "check", str(other), "--config", str(config)])
+    check = runner.invoke(app, ["cache", "check", str(config), "--cache", str(other)])
     assert "report is not the one" not in check.output
 
 

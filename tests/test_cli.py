@@ -63,13 +63,13 @@ def test_cache_inspect_lists_every_tensor(calibrated_config: Path) -> None:
 
 def test_cache_check_up_to_date_then_stale(calibrated_config: Path) -> None:
     cache = calibrated_config.parent / "out" / "model.cache"
-    code, output = invoke("cache", "check", str(cache), "--config", str(calibrated_config))
+    code, output = invoke("cache", "check", str(calibrated_config), "--cache", str(cache))
     assert code == 0 and "up to date" in output
     images = calibrated_config.parent / "images.txt"
     original = images.read_text()
     try:
         images.write_text("\n".join(reversed(original.split())) + "\n")
-        code, output = invoke("cache", "check", str(cache), "--config", str(calibrated_config))
+        code, output = invoke("cache", "check", str(calibrated_config), "--cache", str(cache))
         assert code == 1
         assert "stale" in output and "different order" in output
     finally:
@@ -79,7 +79,7 @@ def test_cache_check_up_to_date_then_stale(calibrated_config: Path) -> None:
 def test_missing_manifest_is_refused(calibrated_config: Path, tmp_path: Path) -> None:
     lone = tmp_path / "lone.cache"
     lone.write_bytes((calibrated_config.parent / "out" / "model.cache").read_bytes())
-    code, output = invoke("cache", "check", str(lone), "--config", str(calibrated_config))
+    code, output = invoke("cache", "check", str(calibrated_config), "--cache", str(lone))
     assert code == 1 and "no manifest beside the cache" in output
 
 

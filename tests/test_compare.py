@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 
 from trtq.cli.main import app
 from trtq.compare.outputs import compare_output
+from trtq.fileio import strict_json
 
 
 def test_metrics_on_hand_computed_values() -> None:
@@ -23,6 +24,12 @@ def test_metrics_on_hand_computed_values() -> None:
     assert m.snr_db == pytest.approx(10 * math.log10(25 / 1))
     assert (m.max_abs_error, m.mean_abs_error) == (1.0, 0.5)
     assert compare_output("y", reference, reference).snr_db == math.inf
+
+
+def test_an_infinite_snr_is_null_in_json_as_in_every_trtq_json() -> None:
+    reference = np.array([[3.0, 4.0]], dtype=np.float32)
+    exact = compare_output("y", reference, reference).to_json()
+    assert json.loads(strict_json(exact))["snr_db"] is None  # not the string "inf", not Infinity
 
 
 def test_top_k_agreement_and_accuracy() -> None:

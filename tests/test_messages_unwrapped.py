@@ -50,7 +50,7 @@ def test_every_command_prints_paths_and_tensor_names_unbroken(long_paths: Path) 
 
     messages = {
         "cache inspect": (invoke("cache", "inspect", str(cache)), f"manifest: {cache}.manifest.json"),
-        "cache check": (invoke("cache", "check", str(cache), "--config", str(config)), f"{cache} matches"),
+        "cache check": (invoke("cache", "check", str(config), "--cache", str(cache)), f"{cache} matches"),
     }
     retargeted = config.parent / "retargeted.cache"
     output = invoke("cache", "retarget", str(cache), "--trt-version", "10.13.3", "-o", str(retargeted))
@@ -78,7 +78,7 @@ def test_every_command_prints_paths_and_tensor_names_unbroken(long_paths: Path) 
         str(config),
         "--backend",
         "onnxruntime",
-        "--duration",
+        "--duration-s",
         "0.1",
         "--warmup-ms",
         "0",

@@ -171,9 +171,9 @@ def test_unwritable_outputs_are_refused_before_any_work(
 @pytest.mark.parametrize(
     "args",
     [
-        ["bench", "m.onnx", "--duration", "nan"],
-        ["bench", "m.onnx", "--duration", "0"],
-        ["bench", "m.onnx", "--duration", "1e308"],
+        ["bench", "m.onnx", "--duration-s", "nan"],
+        ["bench", "m.onnx", "--duration-s", "0"],
+        ["bench", "m.onnx", "--duration-s", "1e308"],
         ["bench", "m.onnx", "--warmup-ms", "1e300"],
         ["bench", "m.onnx", "--warmup-ms", "nan"],
         ["bench", "m.onnx", "--warmup-ms", "-1"],
@@ -183,7 +183,7 @@ def test_unwritable_outputs_are_refused_before_any_work(
         ["crosscheck", "cfg.yaml", "--cache", "given.cache", "--top", "-1"],
         ["sensitivity", "cfg.yaml", "--images", "images.txt", "--worst", "-1"],
         ["sensitivity", "cfg.yaml", "--images", "images.txt", "--top", "-1"],
-        ["report", "cfg.yaml", "--tensors", "-5"],
+        ["report", "cfg.yaml", "--top", "-5"],
         ["cache", "inspect", "given.cache", "--sort", "size"],
         ["cache", "inspect", "given.cache", "--top", "-1"],
     ],

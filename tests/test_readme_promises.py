@@ -71,10 +71,10 @@ def test_changing_last_batch_or_on_bad_image_makes_the_cache_stale(
     edit_calibration(config, **{key: before})
     assert invoke("calibrate", config)[0] == 0
     cache = config.parent / "out" / "model.cache"
-    code, output = invoke("cache", "check", cache, "--config", config)
+    code, output = invoke("cache", "check", config, "--cache", cache)
     assert code == 0, output
     edit_calibration(config, **{key: after})
-    code, output = invoke("cache", "check", cache, "--config", config)
+    code, output = invoke("cache", "check", config, "--cache", cache)
     assert code == 1
     assert "stale" in output and f"calibration.{key}" in output
 
@@ -175,7 +175,7 @@ def test_bench_several_targets_with_shape(
         "x:3x3x48x192",
         "--warmup-ms",
         "0",
-        "--duration",
+        "--duration-s",
         "0.01",
         "--iterations",
         "2",

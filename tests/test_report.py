@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 import re
 from pathlib import Path
 
@@ -23,7 +24,8 @@ def test_report_with_crosscheck_sensitivity_and_latency(write_config: WriteConfi
     bench = tmp_path / "bench.json"
     assert (
         runner.invoke(
-            app, ["bench", str(config), "--backend", "onnxruntime", "--duration", "0.2", "--json", str(bench)]
+            app,
+            ["bench", str(config), "--backend", "onnxruntime", "--duration-s", "0.2", "--json", str(bench)],
         ).exit_code
         == 0
     )
@@ -52,7 +54,7 @@ def test_report_with_crosscheck_sensitivity_and_latency(write_config: WriteConfi
             str(sensitivity),
             "--bench",
             str(bench),
-            "--tensors",
+            "--top",
             "3",
         ],
     )
@@ -80,3 +82,26 @@ def test_report_with_crosscheck_sensitivity_and_latency(write_config: WriteConfi
     assert "relu_4.tmp_0" in page and "Conv@8" in page
     assert all(f"<td>{name}</td>" in page for name in tensors)  # in the thresholds table
     assert "http" not in page.replace("http-equiv", "")  # self-contained: nothing fetched
+
+
+def test_json_inputs_read_null_numbers_as_nan(tmp_path: Path) -> None:
+    """trtq writes a non-finite number as null (one JSON writer); the report reads it back as nan."""
+    from trtq.report.inputs import read_bench, read_sensitivity
+
+    sensitivity = tmp_path / "s.json"
+    row = {"tensor": "t", "alone": None, "all_but": 0.5, "consumers": []}
+    sensitivity.write_text(
+        json.dumps(
+            {"full_int8": None, "weights_only": 1.0, "with_proposal": 1.0, "proposal": [], "ranking": [row]}
+        )
+    )
+    read = read_sensitivity(sensitivity)
+    assert math.isnan(read["full_int8"]) and math.isnan(read["ranking"][0]["alone"])
+    bench = tmp_path / "b.json"
+    latency = {"median": 1.0, "percentiles": {"99": None}}
+    bench.write_text(
+        json.dumps(
+            [{"target": "m", "backend": "b", "throughput_qps": None, "metrics_ms": {"latency": latency}}]
+        )
+    )
+    assert math.isnan(read_bench(bench)[0]["metrics_ms"]["latency"]["percentiles"]["99"])

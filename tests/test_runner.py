@@ -116,7 +116,7 @@ def test_bench_command_on_onnxruntime(write_config: WriteConfig, tmp_path: Path)
             "onnxruntime",
             "--warmup-ms",
             "20",
-            "--duration",
+            "--duration-s",
             "0.2",
             "--iterations",
             "5",
@@ -138,6 +138,6 @@ def test_bench_dynamic_model_without_shape_is_a_clear_error(
     classifier_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.chdir(tmp_path)  # bench's default JSON goes under the working folder, not the repo's
-    result = CliRunner().invoke(app, ["bench", str(classifier_path), "--duration", "0.1"])
+    result = CliRunner().invoke(app, ["bench", str(classifier_path), "--duration-s", "0.1"])
     assert result.exit_code == 1
     assert "dynamic dims" in result.output and "--shape" in result.output

@@ -634,3 +634,19 @@ def test_graph_exec_is_destroyed_once() -> None:
     dropped = FakeCudart()
     CudaGraph(0x10, lambda: None, lib=dropped)  # never closed: garbage collection destroys it
     assert dropped.calls[-1] == ("exec destroy", 0x2000)
+
+
+def test_the_build_preflight_names_the_files_the_builder_writes(
+    stand_in: Callable[[str], types.ModuleType], write_config: WriteConfig
+) -> None:
+    """trtq/cli/preflight.py checks a build's engine and report before TensorRT loads, so it names
+    them without trtq.trt.builder: both must say the same."""
+    from trtq.cli import preflight
+
+    stand_in("10.13.3")
+    builder = importlib.import_module("trtq.trt.builder")
+    for build in ({"precision": "fp16"}, {"precision": "int8", "engine": "engines/x.plan"}):
+        config = load_config(config_with_build(write_config, **build))
+        engine = builder.engine_path(config)
+        assert engine == preflight.engine_path(config)
+        assert builder.report_path(engine) == preflight.build_report_path(engine)

@@ -68,9 +68,9 @@ def tuned(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         [
             "tune",
             str(tmp / "model.yaml"),
-            "--images",
+            "--tune-images",
             str(tmp / "images.txt"),
-            "--eval-images",
+            "--images",
             str(tmp / "heldout.txt"),
             "-o",
             str(tmp / "out" / "tuned.qdq.onnx"),
@@ -304,7 +304,7 @@ def test_rounding_choice_against_brute_force() -> None:
 def test_report_shows_the_tuning_steps(tuned: dict[str, Path]) -> None:
     page = tuned["dir"] / "report.html"
     result = runner.invoke(
-        app, ["report", str(tuned["config"]), "--tune", str(tuned["json"]), "-o", str(page), "--tensors", "1"]
+        app, ["report", str(tuned["config"]), "--tune", str(tuned["json"]), "-o", str(page), "--top", "1"]
     )
     assert result.exit_code == 0, result.output
     html = page.read_text()
@@ -319,7 +319,7 @@ def test_report_shows_the_tuning_steps(tuned: dict[str, Path]) -> None:
     edited = tuned["dir"] / "edited.tune.json"
     edited.write_text(json.dumps(report))
     result = runner.invoke(
-        app, ["report", str(tuned["config"]), "--tune", str(edited), "-o", str(page), "--tensors", "1"]
+        app, ["report", str(tuned["config"]), "--tune", str(edited), "-o", str(page), "--top", "1"]
     )
     assert result.exit_code == 1, result.output
     assert "settings.batches_used.search" in " ".join(result.output.split())
@@ -349,7 +349,7 @@ def test_tune_refuses_outputs_that_are_inputs_and_bad_numbers(
     before = images.read_bytes()
     runner = CliRunner()
     # -o images.txt would write tuned files named after it, and images.txt itself is an input.
-    result = runner.invoke(app, ["tune", str(config), "--images", str(images), "-o", str(images)])
+    result = runner.invoke(app, ["tune", str(config), "--tune-images", str(images), "-o", str(images)])
     assert result.exit_code == 1, result.output
     assert "tuning image list" in " ".join(result.output.split())
     assert images.read_bytes() == before
@@ -358,7 +358,7 @@ def test_tune_refuses_outputs_that_are_inputs_and_bad_numbers(
         [
             "tune",
             str(config),
-            "--images",
+            "--tune-images",
             str(images),
             "-o",
             str(tmp_path / "t.qdq.onnx"),
@@ -371,7 +371,7 @@ def test_tune_refuses_outputs_that_are_inputs_and_bad_numbers(
     # 4 images at batch 2 make 2 batches, both for a 2-batch search: no validation batch is left.
     split = ["--search-batches", "2", "--validation-batches", "1"]
     result = runner.invoke(
-        app, ["tune", str(config), "--images", str(images), "-o", str(tmp_path / "t.qdq.onnx"), *split]
+        app, ["tune", str(config), "--tune-images", str(images), "-o", str(tmp_path / "t.qdq.onnx"), *split]
     )
     assert result.exit_code == 1, result.output
     assert "--validation-batches 1: the tuning images make 2 batches of 2" in " ".join(result.output.split())

@@ -105,9 +105,14 @@ def atomic_write_text(path: Path, text: str) -> None:
 
 
 def strict_json(value: Any) -> str:
-    """JSON text with infinite and NaN floats written as null: JSON has no Infinity, and a reader
-    that follows the standard rejects a file that has one."""
+    """JSON text with infinite and NaN floats written as null, trtq's one convention for them: JSON
+    has no Infinity, and a reader that follows the standard rejects a file that has one."""
     return json.dumps(_without_non_finite(value), indent=1, allow_nan=False) + "\n"
+
+
+def write_json(path: Path, value: Any) -> None:
+    """trtq's one JSON writer: strict JSON (non-finite numbers as null), replaced atomically."""
+    atomic_write_text(path, strict_json(value))
 
 
 def _without_non_finite(value: Any) -> Any:

@@ -1,4 +1,5 @@
-"""Checked before any work: no output of a command is one of its inputs, and every output can be written.
+"""Checked before any work: no output of a command is one of its inputs, and every output can be
+written as a regular file (never over a directory, FIFO, socket or device such as /dev/null).
 
 Paths are compared after resolving ``..`` and symlinks, and by inode where both exist (hard links), so
 ``./sub/../model.onnx`` or a link to the config is caught like the plain name. A mistake costs a
@@ -8,6 +9,7 @@ second, not a calibration.
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -31,17 +33,21 @@ def config_inputs(
     source = config.source
     inputs: list[Named] = [
         (f"the config {source}", source),
-        (f"the model (model.path in {source})", config.model_path),
+        *model_inputs(f"the model (model.path in {source})", config.model_path),
     ]
     if with_cache and config.spec.calibration.cache is not None:
         inputs.append((f"the cache (calibration.cache in {source})", config.cache_path))
-    inputs += [
-        (f"external data of the model {config.model_path.name}", path)
-        for path in external_data_files(config.model_path)
-    ]
     if entries:
         inputs.append((f"the image list (calibration.images in {source})", config.images_path))
     return inputs + image_inputs(entries)
+
+
+def model_inputs(role: str, model: Path) -> list[Named]:
+    """An ONNX model and the external-data files its weights are in: writing over either breaks it."""
+    return [
+        (role, model),
+        *[(f"external data of the model {model.name}", path) for path in external_data_files(model)],
+    ]
 
 
 def image_inputs(entries: Sequence[ImageEntry]) -> list[Named]:
@@ -108,9 +114,23 @@ def _check_writable(role: str, path: Path) -> None:
         raise TrtqError(f"{role}: cannot be written ({exc.strerror or exc})") from None
 
 
+_NOT_REGULAR = {
+    stat.S_IFIFO: "a FIFO",
+    stat.S_IFSOCK: "a socket",
+    stat.S_IFCHR: "a character device",
+    stat.S_IFBLK: "a block device",
+}
+
+
 def _probe_writable(role: str, path: Path) -> None:
     if path.is_dir():
         raise TrtqError(f"{role}: is a directory; give a file path")
+    try:
+        kind = _NOT_REGULAR.get(stat.S_IFMT(path.stat().st_mode))
+    except OSError:  # not there yet (or under a file: said below)
+        kind = None
+    if kind is not None:  # an output is replaced by a new file: /dev/null itself, as root
+        raise TrtqError(f"{role}: is {kind}, not a regular file; an output replaces it, so give a file path")
     ancestor = path.resolve().parent
     while not ancestor.exists():
         ancestor = ancestor.parent

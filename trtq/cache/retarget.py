@@ -60,8 +60,8 @@ class Retargeted:
 
 def retarget_file(cache: Path, version: str, output: Path | None = None) -> Retargeted:
     """Rewrite the header into ``output`` (default: ``cache`` itself); the cache and its manifest
-    (new hash and target version, same provenance) are replaced as one set. The caller checks
-    first that ``output`` and the files beside it are none of the inputs (retarget_outputs). A cache without a
+    (new hash and target version, same provenance) are replaced as one set. The caller checks that
+    ``output`` is not the cache's set (trtq/cli/preflight.py). A cache without a
     manifest gives an output without one: a manifest left beside ``output`` is deleted first."""
     target = target_version(version)
     out = output if output is not None else cache

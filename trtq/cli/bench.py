@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import json
+from dataclasses import replace
 from enum import Enum
 from pathlib import Path
 from typing import Annotated
@@ -11,16 +11,14 @@ import numpy as np
 import numpy.typing as npt
 import onnx
 import typer
-from rich.table import Table
 
-from trtq.cli.errors import command_console, reported_errors
+from trtq.cli import preflight
+from trtq.cli.console import LiteralTable, command_console
+from trtq.cli.errors import warn
 from trtq.cli.options import finite, positive_finite
-from trtq.cli.state import OPTIONS
 from trtq.config import LoadedConfig, load_config
 from trtq.data.from_config import batch_source, calibration_entries
 from trtq.errors import TrtqError
-from trtq.fileio import atomic_write_text
-from trtq.paths import check_outputs, config_inputs
 from trtq.runner.onnxruntime_backend import OnnxRuntimeBackend
 from trtq.runner.timing import Backend, BenchResult, TimingSettings, analyse, run_timed
 
@@ -42,7 +40,7 @@ def bench_command(
             min=0, max=3_600_000, callback=finite, help="time-based warm-up, at most an hour (trtexec: 200)"
         ),
     ] = None,
-    duration: Annotated[
+    duration_s: Annotated[
         float | None,
         typer.Option(
             max=86_400, callback=positive_finite, help="minimum seconds measured, at most a day (trtexec: 3)"
@@ -62,43 +60,34 @@ def bench_command(
     ] = None,
 ) -> None:
     """Measure throughput and latency percentiles with trtexec's loop and statistics."""
-    with reported_errors(OPTIONS.verbose):
-        configs = {t: load_config(t) if t.suffix in _CONFIG_SUFFIXES else None for t in targets}
-        if json_path is None:
-            first = next((c for c in configs.values() if c is not None), None)
-            json_path = first.default_output("bench.json") if first is not None else Path("out/bench.json")
-        inputs = []
-        for target, config in configs.items():
-            if config is None:
-                inputs.append((f"the bench target {target}", target))
-            else:  # the onnxruntime backend times the first calibration batch
-                images = config.spec.calibration.images
-                listed = calibration_entries(config) if images and config.images_path.exists() else []
-                inputs += config_inputs(config, listed)
-        check_outputs([(f"--json {json_path}", json_path)], inputs)
-        shapes = _parse_shapes(shape or [])
-        if shapes and all(config is not None for config in configs.values()):
-            raise TrtqError(
-                "--shape is for bare ONNX models; a config is timed at its calibration (opt) shape: "
-                "change inputs in the config"
-            )
-        results: list[BenchResult] = []
-        for target, config in configs.items():
-            section = config.spec.benchmark if config is not None else None
-            settings = TimingSettings(
-                warmup_ms=warmup_ms if warmup_ms is not None else (section.warmup_ms if section else 200.0),
-                duration_s=duration if duration is not None else (section.duration_s if section else 3.0),
-                iterations=iterations if iterations is not None else (section.iterations if section else 10),
-                percentiles=tuple(section.percentiles) if section else (90.0, 95.0, 99.0),
-            )
-            chosen = backend.value if backend else (section.backend if section else None)
-            runner = _backend(target, config, chosen, shapes)
-            with console.status(f"timing {target.name} on {runner.name}"):
-                trace = run_timed(runner, settings)
-            results.append(analyse(str(target), runner, trace, settings.percentiles))
-        _print(results)
-        atomic_write_text(json_path, json.dumps([r.to_json() for r in results], indent=1) + "\n")
-        console.print(f"json     {json_path}")
+    configs = {t: load_config(t) if t.suffix in _CONFIG_SUFFIXES else None for t in targets}
+    if json_path is None:
+        first = next((c for c in configs.values() if c is not None), None)
+        json_path = first.default_output("bench.json") if first is not None else Path("out/bench.json")
+    out = preflight.bench(configs, json_path)
+    shapes = _parse_shapes(shape or [])
+    if shapes and all(config is not None for config in configs.values()):
+        raise TrtqError(
+            "--shape is for bare ONNX models; a config is timed at its calibration (opt) shape: "
+            "change inputs in the config"
+        )
+    results: list[BenchResult] = []
+    for target, config in configs.items():
+        section = config.spec.benchmark if config is not None else None
+        settings = TimingSettings(
+            warmup_ms=warmup_ms if warmup_ms is not None else (section.warmup_ms if section else 200.0),
+            duration_s=duration_s if duration_s is not None else (section.duration_s if section else 3.0),
+            iterations=iterations if iterations is not None else (section.iterations if section else 10),
+            percentiles=tuple(section.percentiles) if section else (90.0, 95.0, 99.0),
+        )
+        chosen = backend.value if backend else (section.backend if section else None)
+        runner = _backend(target, config, chosen, shapes)
+        with console.status(f"timing {target.name} on {runner.name}"):
+            trace = run_timed(runner, settings)
+        results.append(analyse(str(target), runner, trace, settings.percentiles))
+    _print(results)
+    out.write_json(json_path, [r.to_json() for r in results])
+    console.print(f"json     {json_path}")
 
 
 def _backend(
@@ -118,8 +107,11 @@ def _backend(
 
 
 def first_batch(config: LoadedConfig) -> npt.NDArray[np.float32]:
-    """Time on real data: the first calibration batch, at the calibration (opt) shape."""
-    for batch in batch_source(config, calibration_entries(config)[: config.batch_size]):
+    """Time on real data: the first calibration images, at the opt shape TensorRT's bench times too
+    (calibration.batch_size may calibrate at another batch)."""
+    size = config.image_input.opt_shape[0]
+    source = replace(batch_source(config, calibration_entries(config)[:size]), batch_size=size)
+    for batch in source:
         return batch.data
     raise TrtqError(f"{config.source}: no calibration batch to time with")
 
@@ -185,7 +177,7 @@ def _parse_shapes(specs: list[str]) -> dict[str, list[int]]:
 
 
 def _print(results: list[BenchResult]) -> None:
-    table = Table(title="trtexec-style timing (ms unless stated)")
+    table = LiteralTable("trtexec-style timing (ms unless stated)")
     table.add_column("", overflow="fold")
     for result in results:
         table.add_column(f"{Path(result.target).name}\n{result.backend}", justify="right", no_wrap=True)
@@ -204,7 +196,7 @@ def _print(results: list[BenchResult]) -> None:
     console.print(table)
     for result in results:
         for warning in result.warnings:
-            console.print(f"[yellow]warning[/] {Path(result.target).name}: {warning}")
+            warn(f"{Path(result.target).name}: {warning}")
 
 
 def _cell(result: BenchResult, metric: str, label: str) -> str:

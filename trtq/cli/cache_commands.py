@@ -14,24 +14,21 @@ from typing import Annotated, Any
 
 import typer
 
-from trtq.cache.manifest import manifest_path, read_manifest, report_path
+from trtq.cache.manifest import manifest_path, read_manifest
 from trtq.cache.retarget import retarget_file
 from trtq.cache.trt_format import open_cache, read_cache
-from trtq.cli.errors import command_console, reported_errors
+from trtq.cli import preflight
+from trtq.cli.console import command_console, shown
+from trtq.cli.errors import warn
 from trtq.cli.exits import EXIT_USER_ERROR
-from trtq.cli.state import OPTIONS
 from trtq.config import load_config
 from trtq.data.from_config import calibration_entries
 from trtq.errors import TrtqError
 from trtq.fingerprint import fingerprint_config
 from trtq.numeric import INT8_MAX
-from trtq.paths import check_outputs
 from trtq.trt_versions import encode_version, version_name
 
 console = command_console(results_on_stdout=True)
-cache_app = typer.Typer(
-    help="Inspect TensorRT calibration caches and check them against a config.", no_args_is_help=True
-)
 
 
 class SortOrder(str, Enum):
@@ -40,7 +37,6 @@ class SortOrder(str, Enum):
     scale = "scale"
 
 
-@cache_app.command("inspect")
 def inspect_command(
     cache: Annotated[Path, typer.Argument(help="calibration cache (TensorRT's or trtq's)")],
     sort: Annotated[SortOrder, typer.Option(help="order rows by file, name or scale")] = SortOrder.file,
@@ -50,21 +46,18 @@ def inspect_command(
 
     The cache is streamed: in file order rows are printed as they are read; sorted with --top, only the
     top rows are kept (a heap), so a cache of millions of tensors is shown in seconds."""
-    with reported_errors(OPTIONS.verbose), open_cache(cache) as (header, scales):
-        typer.echo(f"{cache}: {header.describe()}")
+    with open_cache(cache) as (header, scales):
+        console.print(f"{cache}: {header.describe()}")
         counts = _Counts()
         rows = _ordered(counts.of(scales), sort, top)
-        typer.echo(f"{'scale':>12} {'amax':>12}  tensor")
-        lines = (f"{scale:12.6g} {scale * INT8_MAX:12.6g}  {name}\n" for name, scale in rows)
+        console.print(f"{'scale':>12} {'amax':>12}  tensor")
+        lines = (f"{scale:12.6g} {scale * INT8_MAX:12.6g}  {shown(name)}\n" for name, scale in rows)
         while chunk := "".join(itertools.islice(lines, 4096)):
             sys.stdout.write(chunk)
-        shown = "" if top is None or top >= counts.tensors else f", {top} shown ({sort.value} order)"
-        typer.echo(f"{counts.tensors} tensors{shown}")
+        shown_rows = "" if top is None or top >= counts.tensors else f", {top} shown ({sort.value} order)"
+        console.print(f"{counts.tensors} tensors{shown_rows}")
         if counts.zero or counts.infinite:
-            console.print(
-                f"[yellow]{counts.zero} zero and {counts.infinite} infinite scales[/] "
-                "(such tensors stay unquantized)"
-            )
+            warn(f"{counts.zero} zero and {counts.infinite} infinite scales (such tensors stay unquantized)")
         manifest = manifest_path(cache)
         console.print(f"manifest: {manifest if manifest.is_file() else 'none (provenance unknown)'}")
 
@@ -97,42 +90,42 @@ def _ordered(
     return heapq.nsmallest(top, rows, key=key) if top is not None else sorted(rows, key=key)
 
 
-@cache_app.command("check")
 def check_command(
-    cache: Annotated[Path, typer.Argument(help="calibration cache written by trtq calibrate")],
-    config: Annotated[Path, typer.Option("--config", "-c", help="model YAML config")],
+    config: Annotated[Path, typer.Argument(help="model YAML config")],
+    cache: Annotated[
+        Path | None, typer.Option(help="calibration cache written by trtq calibrate; default: the config's")
+    ] = None,
 ) -> None:
     """Exit 0 if the cache still matches the config; otherwise list why not and exit 1."""
-    with reported_errors(OPTIONS.verbose):
-        loaded = load_config(config)
-        header = read_cache(cache).header  # a malformed cache is its own, clearer error
-        manifest = read_manifest(cache)
-        entries = calibration_entries(loaded)
-        current = fingerprint_config(loaded, entries)
-        reasons = manifest.mismatches(cache, current, entries)
-        if reasons:
-            console.print(f"[bold red]stale[/]: {cache} does not match {config}:")
-            for reason in reasons:
-                console.print(f"  - {reason}")
-            raise typer.Exit(EXIT_USER_ERROR)
+    loaded = load_config(config)
+    cache = cache if cache is not None else loaded.cache_path
+    header = read_cache(cache).header  # a malformed cache is its own, clearer error
+    manifest = read_manifest(cache)
+    entries = calibration_entries(loaded)
+    current = fingerprint_config(loaded, entries)
+    reasons = manifest.mismatches(cache, current, entries)
+    if reasons:
+        console.say(("stale", "bold red"), f": {cache} does not match {config}:")
+        for reason in reasons:
+            console.print(f"  - {reason}")
+        raise typer.Exit(EXIT_USER_ERROR)
+    console.say(
+        ("up to date", "green"),
+        f": {cache} matches {config} (fingerprint {current.digest[:16]}, {len(current.image_hashes)} "
+        f"images, {manifest.algorithm}, scales by {manifest.scales_by})",
+    )
+    target = loaded.spec.calibration.trt_version
+    if header.version is None:
+        console.print(f"note: {cache} is in {header.format.value}, which names no TensorRT version")
+    elif header.version != encode_version(target):
         console.print(
-            f"[green]up to date[/]: {cache} matches {config} "
-            f"(fingerprint {current.digest[:16]}, {len(current.image_hashes)} images, {manifest.algorithm}, "
-            f"scales by {manifest.scales_by})"
+            f"note: the header targets TensorRT {header.trt_version}, the config TensorRT {target}. "
+            "Not a reason to recalibrate (the version changes the header, not the scales): "
+            "trtq build rewrites the header for the TensorRT it runs; "
+            f"`trtq cache retarget {cache} --trt-version {target}` rewrites the file."
         )
-        target = loaded.spec.calibration.trt_version
-        if header.version is None:
-            console.print(f"note: {cache} is in {header.format.value}, which names no TensorRT version")
-        elif header.version != encode_version(target):
-            console.print(
-                f"note: the header targets TensorRT {header.trt_version}, the config TensorRT {target}. "
-                "Not a reason to recalibrate (the version changes the header, not the scales): "
-                "trtq build rewrites the header for the TensorRT it runs; "
-                f"`trtq cache retarget {cache} --trt-version {target}` rewrites the file."
-            )
 
 
-@cache_app.command("retarget")
 def retarget_command(
     cache: Annotated[Path, typer.Argument(help="calibration cache (TensorRT's or trtq's)")],
     trt_version: Annotated[str, typer.Option("--trt-version", help="TensorRT version, e.g. 10.13.3")],
@@ -141,34 +134,18 @@ def retarget_command(
     ] = None,
 ) -> None:
     """Rewrite the header for another TensorRT version; scales and manifest provenance are kept."""
-    with reported_errors(OPTIONS.verbose):
-        try:
-            version_name(trt_version)
-        except ValueError as exc:
-            raise TrtqError(f"--trt-version: {exc}") from None
-        if output is not None and output.resolve() != cache.resolve():
-            check_outputs(
-                [
-                    (f"-o {output}", output),
-                    (f"the manifest {manifest_path(output)} written beside -o", manifest_path(output)),
-                    (f"the report written beside -o {output}", report_path(output)),
-                ],
-                [
-                    (f"CACHE {cache}", cache),
-                    (f"the manifest of CACHE {manifest_path(cache)}", manifest_path(cache)),
-                ],
-            )
-        done = retarget_file(cache, trt_version, output)
-        console.print(
-            f"{done.output}: header TensorRT {done.old_version} -> {done.new_version}, scales unchanged"
-            + (
-                f"; manifest {done.manifest} updated"
-                if done.manifest
-                else "; no manifest (provenance unknown)"
-            )
-            + (
-                f"; removed {done.removed_manifest}, which described the file replaced"
-                if done.removed_manifest
-                else ""
-            )
+    try:
+        version_name(trt_version)
+    except ValueError as exc:
+        raise TrtqError(f"--trt-version: {exc}") from None
+    preflight.retarget(cache, output)
+    done = retarget_file(cache, trt_version, output)
+    console.print(
+        f"{done.output}: header TensorRT {done.old_version} -> {done.new_version}, scales unchanged"
+        + (f"; manifest {done.manifest} updated" if done.manifest else "; no manifest (provenance unknown)")
+        + (
+            f"; removed {done.removed_manifest}, which described the file replaced"
+            if done.removed_manifest
+            else ""
         )
+    )

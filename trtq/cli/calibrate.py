@@ -16,14 +16,14 @@ from rich.progress import (
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
-from rich.table import Table
 from rich.text import Text
 
 from trtq.calib.histogram import binning_compiled
 from trtq.calib.pipeline import calibrate
 from trtq.calib.run import CalibrationRun
-from trtq.cli.errors import command_console, reported_errors, warn
-from trtq.cli.state import OPTIONS
+from trtq.cli import preflight
+from trtq.cli.console import LiteralTable, command_console
+from trtq.cli.errors import warn
 from trtq.cli.tables import add_columns
 from trtq.config import ALGORITHMS, Algorithm, load_config
 from trtq.data.batches import Batch
@@ -39,42 +39,43 @@ def calibrate_command(
     top: Annotated[int, typer.Option(min=0, help="tensors to show in the summary table")] = 10,
 ) -> None:
     """Calibrate on the CPU (ONNX Runtime + NumPy) and write a TensorRT calibration cache."""
-    with reported_errors(OPTIONS.verbose):
-        loaded = load_config(config)
-        calibration = loaded.spec.calibration
-        entries = calibration_entries(loaded)
-        expected = batch_source(loaded, entries).expected_batches
-        console.print(
-            f"calibrating [bold]{loaded.model_path.name}[/] on {counted(len(entries), 'image')} "
-            f"({counted(expected, 'batch')} of {loaded.batch_size}, "
-            f"input {list(loaded.calibration_shape)})"
-        )
-        if not binning_compiled():
-            warn("NUMBA_DISABLE_JIT is set: histograms are counted in plain Python, hundreds of times slower")
-        with _progress() as progress:
-            task = progress.add_task("calibrating", total=expected * loaded.batch_size)
+    loaded = load_config(config)
+    calibration = loaded.spec.calibration
+    entries = calibration_entries(loaded)
+    preflight.calibrate(loaded, entries)
+    expected = batch_source(loaded, entries).expected_batches
+    console.say(
+        "calibrating ",
+        (loaded.model_path.name, "bold"),
+        f" on {counted(len(entries), 'image')} ({counted(expected, 'batch')} of {loaded.batch_size}, "
+        f"input {list(loaded.calibration_shape)})",
+    )
+    if not binning_compiled():
+        warn("NUMBA_DISABLE_JIT is set: histograms are counted in plain Python, hundreds of times slower")
+    with _progress() as progress:
+        task = progress.add_task("calibrating", total=expected * loaded.batch_size)
 
-            def advance(batch: Batch) -> None:
-                progress.advance(task, len(batch.entries))
+        def advance(batch: Batch) -> None:
+            progress.advance(task, len(batch.entries))
 
-            run, outputs = calibrate(loaded, advance, entries)
-        _summary(run, calibration.algorithm, top)
-        stats = run.stats
-        console.print(
-            f"{counted(stats.used, 'image')} in {counted(stats.batches, 'batch')}, calibration pass "
-            f"{run.seconds:.1f} s ({stats.used / max(run.seconds, 1e-9):.1f} images/s); "
-            f"{len(stats.skipped)} skipped, {stats.dropped} dropped, {stats.wrapped} wrapped"
-        )
-        console.print(_time_breakdown(run), soft_wrap=True)
-        for skipped in stats.skipped:
-            console.print(f"  [yellow]skipped[/] {skipped}")
-        warning = run.doubling_warning(loaded.batch_size) if calibration.algorithm != "minmax" else None
-        if warning is not None:  # minmax reads max |x| only, which no doubling changes
-            warn(warning)
-        for note in (run.clipping_warning(calibration.algorithm), run.zero_warning()):
-            if note is not None:
-                warn(note)
-        console.print(f"cache    {outputs.cache}\nmanifest {outputs.manifest}\nreport   {outputs.report}")
+        run, outputs = calibrate(loaded, advance, entries)
+    _summary(run, calibration.algorithm, top)
+    stats = run.stats
+    console.print(
+        f"{counted(stats.used, 'image')} in {counted(stats.batches, 'batch')}, calibration pass "
+        f"{run.seconds:.1f} s ({stats.used / max(run.seconds, 1e-9):.1f} images/s); "
+        f"{len(stats.skipped)} skipped, {stats.dropped} dropped, {stats.wrapped} wrapped"
+    )
+    console.print(_time_breakdown(run))
+    for skipped in stats.skipped:
+        warn(f"skipped {skipped}")
+    warning = run.doubling_warning(loaded.batch_size) if calibration.algorithm != "minmax" else None
+    if warning is not None:  # minmax reads max |x| only, which no doubling changes
+        warn(warning)
+    for note in (run.clipping_warning(calibration.algorithm), run.zero_warning()):
+        if note is not None:
+            warn(note)
+    console.print(f"cache    {outputs.cache}\nmanifest {outputs.manifest}\nreport   {outputs.report}")
 
 
 def _time_breakdown(run: CalibrationRun) -> str:
@@ -108,7 +109,7 @@ def _progress() -> Progress:
 
 
 def _summary(run: CalibrationRun, chosen: Algorithm, top: int) -> None:
-    table = Table(title=f"amax of the {top} largest of {len(run.histograms)} tensors (* = cache)")
+    table = LiteralTable(f"amax of the {top} largest of {len(run.histograms)} tensors (* = cache)")
     columns = [
         "tensor",
         *[algorithm + ("*" if algorithm == chosen else "") for algorithm in ALGORITHMS],

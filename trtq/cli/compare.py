@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
-from trtq.cli.errors import command_console, reported_errors, warn
-from trtq.cli.state import OPTIONS
+from trtq.cli import preflight
+from trtq.cli.console import LiteralTable, command_console
+from trtq.cli.errors import warn
+from trtq.cli.options import JsonOption
 from trtq.cli.tables import add_columns
 from trtq.compare.algorithms import qdq_per_algorithm
 from trtq.compare.models import (
@@ -24,12 +24,10 @@ from trtq.compare.models import (
 )
 from trtq.compare.outputs import Array, OutputMetrics
 from trtq.config import ALGORITHMS, Algorithm, LoadedConfig, load_config
-from trtq.data.from_config import calibration_entries, calibration_entries_if_listed
+from trtq.data.from_config import calibration_entries_if_listed
 from trtq.data.overlap import overlap
 from trtq.errors import TrtqError
-from trtq.fileio import atomic_write_text
 from trtq.model.runner import OnnxRunner
-from trtq.paths import check_outputs, config_inputs, given_inputs, heldout_inputs
 from trtq.qdq.scales import cache_scales, qdq_from_scales
 
 console = command_console()
@@ -46,65 +44,54 @@ def compare_command(
     engine: Annotated[
         Path | None, typer.Option(help="also compare a TensorRT engine (needs TensorRT and a GPU)")
     ] = None,
-    json_path: Annotated[
-        Path | None, typer.Option("--json", help="default: out/CONFIG_NAME.compare.json beside the config")
-    ] = None,
+    json_path: JsonOption = None,
 ) -> None:
     """Accuracy of INT8 against FP32, per output, for one cache or for every algorithm."""
-    with reported_errors(OPTIONS.verbose):
-        loaded = load_config(config)
-        json_path = json_path if json_path is not None else loaded.default_output("compare.json")
-        calibrating = calibration_entries(loaded) if algorithms else []  # --algorithms calibrates
-        inputs = [
-            *config_inputs(loaded, calibrating),
-            *heldout_inputs(images),
-            *given_inputs(labels=labels, engine=engine),
-        ]
-        if not algorithms:
-            inputs += given_inputs(cache=cache or loaded.cache_path)
-        check_outputs([(f"--json {json_path}", json_path)], inputs)
-        cache_path, scales = (None, {}) if algorithms else cache_scales(loaded, cache, warn)
-        batches = heldout_batches(loaded, images)  # decoded per model run: one batch in memory at a time
-        shared = overlap(calibration_entries_if_listed(loaded), batches.entries)
-        if shared:
-            warn(
-                f"{len(shared)} held-out image(s) are also calibration images, so these numbers flatter "
-                f"INT8 (score on images calibration never saw); first: {shared[0]}"
-            )
-        count = batches.count
-        if labels:
-            read_labels(labels, count)  # a malformed file fails before the FP32 run
-        input_name = loaded.image_input.name
-        reference = run(OnnxRunner(loaded.model_path), input_name, batches, count)
-        truth = read_labels(labels, count, class_count(reference)) if labels else None
-        results: dict[str, list[OutputMetrics]] = {}
-        if algorithms:
-            chosen = _algorithms(algorithms)
-            with console.status(f"calibrating once for {', '.join(chosen)}"):
-                models = qdq_per_algorithm(loaded, chosen)
-            for algorithm, qdq in models.items():
-                results[algorithm] = compare_models(
-                    reference, run(OnnxRunner(qdq.model), input_name, batches, count), truth
-                )
-        else:
-            assert cache_path is not None
-            qdq = qdq_from_scales(loaded, scales)
-            results[cache_path.name] = compare_models(
+    loaded = load_config(config)
+    json_path = json_path if json_path is not None else loaded.default_output("compare.json")
+    out = preflight.compare(loaded, images, json_path, labels, cache, engine)
+    cache_path, scales = (None, {}) if algorithms else cache_scales(loaded, cache, warn)
+    batches = heldout_batches(loaded, images)  # decoded per model run: one batch in memory at a time
+    shared = overlap(calibration_entries_if_listed(loaded), batches.entries)
+    if shared:
+        warn(
+            f"{len(shared)} held-out image(s) are also calibration images, so these numbers flatter "
+            f"INT8 (score on images calibration never saw); first: {shared[0]}"
+        )
+    count = batches.count
+    if labels:
+        read_labels(labels, count)  # a malformed file fails before the FP32 run
+    input_name = loaded.image_input.name
+    reference = run(OnnxRunner(loaded.model_path), input_name, batches, count)
+    truth = read_labels(labels, count, class_count(reference)) if labels else None
+    results: dict[str, list[OutputMetrics]] = {}
+    if algorithms:
+        chosen = _algorithms(algorithms)
+        with console.status(f"calibrating once for {', '.join(chosen)}"):
+            models = qdq_per_algorithm(loaded, chosen)
+        for algorithm, qdq in models.items():
+            results[algorithm] = compare_models(
                 reference, run(OnnxRunner(qdq.model), input_name, batches, count), truth
             )
-        if engine is not None:
-            results[f"engine {engine.name}"] = compare_models(
-                reference, _engine_outputs(engine, loaded, batches, count), truth
-            )
-        _print(results, count)
-        payload = {
-            "config": str(config),
-            "images": str(images),
-            "samples": count,
-            "results": {k: [m.to_json() for m in v] for k, v in results.items()},
-        }
-        atomic_write_text(json_path, json.dumps(payload, indent=1) + "\n")
-        console.print(f"json     {json_path}")
+    else:
+        assert cache_path is not None
+        qdq = qdq_from_scales(loaded, scales)
+        results[cache_path.name] = compare_models(
+            reference, run(OnnxRunner(qdq.model), input_name, batches, count), truth
+        )
+    if engine is not None:
+        results[f"engine {engine.name}"] = compare_models(
+            reference, _engine_outputs(engine, loaded, batches, count), truth
+        )
+    _print(results, count)
+    payload = {
+        "config": str(config),
+        "images": str(images),
+        "samples": count,
+        "results": {k: [m.to_json() for m in v] for k, v in results.items()},
+    }
+    out.write_json(json_path, payload)
+    console.print(f"json     {json_path}")
 
 
 def _engine_outputs(
@@ -128,7 +115,7 @@ def _algorithms(text: str) -> list[Algorithm]:
 
 
 def _print(results: dict[str, list[OutputMetrics]], count: int) -> None:
-    table = Table(title=f"INT8 (Q/DQ, ONNX Runtime) vs FP32 on {count} held-out images")
+    table = LiteralTable(f"INT8 (Q/DQ, ONNX Runtime) vs FP32 on {count} held-out images")
     every = [m for metrics in results.values() for m in metrics]
     cells: dict[str, Callable[[OutputMetrics], str | None]] = {
         "cosine": lambda m: f"{m.cosine:.4f}",

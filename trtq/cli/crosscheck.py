@@ -6,20 +6,19 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
 from trtq.cache.headers import algorithm_for_header
 from trtq.cache.trt_format import read_cache
 from trtq.calib.run import collect_histograms
-from trtq.cli.errors import command_console, reported_errors, warn
-from trtq.cli.state import OPTIONS
+from trtq.cli import preflight
+from trtq.cli.console import LiteralTable, command_console
+from trtq.cli.errors import warn
+from trtq.cli.options import JsonOption
 from trtq.cli.tables import add_columns
 from trtq.compare.scales import cross_check
 from trtq.config import ALGORITHMS, Algorithm, load_config
 from trtq.data.from_config import calibration_entries
 from trtq.errors import TrtqError
-from trtq.fileio import atomic_write_text, strict_json
-from trtq.paths import check_outputs, config_inputs
 from trtq.qdq.scales import check_coverage
 
 console = command_console()
@@ -34,41 +33,35 @@ def crosscheck_command(
         str | None, typer.Option(help="NumPy algorithm to compare with; default from the cache header")
     ] = None,
     top: Annotated[int, typer.Option(min=0, help="worst tensors to show")] = 15,
-    json_path: Annotated[Path | None, typer.Option("--json", help="default: CACHE.crosscheck.json")] = None,
+    json_path: JsonOption = None,
 ) -> None:
     """Recompute every tensor's scale on the same batches, in the same order, and compare."""
-    with reported_errors(OPTIONS.verbose):
-        loaded = load_config(config)
-        entries = calibration_entries(loaded)
-        out = json_path or cache.with_name(cache.name + ".crosscheck.json")
-        check_outputs(
-            [(f"--json {out}", out)],
-            [*config_inputs(loaded, entries), (f"the cache given with --cache {cache}", cache)],
-        )
-        parsed = read_cache(cache)
-        check_coverage(loaded, cache, parsed.scales, warn)
-        chosen = _algorithm(algorithm, parsed.algorithm)
-        with console.status(f"recomputing {chosen} scales on {len(entries)} images"):
-            run = collect_histograms(loaded, entries, as_tensorrt=True)
-        result = cross_check(parsed, run.scales(chosen))
-        table = Table(title=f"{cache} vs NumPy {chosen}: worst {min(top, len(result.compared))} tensors")
-        add_columns(table, ("tensor", "cache scale", "numpy scale", "ratio"), ("tensor",))
-        for item in result.compared[:top]:
-            table.add_row(
-                item.tensor, f"{item.cache_scale:.6g}", f"{item.numpy_scale:.6g}", f"{item.ratio:.4f}"
-            )
-        console.print(table)
-        console.print(result.summary_line())
-        for label, names in (
-            ("only in the cache", result.only_in_cache),
-            ("only in NumPy", result.only_in_numpy),
-        ):
-            if names:
-                shown = ", ".join(names[:8]) + (" ..." if len(names) > 8 else "")
-                console.print(f"{len(names)} tensors {label}: {shown}")
-        payload = {"cache": str(cache), "config": str(config), "algorithm": chosen, **result.to_json()}
-        atomic_write_text(out, strict_json(payload))
-        console.print(f"json     {out}")
+    loaded = load_config(config)
+    json_path = json_path if json_path is not None else loaded.default_output("crosscheck.json")
+    out = preflight.crosscheck(loaded, cache, json_path)
+    entries = calibration_entries(loaded)
+    parsed = read_cache(cache)
+    check_coverage(loaded, cache, parsed.scales, warn)
+    chosen = _algorithm(algorithm, parsed.algorithm)
+    with console.status(f"recomputing {chosen} scales on {len(entries)} images"):
+        run = collect_histograms(loaded, entries, as_tensorrt=True)
+    result = cross_check(parsed, run.scales(chosen))
+    table = LiteralTable(f"{cache} vs NumPy {chosen}: worst {min(top, len(result.compared))} tensors")
+    add_columns(table, ("tensor", "cache scale", "numpy scale", "ratio"), ("tensor",))
+    for item in result.compared[:top]:
+        table.add_row(item.tensor, f"{item.cache_scale:.6g}", f"{item.numpy_scale:.6g}", f"{item.ratio:.4f}")
+    console.print(table)
+    console.print(result.summary_line())
+    for label, names in (
+        ("only in the cache", result.only_in_cache),
+        ("only in NumPy", result.only_in_numpy),
+    ):
+        if names:
+            shown = ", ".join(names[:8]) + (" ..." if len(names) > 8 else "")
+            console.print(f"{len(names)} tensors {label}: {shown}")
+    payload = {"cache": str(cache), "config": str(config), "algorithm": chosen, **result.to_json()}
+    out.write_json(json_path, payload)
+    console.print(f"json     {json_path}")
 
 
 def _algorithm(requested: str | None, header: str) -> Algorithm:

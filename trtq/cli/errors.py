@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import errno
-import os
+import functools
 import sys
 import traceback
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import TextIO
+from typing import ParamSpec
 
 import typer
 from rich.console import Console
 
+from trtq.cli.console import command_console as command_console  # its old home: commands written before
+from trtq.cli.console import stderr, to_devnull
 from trtq.cli.exits import (
     EXIT_BROKEN_PIPE,
     EXIT_INTERNAL_ERROR,
@@ -20,29 +22,8 @@ from trtq.cli.exits import (
     EXIT_USER_ERROR,
     caused_by_interrupt,
 )
+from trtq.cli.state import OPTIONS
 from trtq.errors import TrtqError
-
-
-class _CommandConsole(Console):
-    """rich's Console with trtq's answer to a reader going away (`trtq ... | head`), where rich would
-    exit with status 1: a command whose results are files carries on without its progress text; one
-    whose results are this text stops with BrokenPipeError, which ``reported_errors`` ends with the
-    shell's SIGPIPE status."""
-
-    def __init__(self, results_on_stdout: bool) -> None:
-        super().__init__(soft_wrap=True)  # as stderr below
-        self.results_on_stdout = results_on_stdout
-
-    def on_broken_pipe(self) -> None:
-        self.quiet = True
-        if self.results_on_stdout:
-            raise BrokenPipeError
-        _to_devnull(sys.stdout)
-
-
-def _to_devnull(stream: TextIO) -> None:
-    """After the reader of a stream went away: later writes and the exit's flush cannot fail again."""
-    os.dup2(os.open(os.devnull, os.O_WRONLY), stream.fileno())
 
 
 def help_ends_like_commands_on_broken_pipe() -> None:
@@ -52,7 +33,7 @@ def help_ends_like_commands_on_broken_pipe() -> None:
 
     def end_quietly(console: Console) -> None:
         console.quiet = True
-        _to_devnull(sys.stderr if console.stderr else sys.stdout)
+        to_devnull(sys.stderr if console.stderr else sys.stdout)
         raise SystemExit(EXIT_BROKEN_PIPE)
 
     Console.on_broken_pipe = end_quietly  # type: ignore[method-assign,assignment]  # rich's documented hook, class-wide
@@ -68,26 +49,6 @@ def print_result_line(text: str) -> None:
         raise _reader_gone() from None
 
 
-def command_console(results_on_stdout: bool = False) -> Console:
-    """The console a command prints with (stdout); ``results_on_stdout``: the printed text is the
-    command's result (e.g. ``cache inspect``), not a report on files it writes."""
-    return _CommandConsole(results_on_stdout)
-
-
-class _MessageConsole(Console):
-    """trtq's own warnings and errors (stderr): a reader of them going away must not end a command
-    whose results are files; the messages go quiet instead."""
-
-    def on_broken_pipe(self) -> None:
-        self.quiet = True
-        _to_devnull(sys.stderr)
-
-
-# soft_wrap, here and in command_console: a message line is never broken at the console width (80
-# columns in a log, where rich cannot ask a terminal), which would split a tensor name or a path.
-# Tables still fit the width: their cells wrap.
-stderr = _MessageConsole(stderr=True, highlight=False, soft_wrap=True)
-
 GPU_PACKAGES = ("tensorrt", "pycuda")
 _ENVIRONMENT_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EROFS}
 
@@ -98,7 +59,7 @@ def reported_errors(verbose: bool) -> Iterator[None]:
         yield
     except TrtqError as exc:
         _show(verbose)
-        stderr.print(f"[bold red]error:[/] {exc}", markup=True, soft_wrap=True)
+        _error(str(exc))
         raise typer.Exit(EXIT_USER_ERROR) from None
     except KeyboardInterrupt:
         raise _interrupted() from None
@@ -110,26 +71,22 @@ def reported_errors(verbose: bool) -> Iterator[None]:
         if exc.errno not in _ENVIRONMENT_ERRORS:
             raise _internal(exc, verbose) from None
         _show(verbose)  # e.g. stdout on a full disk: the machine's state, not a bug
-        stderr.print(f"[bold red]error:[/] cannot write: {exc.strerror or exc}", markup=True, soft_wrap=True)
+        _error(f"cannot write: {exc.strerror or exc}")
         raise typer.Exit(EXIT_USER_ERROR) from None
     except MemoryError:
         _show(verbose)
-        stderr.print(
-            "[bold red]error:[/] not enough memory for this run; check the input shapes and batch size "
-            "(inputs in the config, --shape)",
-            markup=True,
-            soft_wrap=True,
+        _error(
+            "not enough memory for this run; check the input shapes and batch size "
+            "(inputs in the config, --shape)"
         )
         raise typer.Exit(EXIT_USER_ERROR) from None
     except ImportError as exc:
         if (exc.name or "").partition(".")[0] not in GPU_PACKAGES:
             raise _internal(exc, verbose) from None
         _show(verbose)
-        stderr.print(
-            f"[bold red]error:[/] TensorRT and pycuda are needed for this ({exc}); run inside NVIDIA's "
-            "TensorRT container (docker/README.md), or time on the CPU with bench --backend onnxruntime",
-            markup=True,
-            soft_wrap=True,
+        _error(
+            f"TensorRT and pycuda are needed for this ({exc}); run inside NVIDIA's "
+            "TensorRT container (docker/README.md), or time on the CPU with bench --backend onnxruntime"
         )
         raise typer.Exit(EXIT_USER_ERROR) from None
     except Exception as exc:
@@ -139,12 +96,12 @@ def reported_errors(verbose: bool) -> Iterator[None]:
 def _reader_gone() -> typer.Exit:
     """The reader of stdout went away (`trtq ... | head`): stop quietly as other command-line tools
     do, with the shell's SIGPIPE status."""
-    _to_devnull(sys.stdout)
+    to_devnull(sys.stdout)
     return typer.Exit(EXIT_BROKEN_PIPE)
 
 
 def _interrupted() -> typer.Exit:
-    stderr.print("[yellow]interrupted[/]: no output was half-written", markup=True)
+    stderr.say(("interrupted", "yellow"), ": no output was half-written")
     return typer.Exit(EXIT_INTERRUPTED)
 
 
@@ -154,19 +111,38 @@ def _internal(exc: Exception, verbose: bool) -> typer.Exit:
     if caused_by_interrupt(exc):
         return _interrupted()
     _show(verbose)
-    stderr.print(
-        f"[bold red]internal error[/] (a bug in trtq, not in your input): {type(exc).__name__}: {exc}"
+    stderr.say(
+        ("internal error", "bold red"),
+        f" (a bug in trtq, not in your input): {type(exc).__name__}: {exc}"
         + ("" if verbose else " (run with --verbose for the traceback, and please report it)"),
-        markup=True,
-        soft_wrap=True,
     )
     return typer.Exit(EXIT_INTERNAL_ERROR)
 
 
 def warn(message: str) -> None:
-    stderr.print(f"[yellow]warning[/] {message}", markup=True, soft_wrap=True)
+    """trtq's one warning channel: stderr, so stdout keeps only a command's report or results."""
+    stderr.say(("warning", "yellow"), f" {message}")
+
+
+def _error(message: str) -> None:
+    stderr.say(("error:", "bold red"), f" {message}")
 
 
 def _show(verbose: bool) -> None:
     if verbose:
-        stderr.print(traceback.format_exc(), markup=False, highlight=False)
+        stderr.print(traceback.format_exc())
+
+
+P = ParamSpec("P")
+
+
+def errors_reported(command: Callable[P, None]) -> Callable[P, None]:
+    """``command`` inside ``reported_errors``: applied once where commands are registered, so no
+    command can fail any other way. typer reads the signature through ``functools.wraps``."""
+
+    @functools.wraps(command)
+    def reported(*args: P.args, **kwargs: P.kwargs) -> None:
+        with reported_errors(OPTIONS.verbose):
+            command(*args, **kwargs)
+
+    return reported

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated
 
 import typer
@@ -9,12 +10,12 @@ import typer
 from trtq import __version__
 from trtq.cli.bench import bench_command
 from trtq.cli.build import build_command
-from trtq.cli.cache_commands import cache_app
+from trtq.cli.cache_commands import check_command, inspect_command, retarget_command
 from trtq.cli.calibrate import calibrate_command
 from trtq.cli.compare import compare_command
 from trtq.cli.crosscheck import crosscheck_command
 from trtq.cli.doctor import doctor_command
-from trtq.cli.errors import print_result_line
+from trtq.cli.errors import errors_reported, print_result_line
 from trtq.cli.qdq import qdq_command
 from trtq.cli.report import report_command
 from trtq.cli.sensitivity import sensitivity_command
@@ -27,16 +28,28 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-app.command("calibrate")(calibrate_command)
-app.command("crosscheck")(crosscheck_command)
-app.command("build")(build_command)
-app.command("qdq")(qdq_command)
-app.command("compare")(compare_command)
-app.command("sensitivity")(sensitivity_command)
-app.command("tune")(tune_command)
-app.command("report")(report_command)
-app.command("bench")(bench_command)
-app.command("doctor")(doctor_command)
+cache_app = typer.Typer(
+    help="Inspect TensorRT calibration caches and check them against a config.", no_args_is_help=True
+)
+COMMANDS: dict[typer.Typer, dict[str, Callable[..., None]]] = {
+    app: {
+        "calibrate": calibrate_command,
+        "crosscheck": crosscheck_command,
+        "build": build_command,
+        "qdq": qdq_command,
+        "compare": compare_command,
+        "sensitivity": sensitivity_command,
+        "tune": tune_command,
+        "report": report_command,
+        "bench": bench_command,
+        "doctor": doctor_command,
+    },
+    cache_app: {"inspect": inspect_command, "check": check_command, "retarget": retarget_command},
+}
+"""Every command, registered in one place with the one way they fail (``errors_reported``)."""
+for group, commands in COMMANDS.items():
+    for name, command in commands.items():
+        group.command(name)(errors_reported(command))
 app.add_typer(cache_app, name="cache")
 
 

@@ -1,10 +1,21 @@
-"""Command-line numbers are checked like config values: finite and in range, or one clear usage error."""
+"""Options shared by commands, and command-line numbers checked like config values: finite and in range,
+or one clear usage error."""
 
 from __future__ import annotations
 
 import math
+from pathlib import Path
+from typing import Annotated
 
 import typer
+
+JsonOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--json", help="machine-readable summary; default: out/CONFIG_NAME.COMMAND.json beside the config"
+    ),
+]
+"""Every command's machine-readable summary is --json, by default where this says (one rule)."""
 
 
 def finite(value: float | None) -> float | None:

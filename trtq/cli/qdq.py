@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from trtq.cli.errors import command_console, reported_errors, warn
-from trtq.cli.state import OPTIONS
+from trtq.cli import preflight
+from trtq.cli.console import command_console
+from trtq.cli.errors import warn
 from trtq.config import load_config
-from trtq.fileio import atomic_write_bytes, atomic_write_text
-from trtq.paths import check_outputs, config_inputs
+from trtq.fileio import strict_json
 from trtq.qdq.scales import cache_scales, qdq_from_scales
 from trtq.qdq.smoke import run_once
 
@@ -25,43 +24,34 @@ def qdq_command(
     cache: Annotated[Path | None, typer.Option(help="scales to use; default: the config's cache")] = None,
 ) -> None:
     """Insert Q/DQ pairs with a cache's scales, following TensorRT's placement rules."""
-    with reported_errors(OPTIONS.verbose):
-        loaded = load_config(config)
-        summary_path = output.with_name(output.name + ".json")
-        check_outputs(
-            [
-                (f"--output {output}", output),
-                (f"the summary {summary_path} written beside --output", summary_path),
-            ],
-            [*config_inputs(loaded), (f"the cache {cache or loaded.cache_path}", cache or loaded.cache_path)],
+    loaded = load_config(config)
+    out = preflight.qdq(loaded, output, cache)
+    cache_path, scales = cache_scales(loaded, cache, warn)
+    result = qdq_from_scales(loaded, scales)
+    run_once(result.model, loaded.image_input.name, loaded.calibration_shape)
+    summary = result.summary()
+    out.write_set(  # the model and its summary (OUTPUT.json) change together
+        {
+            output: result.model.SerializeToString(),
+            preflight.qdq_summary_path(output): strict_json({"cache": str(cache_path), **summary}).encode(),
+        }
+    )
+    console.print(
+        f"{output}: {summary['quantized_activations']} activations (per-tensor), "
+        f"{summary['quantized_weights']} weights (per-channel), "
+        f"{summary['residual_adds_skip_branch']} residual Adds quantized on the skip branch"
+    )
+    for tensor in result.missing_scale:
+        warn(f"'{tensor}' needs a scale but {cache_path} has none: left in float")
+    for tensor, scale in result.unusable_scale.items():
+        warn(f"'{tensor}' has scale {scale} in {cache_path}: left in float")
+    if result.only_in_scales:
+        shown = ", ".join(result.only_in_scales[:5]) + (" ..." if len(result.only_in_scales) > 5 else "")
+        console.print(f"{len(result.only_in_scales)} cache tensors are not in the graph: {shown}")
+    if result.unmatched_exclude:
+        warn(
+            f"qdq.exclude in {loaded.source}: no node matches {result.unmatched_exclude} "
+            "(patterns are fnmatch patterns on node names)"
         )
-        cache_path, scales = cache_scales(loaded, cache, warn)
-        result = qdq_from_scales(loaded, scales)
-        run_once(result.model, loaded.image_input.name, loaded.calibration_shape)
-        atomic_write_bytes(output, result.model.SerializeToString())
-        summary = result.summary()
-        atomic_write_text(
-            summary_path,
-            json.dumps({"cache": str(cache_path), **summary}, indent=1),
-        )
-        console.print(
-            f"{output}: {summary['quantized_activations']} activations (per-tensor), "
-            f"{summary['quantized_weights']} weights (per-channel), "
-            f"{summary['residual_adds_skip_branch']} residual Adds quantized on the skip branch"
-        )
-        for tensor in result.missing_scale:
-            console.print(
-                f"[yellow]warning[/] '{tensor}' needs a scale but {cache_path} has none: left in float"
-            )
-        for tensor, scale in result.unusable_scale.items():
-            console.print(f"[yellow]warning[/] '{tensor}' has scale {scale} in {cache_path}: left in float")
-        if result.only_in_scales:
-            shown = ", ".join(result.only_in_scales[:5]) + (" ..." if len(result.only_in_scales) > 5 else "")
-            console.print(f"{len(result.only_in_scales)} cache tensors are not in the graph: {shown}")
-        if result.unmatched_exclude:
-            warn(
-                f"qdq.exclude in {loaded.source}: no node matches {result.unmatched_exclude} "
-                "(patterns are fnmatch patterns on node names)"
-            )
-        if result.excluded_nodes:
-            console.print(f"kept in float by qdq.exclude: {', '.join(result.excluded_nodes)}")
+    if result.excluded_nodes:
+        console.print(f"kept in float by qdq.exclude: {', '.join(result.excluded_nodes)}")

@@ -9,12 +9,11 @@ import typer
 
 from trtq.cache.trt_format import read_cache
 from trtq.calib.run import collect_histograms
-from trtq.cli.errors import command_console, reported_errors, warn
-from trtq.cli.state import OPTIONS
+from trtq.cli import preflight
+from trtq.cli.console import command_console
+from trtq.cli.errors import warn
 from trtq.config import load_config
 from trtq.data.from_config import calibration_entries
-from trtq.fileio import atomic_write_text
-from trtq.paths import check_outputs, config_inputs, given_inputs
 from trtq.qdq.scales import check_coverage
 from trtq.report.build import report_html
 from trtq.report.inputs import read_bench, read_sensitivity, read_tune
@@ -31,35 +30,25 @@ def report_command(
     cache: Annotated[Path | None, typer.Option(help="a cache to cross-check (e.g. TensorRT's)")] = None,
     sensitivity: Annotated[Path | None, typer.Option(help="JSON from trtq sensitivity")] = None,
     bench: Annotated[Path | None, typer.Option(help="JSON from trtq bench")] = None,
-    tensors: Annotated[int, typer.Option(min=0, help="tensors to plot")] = 12,
+    top: Annotated[int, typer.Option(min=0, help="tensors to plot")] = 12,
     tune: Annotated[Path | None, typer.Option(help="tune.json from trtq tune")] = None,
 ) -> None:
     """Histograms with thresholds, KL curves, cross-check ratios, sensitivity and latency, as HTML."""
-    with reported_errors(OPTIONS.verbose):
-        loaded = load_config(config)
-        output = output if output is not None else loaded.default_output("report.html")
-        entries = calibration_entries(loaded)
-        check_outputs(
-            [(f"--output {output}", output)],
-            [
-                *config_inputs(loaded, entries),
-                *given_inputs(cache=cache, sensitivity=sensitivity, bench=bench, tune=tune),
-            ],
-        )
-        if sensitivity is not None:
-            read_sensitivity(sensitivity)  # a wrong file is reported now, not after the calibration pass
-        if bench is not None:
-            read_bench(bench)
-        if tune is not None:
-            read_tune(tune)
-        if cache is not None:
-            check_coverage(
-                loaded,
-                cache,
-                read_cache(cache).scales,
-                warn,
-            )
-        with console.status("calibration pass for the histograms"):
-            run = collect_histograms(loaded, entries)
-        atomic_write_text(output, report_html(loaded, run, tensors, cache, sensitivity, bench, tune))
-        console.print(f"report   {output}")
+    loaded = load_config(config)
+    output = output if output is not None else loaded.default_output("report.html")
+    out = preflight.report(
+        loaded, output, {"cache": cache, "sensitivity": sensitivity, "bench": bench, "tune": tune}
+    )
+    entries = calibration_entries(loaded)
+    if sensitivity is not None:
+        read_sensitivity(sensitivity)  # a wrong file is reported now, not after the calibration pass
+    if bench is not None:
+        read_bench(bench)
+    if tune is not None:
+        read_tune(tune)
+    if cache is not None:
+        check_coverage(loaded, cache, read_cache(cache).scales, warn)
+    with console.status("calibration pass for the histograms"):
+        run = collect_histograms(loaded, entries)
+    out.write_text(output, report_html(loaded, run, top, cache, sensitivity, bench, tune))
+    console.print(f"report   {output}")

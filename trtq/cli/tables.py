@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterable
 
-from rich.table import Table
+from trtq.cli.console import LiteralTable
 
 
-def add_columns(table: Table, names: Iterable[str], text: Collection[str]) -> None:
+def add_columns(table: LiteralTable, names: Iterable[str], text: Collection[str]) -> None:
     """Columns in ``text`` hold names and fold when the table is too wide (never below a readable
     width: the rows must stay telling which is which); every other column holds
     numbers, right-aligned and never wrapped (a number split over two lines reads as two numbers)."""

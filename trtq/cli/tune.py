@@ -1,4 +1,4 @@
-"""``trtq tune CONFIG --images LIST -o tuned.qdq.onnx``: the INT8 setup that stays closest to FP32."""
+"""``trtq tune CONFIG --tune-images LIST -o tuned.qdq.onnx``: the INT8 setup that stays closest to FP32."""
 
 from __future__ import annotations
 
@@ -16,12 +16,11 @@ from rich.progress import (
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
-from rich.table import Table
 
-from trtq.cache.manifest import manifest_path
-from trtq.cli.errors import command_console, reported_errors, warn
+from trtq.cli import preflight
+from trtq.cli.console import LiteralTable, command_console
+from trtq.cli.errors import warn
 from trtq.cli.options import finite
-from trtq.cli.state import OPTIONS
 from trtq.compare.outputs import OutputMetrics
 from trtq.config import load_config
 from trtq.data.from_config import batch_source
@@ -29,7 +28,6 @@ from trtq.data.image_list import read_image_list
 from trtq.data.overlap import overlap
 from trtq.errors import TrtqError
 from trtq.model.files import load_onnx
-from trtq.paths import check_outputs, config_inputs, given_inputs, image_inputs
 from trtq.tune.heldout import evaluate
 from trtq.tune.outputs import tune_paths, write_outputs
 from trtq.tune.pipeline import (
@@ -49,9 +47,9 @@ _BUDGET = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(%?)\s*$")
 
 def tune_command(
     config: Annotated[Path, typer.Argument(help="model YAML config")],
-    images: Annotated[Path, typer.Option(help="tuning images: a list file or a directory")],
+    tune_images: Annotated[Path, typer.Option(help="tuning images: a list file or a directory")],
     output: Annotated[Path, typer.Option("--output", "-o", help="tuned Q/DQ ONNX model to write")],
-    eval_images: Annotated[
+    images: Annotated[
         Path | None, typer.Option(help="held-out images for the summary (never used for tuning)")
     ] = None,
     target_cosine: Annotated[
@@ -66,10 +64,8 @@ def tune_command(
     max_float_layers: Annotated[
         str, typer.Option(help="Conv/Gemm layers that may stay in FP16: a count, or a percentage like 10%")
     ] = "10%",
-    max_images: Annotated[int | None, typer.Option(min=1, help="use the first N tuning images")] = None,
-    max_eval_images: Annotated[
-        int | None, typer.Option(min=1, help="use the first N held-out images")
-    ] = None,
+    max_tune_images: Annotated[int | None, typer.Option(min=1, help="use the first N tuning images")] = None,
+    max_images: Annotated[int | None, typer.Option(min=1, help="use the first N held-out images")] = None,
     search_batches: Annotated[
         int | None,
         typer.Option(
@@ -85,117 +81,100 @@ def tune_command(
             min=0,
             help="tuning batches, spread over the list, kept out of the weight statistics and the search; "
             "a step is kept only if it also lowers their error (default: a quarter of them; 0: off)",
-            show_default=False,
         ),
     ] = None,
 ) -> None:
     """Tune weights (rounding, clipping, bias correction), thresholds and float layers; write the Q/DQ
     model, a corrected FP32 model with its cache and config for implicit builds, and tune.json."""
-    with reported_errors(OPTIONS.verbose):
-        started = time.perf_counter()
-        loaded = load_config(config)
-        paths = tune_paths(output)
-        entries = read_image_list(images, max_images)
-        heldout = read_image_list(eval_images, max_eval_images) if eval_images is not None else []
-        outputs = [
-            *[(f"-o {output}: writes {path.name}", path) for path in paths.all()],
-            (f"-o {output}: writes {manifest_path(paths.cache).name}", manifest_path(paths.cache)),
-        ]
-        check_outputs(
-            outputs,
-            [
-                *config_inputs(loaded),
-                (f"the tuning image list --images {images}", images),
-                *image_inputs(entries),
-                *given_inputs(eval_images=eval_images),
-                *image_inputs(heldout),
-            ],
+    started = time.perf_counter()
+    loaded = load_config(config)
+    paths = tune_paths(output)
+    entries = read_image_list(tune_images, max_tune_images)
+    heldout = read_image_list(images, max_images) if images is not None else []
+    preflight.tune(loaded, output, tune_images, entries, images)
+    shared: list[str] = []
+    if images is not None:
+        shared = overlap(entries, heldout)
+        for where in shared[:5]:
+            warn(f"held-out image is also a tuning image: {where}")
+        if len(shared) > 5:
+            warn(f"... {len(shared)} overlapping images in all")
+    budget = _budget(max_float_layers, conv_layer_count(load_onnx(loaded.model_path)))
+    available = batch_source(loaded, entries).expected_batches
+    if search_batches is None:
+        search_batches = default_search_batches(loaded.batch_size)
+    elif search_batches > available:
+        warn(f"--search-batches {search_batches}: the tuning images make {available}; searching on those")
+    if validation_batches is None:
+        validation_batches = default_validation_batches(available, min(search_batches, available))
+    elif validation_batches > available - min(search_batches, available):
+        raise TrtqError(
+            f"--validation-batches {validation_batches}: the tuning images make {available} batches of "
+            f"{loaded.batch_size}, {min(search_batches, available)} of them for the search; give more "
+            "images, fewer validation batches or fewer --search-batches"
         )
-        shared: list[str] = []
-        if eval_images is not None:
-            shared = overlap(entries, heldout)
-            for where in shared[:5]:
-                console.print(f"[yellow]warning[/] held-out image is also a tuning image: {where}")
-            if len(shared) > 5:
-                console.print(f"[yellow]warning[/] ... {len(shared)} overlapping images in all")
-        budget = _budget(max_float_layers, conv_layer_count(load_onnx(loaded.model_path)))
-        available = batch_source(loaded, entries).expected_batches
-        if search_batches is None:
-            search_batches = default_search_batches(loaded.batch_size)
-        elif search_batches > available:
-            warn(f"--search-batches {search_batches}: the tuning images make {available}; searching on those")
-        if validation_batches is None:
-            validation_batches = default_validation_batches(available, min(search_batches, available))
-        elif validation_batches > available - min(search_batches, available):
-            raise TrtqError(
-                f"--validation-batches {validation_batches}: the tuning images make {available} batches of "
-                f"{loaded.batch_size}, {min(search_batches, available)} of them for the search; give more "
-                "images, fewer validation batches or fewer --search-batches"
-            )
-        settings = TuneSettings(budget, target_cosine, search_batches, validation_batches=validation_batches)
-        with Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            TextColumn("ETA"),
-            TimeRemainingColumn(),
-            console=console,
-        ) as progress:
-            task = progress.add_task("starting", total=None)
+    settings = TuneSettings(budget, target_cosine, search_batches, validation_batches=validation_batches)
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+        console=console,
+    ) as progress:
+        task = progress.add_task("starting", total=None)
 
-            def stage(name: str, units: int) -> None:
-                progress.reset(task, description=name, total=units, completed=0)
+        def stage(name: str, units: int) -> None:
+            progress.reset(task, description=name, total=units, completed=0)
 
-            result = tune(loaded, entries, settings, ProgressHooks(stage, lambda: progress.advance(task)))
-        summary: dict[str, Any] = {
-            "config": str(config),
-            "tuning_images": {"list": str(images), "count": len(entries)},
-            "settings": {
-                "max_float_layers": budget,
-                "conv_gemm_layers": result.conv_layers,
-                "target_cosine": target_cosine,
-                "search_batches": search_batches,
-                "validation_batches": validation_batches,
-                "batch_size": loaded.batch_size,
-                "batches_used": result.split,
-            },
-            "steps": [step.to_json() for step in result.steps],
-            "best_single_algorithm": result.best_algorithm,
-            "float_layers": result.float_nodes,
-            "thresholds": {
-                t: {"scale": result.scales[t], "from": label} for t, label in result.labels.items()
-            },
-            "outputs": {
-                "qdq": str(paths.qdq),
-                "corrected_fp32": str(paths.corrected),
-                "cache": str(paths.cache),
-                "config": str(paths.config),
-            },
+        result = tune(loaded, entries, settings, ProgressHooks(stage, lambda: progress.advance(task)))
+    summary: dict[str, Any] = {
+        "config": str(config),
+        "tuning_images": {"list": str(tune_images), "count": len(entries)},
+        "settings": {
+            "max_float_layers": budget,
+            "conv_gemm_layers": result.conv_layers,
+            "target_cosine": target_cosine,
+            "search_batches": search_batches,
+            "validation_batches": validation_batches,
+            "batch_size": loaded.batch_size,
+            "batches_used": result.split,
+        },
+        "steps": [step.to_json() for step in result.steps],
+        "best_single_algorithm": result.best_algorithm,
+        "float_layers": result.float_nodes,
+        "thresholds": {t: {"scale": result.scales[t], "from": label} for t, label in result.labels.items()},
+        "outputs": {
+            "qdq": str(paths.qdq),
+            "corrected_fp32": str(paths.corrected),
+            "cache": str(paths.cache),
+            "config": str(paths.config),
+        },
+    }
+    _print_steps(result.steps)
+    console.print(result.time_breakdown())
+    if images is not None:
+        with console.status("held-out evaluation"):
+            count, metrics = evaluate(loaded, result, images, max_images)
+        _print_heldout(metrics, count)
+        summary["heldout"] = {
+            "list": str(images),
+            "samples": count,
+            "overlapping_images": shared,
+            "results": {label: [m.to_json() for m in values] for label, values in metrics.items()},
         }
-        _print_steps(result.steps)
-        console.print(result.time_breakdown(), soft_wrap=True)
-        if eval_images is not None:
-            with console.status("held-out evaluation"):
-                count, metrics = evaluate(loaded, result, eval_images, max_eval_images)
-            _print_heldout(metrics, count)
-            summary["heldout"] = {
-                "list": str(eval_images),
-                "samples": count,
-                "overlapping_images": shared,
-                "results": {label: [m.to_json() for m in values] for label, values in metrics.items()},
-            }
-        summary["seconds"] = round(time.perf_counter() - started, 1)
-        write_outputs(loaded, result, paths, images, entries, summary)
-        console.print(
-            f"{len(result.float_nodes)} of {result.conv_layers} Conv/Gemm layers in FP16; "
-            f"{summary['seconds']:.0f} s\n"
-            f"qdq      {paths.qdq}   (TensorRT 10 int8-qdq, TensorRT 11)\n"
-            f"fp32     {paths.corrected}   (bias-corrected, for implicit INT8)\n"
-            f"cache    {paths.cache}\n"
-            f"config   {paths.config}   (trtq build {paths.config})\n"
-            f"json     {paths.json}"
-        )
+    summary["seconds"] = round(time.perf_counter() - started, 1)
+    write_outputs(loaded, result, paths, tune_images, entries, summary)
+    console.print(
+        f"{len(result.float_nodes)} of {result.conv_layers} Conv/Gemm layers in FP16; "
+        f"{summary['seconds']:.0f} s\n"
+        f"qdq      {paths.qdq}   (TensorRT 10 int8-qdq, TensorRT 11)\n"
+        f"fp32     {paths.corrected}   (bias-corrected, for implicit INT8)\n"
+        f"cache    {paths.cache}\n"
+        f"config   {paths.config}   (trtq build {paths.config})\n"
+        f"json     {paths.json}"
+    )
 
 
 def _budget(text: str, layers: int) -> int:
@@ -214,7 +193,7 @@ def _budget(text: str, layers: int) -> int:
 
 
 def _print_steps(steps: list[Step]) -> None:
-    table = Table(title="Tuning steps (search and validation batches, all outputs vs FP32)")
+    table = LiteralTable("Tuning steps (search and validation batches, all outputs vs FP32)")
     for column in ("step", "relative error", "validation", "cosine", "gain", "kept", "s"):
         table.add_column(column, justify="left" if column == "step" else "right")
     for step in steps:
@@ -231,7 +210,7 @@ def _print_steps(steps: list[Step]) -> None:
 
 
 def _print_heldout(metrics: dict[str, list[OutputMetrics]], count: int) -> None:
-    table = Table(title=f"Held-out images ({count}), against FP32")
+    table = LiteralTable(f"Held-out images ({count}), against FP32")
     for column in ("model", "output", "cosine", "SNR dB", "top-1", "top-5"):
         table.add_column(column, justify="left" if column in ("model", "output") else "right")
     for label, values in metrics.items():

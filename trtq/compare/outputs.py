@@ -32,10 +32,8 @@ class OutputMetrics:
     int8_accuracy: float | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            k: (str(v) if isinstance(v, float) and not math.isfinite(v) else v)
-            for k, v in self.__dict__.items()
-        }
+        """Plain values; an infinite SNR (no error) is written as null by trtq's JSON writer."""
+        return dict(self.__dict__)
 
 
 def finite_reference(outputs: Mapping[str, Array]) -> None:

@@ -7,10 +7,11 @@ instead of failing on a missing key halfway through the page.
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, TypeAdapter, ValidationError
 
 from trtq.errors import TrtqError
 
@@ -19,24 +20,32 @@ class _Json(BaseModel):
     model_config = ConfigDict(extra="allow", strict=True)
 
 
+def _nan_for_null(value: Any) -> Any:
+    return math.nan if value is None else value
+
+
+Number = Annotated[float, BeforeValidator(_nan_for_null)]
+"""trtq writes a non-finite number as null (trtq/fileio.strict_json): read back as nan, shown so."""
+
+
 class SensitivityRow(_Json):
     tensor: str
-    alone: float
-    all_but: float
+    alone: Number
+    all_but: Number
     consumers: list[str]
 
 
 class SensitivityJson(_Json):
-    full_int8: float
-    weights_only: float
-    with_proposal: float
+    full_int8: Number
+    weights_only: Number
+    with_proposal: Number
     proposal: list[str]
     ranking: list[SensitivityRow]
 
 
 class LatencySummary(_Json):
-    median: float
-    percentiles: dict[str, float]
+    median: Number
+    percentiles: dict[str, Number]
 
 
 class BenchMetrics(_Json):
@@ -46,19 +55,19 @@ class BenchMetrics(_Json):
 class BenchEntry(_Json):
     target: str
     backend: str
-    throughput_qps: float
+    throughput_qps: Number
     metrics_ms: BenchMetrics
-    latency_samples_ms: list[float] = []
+    latency_samples_ms: list[Number] = []
 
 
 class TuneStep(_Json):
     step: str
-    relative_error: float
+    relative_error: Number
     validation_error: float | None = None
-    cosine: float
-    gain: float
+    cosine: Number
+    gain: Number
     kept: bool
-    seconds: float
+    seconds: Number
 
 
 class TuneImages(_Json):
@@ -75,13 +84,25 @@ class TuneSettingsJson(_Json):
     """Absent in files written before the validation split."""
 
 
+class HeldoutMetrics(_Json):
+    output: str
+    cosine: Number
+    top1_agreement: float | None = None
+    top5_agreement: float | None = None
+
+
+class Heldout(_Json):
+    samples: int
+    results: dict[str, list[HeldoutMetrics]]
+
+
 class TuneJson(_Json):
     tuning_images: TuneImages
     best_single_algorithm: str
     float_layers: list[str]
     steps: list[TuneStep]
     settings: TuneSettingsJson = TuneSettingsJson()
-    heldout: dict[str, Any] | None = None
+    heldout: Heldout | None = None
 
 
 def read_tune(path: Path) -> dict[str, Any]:

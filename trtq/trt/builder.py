@@ -19,7 +19,7 @@ import tensorrt as trt
 from trtq.config.loader import LoadedConfig
 from trtq.config.schema import InputSpec
 from trtq.errors import TrtqError
-from trtq.fileio import atomic_write_bytes, atomic_write_text, sha256_file
+from trtq.fileio import atomic_write_bytes, atomic_write_text, sha256_file, strict_json
 from trtq.trt.device import PycudaMemory, gpu_name
 from trtq.trt.feed import CalibrationFeed
 from trtq.trt.logger import TrtLogger
@@ -161,7 +161,7 @@ def build(config: LoadedConfig, force: bool = False, verbose: bool = False) -> B
         },
         "layers": layers,
     }
-    atomic_write_text(report_file, json.dumps(report, indent=1) + "\n")
+    atomic_write_text(report_file, strict_json(report))
     return BuildOutcome(engine_file, report_file, reused=False, seconds=seconds)
 
 

@@ -5,9 +5,8 @@ and ``qdq.exclude`` replaced)."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +18,7 @@ from trtq.calib.outputs import header_algorithm
 from trtq.config.loader import LoadedConfig
 from trtq.config.schema import TrtqConfig
 from trtq.data.image_list import ImageEntry
-from trtq.fileio import atomic_write_bytes, sha256_bytes
+from trtq.fileio import sha256_bytes, strict_json
 from trtq.fileset import replace_set
 from trtq.fingerprint import fingerprint_config
 from trtq.tune.pipeline import TuneResult
@@ -83,14 +82,11 @@ def write_outputs(
     entries: Sequence[ImageEntry],
     summary: dict[str, Any],
 ) -> None:
-    """All files; the cache gets a manifest for the written config, so ``trtq build`` reuses it
-    instead of recalibrating (the manifest fingerprints the corrected model and the tuning images)."""
-    paths.qdq.parent.mkdir(parents=True, exist_ok=True)
-    # The models first: the manifest fingerprints the corrected model's bytes on disk. Then cache,
-    # config, tune.json and manifest as one set (trtq/fileset.py); an interruption in between leaves
-    # new models beside an old manifest, whose model hash then no longer matches (stale, not reused).
-    atomic_write_bytes(paths.qdq, result.qdq.SerializeToString())
-    atomic_write_bytes(paths.corrected, result.corrected.SerializeToString())
+    """All files, replaced as one set (trtq/fileset.py): an interruption leaves the old run's files or
+    this run's, never a new model beside an old config. The cache gets a manifest for the written
+    config, so ``trtq build`` reuses it instead of recalibrating; it fingerprints the corrected
+    model's bytes, which are not on disk until the set is."""
+    corrected = result.corrected.SerializeToString()
     calibration = config.spec.calibration
     cache_bytes = format_cache(
         make_cache(result.scales, header_algorithm(config), calibration.trt_version)
@@ -101,8 +97,13 @@ def write_outputs(
     )
     overlay = overlay_config(config, result, paths, images, len(entries))
     tuned_config = LoadedConfig(source=paths.config, spec=TrtqConfig.model_validate(overlay))
+    # The input config's fingerprint with the corrected model's hash: the two configs differ only in
+    # paths, and the corrected model (serialized whole) has no external data.
+    fingerprint = replace(
+        fingerprint_config(config, entries), model_sha256=sha256_bytes(corrected), external_data={}
+    )
     manifest = Manifest(
-        fingerprint=fingerprint_config(tuned_config, entries),
+        fingerprint=fingerprint,
         cache_sha256=sha256_bytes(cache_bytes),
         algorithm=tuned_config.spec.calibration.algorithm,
         batch_size=tuned_config.batch_size,
@@ -110,9 +111,11 @@ def write_outputs(
     )
     replace_set(
         {
+            paths.qdq: result.qdq.SerializeToString(),
+            paths.corrected: corrected,
             paths.cache: cache_bytes,
             paths.config: (header + yaml.safe_dump(overlay, sort_keys=False)).encode("utf-8"),
-            paths.json: (json.dumps(summary, indent=1) + "\n").encode("utf-8"),
+            paths.json: strict_json(summary).encode("utf-8"),
             manifest_path(paths.cache): manifest_text(manifest).encode("utf-8"),
         }
     )
