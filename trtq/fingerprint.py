@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from trtq.config.loader import LoadedConfig
 from trtq.config.schema import PreprocessSection
 from trtq.data.image_list import ImageEntry
+from trtq.data.listed_file import open_regular
 from trtq.errors import TrtqError
 from trtq.fileio import sha256_file
 from trtq.model_files import external_data_files
@@ -138,10 +139,15 @@ def _file_hash(path: Path, config: LoadedConfig) -> str:
 
 
 def _image_hash(entry: ImageEntry) -> str:
+    """Of the file's bytes, image or .npy tensor alike; only a regular file is read (a FIFO would block)."""
+    digest = hashlib.sha256()
     try:
-        return sha256_file(entry.path)[:SHORT]
+        with open_regular(entry.path) as handle:
+            while chunk := handle.read(1 << 20):
+                digest.update(chunk)
     except OSError:
         return "unreadable"  # the batch pipeline reports (or skips) it with its line number
+    return digest.hexdigest()[:SHORT]
 
 
 def _image_differences(before: list[str], after: list[str], entries: Sequence[ImageEntry]) -> list[str]:

@@ -16,7 +16,8 @@ from typing import Literal
 import numpy as np
 
 from trtq.data.image_list import ImageEntry
-from trtq.data.preprocess import BadImageError, FloatArray, Preprocessor, decode_image
+from trtq.data.listed_file import BadImageError
+from trtq.data.preprocess import FloatArray, Preprocessor, decode_image
 from trtq.errors import TrtqError
 
 

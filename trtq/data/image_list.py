@@ -53,6 +53,11 @@ def _read_list_file(source: Path) -> list[ImageEntry]:
         line = raw.strip()
         if not line or line.startswith("#"):
             continue
+        if "\0" in line:
+            raise TrtqError(
+                f"{source}:{number}: the line has a NUL byte, which no path can hold "
+                "(an image list is UTF-8 text, one path per line)"
+            )
         try:
             path = resolve_path(line, source.parent)
         except TrtqError as exc:

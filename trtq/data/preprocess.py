@@ -10,7 +10,7 @@ import numpy.typing as npt
 
 from trtq.config.schema import PreprocessSection
 from trtq.data.image_list import ImageEntry
-from trtq.errors import TrtqError
+from trtq.data.listed_file import BadImageError, read_listed_file
 
 FloatArray = npt.NDArray[np.float32]
 _INTERPOLATION = {
@@ -22,30 +22,28 @@ _INTERPOLATION = {
 }
 
 
-class BadImageError(TrtqError):
-    """An image that is missing, unreadable or not decodable; carries the entry for skip accounting."""
-
-    def __init__(self, entry: ImageEntry, reason: str) -> None:
-        super().__init__(f"{entry.where}: {reason}")
-        self.entry = entry
-        self.reason = reason
-
-
 def decode_image(entry: ImageEntry, gray: bool) -> npt.NDArray[np.uint8]:
     """Decode to uint8 HxWx3 BGR (or HxW gray); every failure is a BadImageError naming the entry."""
-    try:
-        data = np.fromfile(entry.path, dtype=np.uint8)
-    except FileNotFoundError:
-        raise BadImageError(entry, "image file not found") from None
-    except IsADirectoryError:
-        raise BadImageError(entry, "is a directory, not an image") from None
-    except OSError as exc:
-        raise BadImageError(entry, f"cannot read image: {exc.strerror or exc}") from None
+    data = np.frombuffer(read_listed_file(entry, "image"), dtype=np.uint8)
     flags = cv2.IMREAD_GRAYSCALE if gray else cv2.IMREAD_COLOR
-    image = cv2.imdecode(_without_png_color_profile(data), flags) if data.size else None
+    try:
+        image = cv2.imdecode(_without_png_color_profile(data), flags) if data.size else None
+    except cv2.error as exc:
+        raise BadImageError(entry, _opencv_refusal(exc)) from None
     if image is None:
         raise BadImageError(entry, "cannot decode image (empty, corrupt or not an image format OpenCV reads)")
     return np.asarray(image, dtype=np.uint8)
+
+
+def _opencv_refusal(exc: cv2.error) -> str:
+    """OpenCV raises (rather than returning None) for a header it will not allocate for."""
+    if "CV_IO_MAX_IMAGE_PIXELS" in str(exc):
+        return (
+            "cannot decode image: its header claims more pixels than OpenCV decodes "
+            "(CV_IO_MAX_IMAGE_PIXELS, 2^30 by default)"
+        )
+    detail = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+    return f"cannot decode image: OpenCV: {detail}"
 
 
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
