@@ -120,8 +120,12 @@ def fingerprint_config(config: LoadedConfig, entries: Sequence[ImageEntry]) -> F
 
 
 def _preprocess(section: PreprocessSection) -> dict[str, Any]:
-    """The preprocessing as it acts: mean [0.5] is mean [0.5, 0.5, 0.5] on three channels (std alike)."""
+    """The preprocessing as it acts: mean [0.5] is mean [0.5, 0.5, 0.5] on three channels (std alike),
+    no pad_value is the default grey. A config without pad_normalized hashes as before it existed."""
     values = section.model_dump(mode="json")
+    values["pad_value"] = section.pixel_pad
+    if section.pad_normalized is None:
+        del values["pad_normalized"]
     for key in ("mean", "std"):
         if len(values[key]) == 1:
             values[key] = values[key] * section.channels

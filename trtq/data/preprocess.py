@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import cv2
@@ -78,45 +79,57 @@ class Preprocessor:
     height: int
     width: int
 
+    @property
+    def item_shape(self) -> tuple[int, int, int]:
+        """One item of the network input: (C, H, W) or (H, W, C) as the layout says."""
+        channels = self.spec.channels
+        if self.spec.layout == "nchw":
+            return (channels, self.height, self.width)
+        return (self.height, self.width, channels)
+
     def __call__(self, image: npt.NDArray[np.uint8]) -> FloatArray:
         if self.spec.color == "rgb":
             image = np.asarray(cv2.cvtColor(image, cv2.COLOR_BGR2RGB), dtype=np.uint8)
-        resized = self._resize(image)
-        if resized.ndim == 2:
-            resized = resized[:, :, None]
-        channels = resized.shape[2]
-        std = np.resize(np.asarray(self.spec.std, dtype=np.float32), channels)
-        mean = np.resize(np.asarray(self.spec.mean, dtype=np.float32), channels)
-        # (x * scale - mean) / std in one fused multiply-add per pixel.
-        gain = np.float32(self.spec.scale) / std
-        out = resized.astype(np.float32) * gain - mean / std
+        content, top, left = self._fit(image)
+        pixel_pad = self.spec.pixel_pad
+        if pixel_pad is not None and content.shape[:2] != (self.height, self.width):
+            content, top, left = self._border(content, top, left, pixel_pad), 0, 0
+        if content.ndim == 2:
+            content = content[:, :, None]
+        out = self._normalise(content)
+        if out.shape[:2] != (self.height, self.width):  # the border is given after normalising
+            canvas = np.full((self.height, self.width, out.shape[2]), self.spec.pad_normalized, np.float32)
+            canvas[top : top + out.shape[0], left : left + out.shape[1]] = out
+            out = canvas
         if self.spec.layout == "nchw":
             out = out.transpose(2, 0, 1)
         return np.ascontiguousarray(out, dtype=np.float32)
 
-    def _resize(self, image: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:
+    def _normalise(self, image: npt.NDArray[np.uint8]) -> FloatArray:
+        """(x * scale - mean) / std in one fused multiply-add per pixel, on HxWxC."""
+        channels = image.shape[2]
+        std = np.resize(np.asarray(self.spec.std, dtype=np.float32), channels)
+        mean = np.resize(np.asarray(self.spec.mean, dtype=np.float32), channels)
+        gain = np.float32(self.spec.scale) / std
+        return np.asarray(image.astype(np.float32) * gain - mean / std, dtype=np.float32)
+
+    def _fit(self, image: npt.NDArray[np.uint8]) -> tuple[npt.NDArray[np.uint8], int, int]:
+        """The resized image and its (top, left) place in the network's height x width; it fills them
+        but for letterbox and fixed_height, whose border comes after."""
         interpolation = _INTERPOLATION[self.spec.interpolation]
         h, w = image.shape[:2]
         if self.spec.resize == "stretch":
-            return _cv_resize(image, self.width, self.height, interpolation)
+            return _cv_resize(image, self.width, self.height, interpolation), 0, 0
         if self.spec.resize == "letterbox":
             ratio = min(self.height / h, self.width / w)
             new_w, new_h = max(1, round(w * ratio)), max(1, round(h * ratio))
             inner = _cv_resize(image, new_w, new_h, interpolation)
-            top, left = (self.height - new_h) // 2, (self.width - new_w) // 2
-            pad = self.spec.pad_value
-            return np.asarray(
-                cv2.copyMakeBorder(
-                    inner,
-                    top,
-                    self.height - new_h - top,
-                    left,
-                    self.width - new_w - left,
-                    cv2.BORDER_CONSTANT,
-                    value=(pad, pad, pad, pad),
-                ),
-                dtype=np.uint8,
-            )
+            return inner, (self.height - new_h) // 2, (self.width - new_w) // 2
+        if self.spec.resize == "fixed_height":
+            # PaddleOCR's formula in floats (ceil(H * (w / h))), so widths match its recognizers' to the
+            # column even where float rounding lifts an exact product past an integer.
+            new_w = min(self.width, math.ceil(self.height * (w / h)))
+            return _cv_resize(image, new_w, self.height, interpolation), 0, 0
         # short_side_crop: scale so the short side is `short_side` (at least covering the crop), center-crop.
         short = self.spec.short_side
         ratio = short / min(h, w) if short is not None else max(self.height / h, self.width / w)
@@ -124,7 +137,23 @@ class Preprocessor:
         new_w, new_h = max(self.width, round(w * ratio)), max(self.height, round(h * ratio))
         scaled = _cv_resize(image, new_w, new_h, interpolation)
         top, left = (new_h - self.height) // 2, (new_w - self.width) // 2
-        return scaled[top : top + self.height, left : left + self.width]
+        return scaled[top : top + self.height, left : left + self.width], 0, 0
+
+    def _border(self, inner: npt.NDArray[np.uint8], top: int, left: int, pad: float) -> npt.NDArray[np.uint8]:
+        """``inner`` at (top, left) in the network's height x width, the rest ``pad`` (pixel units)."""
+        new_h, new_w = inner.shape[:2]
+        return np.asarray(
+            cv2.copyMakeBorder(
+                inner,
+                top,
+                self.height - new_h - top,
+                left,
+                self.width - new_w - left,
+                cv2.BORDER_CONSTANT,
+                value=(pad, pad, pad, pad),
+            ),
+            dtype=np.uint8,
+        )
 
 
 def _cv_resize(
