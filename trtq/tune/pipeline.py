@@ -33,7 +33,7 @@ from trtq.tune.judge import Judge
 from trtq.tune.layers import collect_layer_inputs, weighted_layers
 from trtq.tune.mixed import MixedPrecision, choose_float_layers
 from trtq.tune.search_model import Evaluator, search_model
-from trtq.tune.thresholds import ThresholdSearch, candidate_scales, search_thresholds
+from trtq.tune.thresholds import ThresholdSearch, candidate_scales, search_runs, search_thresholds
 from trtq.tune.weights import bias_shift, max_scales, quantize_weights, round_nearest
 
 SEARCH_BATCHES = 2
@@ -106,7 +106,8 @@ class TuneResult:
 
 @dataclass
 class ProgressHooks:
-    """``stage(description, units)`` when a stage starts, ``advance()`` after each unit of it."""
+    """``stage(description, units)`` when a stage starts, ``advance()`` after each unit of it; a stage
+    gets as many advances as its units (fewer only when images are skipped in the calibration pass)."""
 
     stage: Callable[[str, int], None] = lambda _name, _units: None
     advance: Callable[[], None] = lambda: None
@@ -120,10 +121,10 @@ def tune(
 ) -> TuneResult:
     hooks = hooks or ProgressHooks()
     input_name = config.image_input.name
-    hooks.stage("calibration pass (batches)", len(entries) // config.batch_size)
+    source = batch_source(config, list(entries))
+    hooks.stage("calibration pass (batches)", source.expected_batches)  # a wrapped last batch counts
     started = time.perf_counter()
     run = collect_histograms(config, list(entries), lambda _batch: hooks.advance())
-    source = batch_source(config, list(entries))
     batches = [batch.data for batch in source]
     model = onnx.load(str(config.model_path))
     fp32 = inference_session(model)
@@ -261,7 +262,7 @@ def tune(
     # Thresholds: coordinate descent over the calibration pass's candidates.
     started = time.perf_counter()
     candidates = candidate_scales(run, activations)
-    hooks.stage("thresholds", settings.sweeps * sum(len(c) for c in candidates.values()))
+    hooks.stage("thresholds", search_runs(candidates, settings.sweeps))
     thresholds: ThresholdSearch = search_thresholds(
         judge, start_scales, best_algorithm, candidates, gates, settings.sweeps, hooks.advance
     )
@@ -287,9 +288,14 @@ def tune(
 
     # Mixed precision last.
     started = time.perf_counter()
-    hooks.stage("float layers", len(nodes) + settings.max_float_layers)
     mixed: MixedPrecision = choose_float_layers(
-        judge, thresholds.scales, nodes, settings.max_float_layers, settings.target_cosine, hooks.advance
+        judge,
+        thresholds.scales,
+        nodes,
+        settings.max_float_layers,
+        settings.target_cosine,
+        hooks.stage,
+        hooks.advance,
     )
     steps.append(
         Step(
