@@ -71,7 +71,7 @@ def hostile(tmp_path: Path, fifo: Path) -> Iterator[dict[str, tuple[Path, str]]]
         "fifo": (fifo, "is a FIFO (named pipe), not an image"),
         "directory": (tmp_path / "folder.png", "is a directory, not an image"),
         "device": (Path("/dev/null"), "is a character device, not an image"),
-        "socket": (tmp_path / "sock.png", "cannot read image: No such device or address"),
+        "socket": (tmp_path / "sock.png", "is a socket, not an image"),
         "huge header": (
             tmp_path / "huge.png",
             "cannot decode image: its header claims more pixels than OpenCV decodes "

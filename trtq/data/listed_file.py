@@ -7,6 +7,7 @@ descriptor (not the path) refuses them before any read, with no window between t
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 from typing import BinaryIO
@@ -43,15 +44,24 @@ class NotRegularFileError(OSError):
 def open_regular(path: os.PathLike[str] | str) -> BinaryIO:
     """``path`` opened for binary reading; NotRegularFileError (an OSError) for anything else."""
     flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
-    descriptor = os.open(path, flags)
+    try:
+        descriptor = os.open(path, flags)
+    except OSError as exc:
+        if exc.errno == errno.ENXIO:  # sockets (and devices with no driver) cannot be opened at all
+            raise NotRegularFileError(_kind(os.stat(path).st_mode)) from None
+        raise
     try:
         mode = os.fstat(descriptor).st_mode
         if not stat.S_ISREG(mode):
-            raise NotRegularFileError(next((k for test, k in _KINDS if test(mode)), "not a regular file"))
+            raise NotRegularFileError(_kind(mode))
         return os.fdopen(descriptor, "rb")
     except BaseException:
         os.close(descriptor)
         raise
+
+
+def _kind(mode: int) -> str:
+    return next((kind for test, kind in _KINDS if test(mode)), "a special file")
 
 
 def read_listed_file(entry: ImageEntry, what: str) -> bytes:
