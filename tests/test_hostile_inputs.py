@@ -134,6 +134,14 @@ def test_a_nul_byte_in_a_list_line_is_refused_with_file_and_line(tmp_path: Path,
     assert str(info.value).startswith(f"{listing}:3: the line has a NUL byte")
 
 
+@pytest.mark.parametrize("kind", ["fifo", "device"])
+def test_a_list_that_is_no_regular_file_is_refused_unread(fifo: Path, kind: str) -> None:
+    source = fifo if kind == "fifo" else Path("/dev/zero")
+    with pytest.raises(TrtqError) as info:
+        read_image_list(source)
+    assert str(info.value) == f"{source}: an image list is a text file or a directory, not a special file"
+
+
 def test_a_utf16_list_is_refused_at_its_first_line(tmp_path: Path) -> None:
     listing = tmp_path / "list.txt"
     listing.write_bytes("a.png\nb.png\n".encode("utf-16-le"))

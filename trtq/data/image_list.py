@@ -45,6 +45,8 @@ def read_image_list(source: Path, max_images: int | None = None) -> list[ImageEn
         ]
     elif source.is_file():
         entries = _read_list_file(source)
+    elif source.exists():  # never read: a FIFO would block, a device never end
+        raise TrtqError(f"{source}: an image list is a text file or a directory, not a special file")
     else:
         raise TrtqError(f"{source}: image list not found")
     if not entries:
