@@ -41,11 +41,14 @@ class Stop(Exception):
     """Raised at the second stage: the first is all a test needs of a tune run."""
 
 
-def test_the_calibration_pass_counts_a_wrapped_last_batch(tmp_path: Path) -> None:
+@pytest.mark.parametrize("missing", [False, True], ids=["wrap", "wrap-and-skip"])
+def test_the_calibration_pass_counts_a_wrapped_last_batch(tmp_path: Path, missing: bool) -> None:
     """3 photos in batches of 2 with last_batch: wrap make 2 calibration batches (the old total said
-    1). The other stages are counted on test_tune.py's full run."""
-    (tmp_path / "images.txt").write_text("\n".join(listed_photos(3)) + "\n")
-    data = classifier_config("images.txt", "model.cache", last_batch="wrap")
+    1); with a missing image skipped, 2 usable images make 1 batch and the stage still ends at its
+    total. The other stages are counted on test_tune.py's full run."""
+    lines = listed_photos(3 if not missing else 2) + (["missing.png"] if missing else [])
+    (tmp_path / "images.txt").write_text("\n".join(lines) + "\n")
+    data = classifier_config("images.txt", "model.cache", last_batch="wrap", on_bad_image="skip")
     (tmp_path / "model.yaml").write_text(yaml.safe_dump(data))
     config = load_config(tmp_path / "model.yaml")
     counter = Counter()

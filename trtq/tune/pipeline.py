@@ -23,6 +23,7 @@ from trtq.calib.run import collect_histograms
 from trtq.compare.outputs import Array
 from trtq.config.loader import LoadedConfig
 from trtq.config.schema import ALGORITHMS, Algorithm
+from trtq.data.batches import Batch
 from trtq.data.from_config import batch_source
 from trtq.data.image_list import ImageEntry
 from trtq.onnxruntime_session import inference_session
@@ -106,8 +107,8 @@ class TuneResult:
 
 @dataclass
 class ProgressHooks:
-    """``stage(description, units)`` when a stage starts, ``advance()`` after each unit of it; a stage
-    gets as many advances as its units (fewer only when images are skipped in the calibration pass)."""
+    """``stage(description, units)`` when a stage starts, ``advance()`` after each unit of it; every
+    stage gets as many advances as it announced units."""
 
     stage: Callable[[str, int], None] = lambda _name, _units: None
     advance: Callable[[], None] = lambda: None
@@ -124,7 +125,16 @@ def tune(
     source = batch_source(config, list(entries))
     hooks.stage("calibration pass (batches)", source.expected_batches)  # a wrapped last batch counts
     started = time.perf_counter()
-    run = collect_histograms(config, list(entries), lambda _batch: hooks.advance())
+    done = 0
+
+    def batch_done(_batch: Batch) -> None:
+        nonlocal done
+        done += 1
+        hooks.advance()
+
+    run = collect_histograms(config, list(entries), batch_done)
+    for _ in range(source.expected_batches - done):
+        hooks.advance()  # batches that skipped images (on_bad_image: skip) did not make
     batches = [batch.data for batch in source]
     model = onnx.load(str(config.model_path))
     fp32 = inference_session(model)
