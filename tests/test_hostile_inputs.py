@@ -66,7 +66,9 @@ def hostile(tmp_path: Path, fifo: Path) -> Iterator[dict[str, tuple[Path, str]]]
     (tmp_path / "folder.png").mkdir()
     (tmp_path / "huge.png").write_bytes(png_claiming(40000, 40000))
     sock = socket.socket(socket.AF_UNIX)
-    sock.bind(str(tmp_path / "sock.png"))
+    with pytest.MonkeyPatch.context() as patch:  # a relative name: socket paths are limited to ~108 bytes
+        patch.chdir(tmp_path)
+        sock.bind("sock.png")
     yield {
         "fifo": (fifo, "is a FIFO (named pipe), not an image"),
         "directory": (tmp_path / "folder.png", "is a directory, not an image"),
