@@ -43,21 +43,24 @@ def png_claiming(width: int, height: int) -> bytes:
 def fifo(tmp_path: Path) -> Iterator[Path]:
     """A FIFO with no writer. If some code opens it for a blocking read (as the old decoder and
     fingerprint did), a watchdog opens and closes the write end every second from 3 s on, so that code
-    gets EOF and the test fails instead of hanging; with no reader waiting, its non-blocking open fails
-    and it does nothing."""
+    gets EOF instead of hanging the test, and the test fails at teardown; with no reader waiting, the
+    watchdog's non-blocking open fails and it does nothing."""
     path = tmp_path / "pipe.png"
     os.mkfifo(path)
     done = threading.Event()
+    readers_unblocked: list[float] = []
 
     def unblock() -> None:
         done.wait(3.0)
         while not done.wait(1.0):
             with contextlib.suppress(OSError):
                 os.close(os.open(path, os.O_WRONLY | os.O_NONBLOCK))
+                readers_unblocked.append(time.monotonic())
 
     threading.Thread(target=unblock, daemon=True).start()
     yield path
     done.set()
+    assert readers_unblocked == [], "something opened the FIFO for a blocking read"
 
 
 @pytest.fixture
