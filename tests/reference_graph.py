@@ -2,7 +2,8 @@
 
 TensorRT's rules as the tests read them: Conv, ConvTranspose, Gemm and MatMul take Q/DQ on their data
 input and per-channel weights; pooling ops on their input; an Add of two activations where one side
-comes from a Conv (through BatchNorm, an activation or a bias Add) takes Q/DQ on the other side only.
+comes from a Conv (through BatchNorm, an activation, SiLU as Mul(x, Sigmoid(x)), or a bias Add) takes
+Q/DQ on the other side only.
 TensorRT fuses the Add into that Conv, which it can only do when the Conv's output goes nowhere else:
 a Conv output that also feeds other nodes (the input of the next block) is the skip side.
 """
@@ -42,12 +43,33 @@ def conv_branch(model: onnx.ModelProto, tensor: str) -> str | None:
         if node.op_type in WEIGHTED:
             return "shared" if shared else "fusable"
         moving = [name for name in node.input if name and name not in constant]
+        silu = [x for x in moving if is_silu(node, x, made_by, readers)]
+        if silu:  # x * Sigmoid(x): both nodes read x, the Mul alone reads the Sigmoid
+            shared = shared or readers[silu[0]] > 2
+            node = made_by.get(silu[0])
+            continue
         bias = node.op_type in ("Add", "Mul") and len(moving) == 1
         if not (node.op_type in PASS_THROUGH or bias) or len(moving) != 1:
             return None
         shared = shared or readers[moving[0]] > 1
         node = made_by.get(moving[0])
     return None
+
+
+def is_silu(
+    node: onnx.NodeProto, x: str, made_by: dict[str, onnx.NodeProto], readers: dict[str, int]
+) -> bool:
+    """``node`` is Mul(x, Sigmoid(x)) in either order, the Sigmoid read by this Mul only."""
+    if node.op_type != "Mul" or sorted(node.input).count(x) != 1 or len(node.input) != 2:
+        return False
+    gate = node.input[1] if node.input[0] == x else node.input[0]
+    sigmoid = made_by.get(gate)
+    return (
+        sigmoid is not None
+        and sigmoid.op_type == "Sigmoid"
+        and list(sigmoid.input) == [x]
+        and readers[gate] == 1
+    )
 
 
 def residual_adds(model: onnx.ModelProto) -> list[tuple[onnx.NodeProto, int | None]]:

@@ -88,6 +88,35 @@ def test_defaults(tmp_path: Path) -> None:
             r"model.yaml:9: preprocess.std: .*1e-46 is too small for float32",
         ),
         (
+            "  color: rgb",
+            "  color: rgb\n  resize: letterbox\n  pad_value: 114\n  pad_normalized: 0",
+            r"model.yaml:6: preprocess: give pad_value \(pixel units 0-255, before scale/mean/std\) or "
+            r"pad_normalized \(after them\), not both",
+        ),
+        (
+            "  color: rgb",
+            "  color: rgb\n  pad_normalized: 0",
+            r"model.yaml:6: preprocess: pad_normalized only applies to resize: letterbox or fixed_height "
+            r"\(resize is stretch\)",
+        ),
+        (
+            "  color: rgb",
+            "  color: rgb\n  resize: fixed_height",
+            r"model.yaml:6: preprocess: resize: fixed_height needs its border: pad_value \(pixel units "
+            r"0-255\) or pad_normalized \(after scale/mean/std; PP-OCR recognizers pad with "
+            r"pad_normalized: 0\)",
+        ),
+        (
+            "  color: rgb",
+            "  color: rgb\n  resize: fixed_height\n  pad_normalized: 1.0e+39",
+            r"model.yaml:9: preprocess.pad_normalized: 1e\+39: outside float32's range",
+        ),
+        (
+            "  color: rgb",
+            "  color: rgb\n  resize: letterbox\n  pad_value: 256",
+            r"model.yaml:9: preprocess.pad_value: 256: Input should be less than or equal to 255",
+        ),
+        (
             "calibration:",
             "calibraton:",
             r"model.yaml:10: calibraton: unknown key \(did you mean 'calibration'\?\)",
@@ -229,3 +258,15 @@ def test_unknown_package_path_is_a_clear_error(tmp_path: Path) -> None:
     config = load_text(tmp_path, GOOD.replace("path: model.onnx", "path: pkg:no_such_pkg_xyz/m.onnx"))
     with pytest.raises(TrtqError, match="Python package 'no_such_pkg_xyz' is not installed"):
         _ = config.model_path  # type: ignore[attr-defined]
+
+
+def test_a_dumped_config_loads_again(tmp_path: Path) -> None:
+    """tune writes its overlay config from model_dump(exclude_none=True): the padding rules are on
+    values, so what one config dumps, the next load accepts."""
+    import yaml
+
+    for preprocess in ("resize: fixed_height\n  pad_normalized: 0", "resize: letterbox", "color: bgr"):
+        config = load_text(tmp_path, GOOD.replace("  color: rgb", f"  {preprocess}"))
+        dumped = config.spec.model_dump(mode="json", exclude_none=True)  # type: ignore[attr-defined]
+        again = load_text(tmp_path, yaml.safe_dump(dumped))
+        assert again.spec == config.spec  # type: ignore[attr-defined]

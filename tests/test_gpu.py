@@ -302,9 +302,7 @@ def test_a_cache_tensorrt_discards_is_replaced_by_its_recalibration(workdir: Pat
     if report["cache_reused"]:
         assert report["batches"] == 0 and cache.read_bytes() == written
     else:
-        assert (
-            report["batches"] == len(calibration_entries(config)) // config.image_input.calibration_shape[0]
-        )
+        assert report["batches"] == len(calibration_entries(config)) // config.batch_size
         assert read_manifest(cache).scales_by.startswith("TensorRT ")
 
 

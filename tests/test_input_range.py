@@ -78,3 +78,20 @@ def test_a_threshold_far_below_the_max_that_clips_many_values_is_named() -> None
     )
     assert one_tensor_run(0.6).clipping_warning("entropy") is None  # above half the max
     assert one_tensor_run(0.4).clipping_warning("minmax") is None  # minmax keeps the max
+
+
+def test_a_tensor_list_keeps_the_histogram_pick_and_a_normalised_border_widens_the_range(
+    tmp_path: Path,
+) -> None:
+    # Tensors made elsewhere (.npy) went through no preprocessing trtq knows: their histogram decides.
+    data = np.full((3, 48, 192), 7.0, dtype=np.float32)
+    for index in range(2):
+        np.save(tmp_path / f"t{index}.npy", data)
+    (tmp_path / "tensors.txt").write_text("t0.npy\nt1.npy\n")
+    path = tmp_path / "tensors.yaml"
+    path.write_text(yaml.safe_dump(classifier_config("tensors.txt", "out/t.cache")))
+    run, _ = calibrate(load_config(path))
+    assert "x" not in run.known and float(run.amax("x", "minmax")) == 7.0
+    # A border given after normalising, beyond the pixels' range, is part of the input's range.
+    wide = PreprocessSection(scale=1 / 255, mean=[0.5], std=[0.5], resize="fixed_height", pad_normalized=-3.0)
+    assert value_range_amax(wide) == np.float32(3.0)

@@ -16,10 +16,12 @@ from conftest import WriteConfig, listed_photos
 from onnx import helper, numpy_helper
 from typer.testing import CliRunner
 
+import trtq.cli.tune
 from trtq.cache import read_cache, read_manifest
 from trtq.calib.run import collect_histograms
 from trtq.cli.main import app
 from trtq.config import ALGORITHMS, load_config
+from trtq.config.loader import LoadedConfig
 from trtq.data.from_config import batch_source, calibration_entries
 from trtq.data.image_list import ImageEntry
 from trtq.data.overlap import overlap
@@ -28,7 +30,8 @@ from trtq.model.index import GraphIndex
 from trtq.qdq.export import export_qdq
 from trtq.tune.bias import bias_shift
 from trtq.tune.layer_inputs import WeightedLayer, collect_layer_inputs, weighted_layers
-from trtq.tune.pipeline import conv_layer_count, default_search_batches, validation_positions
+from trtq.tune.pipeline import TuneSettings, conv_layer_count, default_search_batches, validation_positions
+from trtq.tune.steps import ProgressHooks
 from trtq.tune.weights import max_scales, output_error, quantize_weights, round_nearest
 
 runner = CliRunner()
@@ -63,26 +66,45 @@ def tuned(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     from conftest import classifier_config
 
     (tmp / "model.yaml").write_text(yaml.safe_dump(classifier_config("images.txt", "model.cache")))
-    result = runner.invoke(
-        app,
-        [
-            "tune",
-            str(tmp / "model.yaml"),
-            "--tune-images",
-            str(tmp / "images.txt"),
-            "--images",
-            str(tmp / "heldout.txt"),
-            "-o",
-            str(tmp / "out" / "tuned.qdq.onnx"),
-            "--max-float-layers",
-            "2",
-            "--search-batches",
-            "2",
-            "--validation-batches",
-            "1",
-        ],
-    )
+    stages: list[list[object]] = []  # [name, units announced, advances], written for the progress test
+    real_tune = trtq.cli.tune.tune
+
+    def counted(
+        config: LoadedConfig, entries: list[ImageEntry], settings: TuneSettings, hooks: ProgressHooks
+    ) -> object:
+        def stage(name: str, units: int) -> None:
+            stages.append([name, units, 0])
+            hooks.stage(name, units)
+
+        def advance() -> None:
+            stages[-1][2] += 1  # type: ignore[operator]
+            hooks.advance()
+
+        return real_tune(config, entries, settings, ProgressHooks(stage, advance))
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(trtq.cli.tune, "tune", counted)
+        result = runner.invoke(
+            app,
+            [
+                "tune",
+                str(tmp / "model.yaml"),
+                "--tune-images",
+                str(tmp / "images.txt"),
+                "--images",
+                str(tmp / "heldout.txt"),
+                "-o",
+                str(tmp / "out" / "tuned.qdq.onnx"),
+                "--max-float-layers",
+                "2",
+                "--search-batches",
+                "2",
+                "--validation-batches",
+                "1",
+            ],
+        )
     assert result.exit_code == 0, result.output
+    (tmp / "stages.json").write_text(json.dumps(stages))
     out = tmp / "out"
     return {
         "dir": tmp,
@@ -92,7 +114,24 @@ def tuned(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         "cache": out / "tuned.cache",
         "overlay": out / "tuned.yaml",
         "json": out / "tuned.tune.json",
+        "stages": tmp / "stages.json",
     }
+
+
+def test_every_progress_stage_gets_as_many_advances_as_it_announced(tuned: dict[str, Path]) -> None:
+    """The bar showed 71/70: a float layer rejected on validation was one more advance than the
+    budget announced. Every stage of the run, counted (tests/test_tune_progress.py has the rest)."""
+    stages = json.loads(tuned["stages"].read_text())
+    assert [name for name, _, _ in stages] == [
+        "calibration pass (batches)",
+        "weights: layer inputs",  # prepared with the search, before the steps (trtq/tune/pipeline.py)
+        "single algorithms",
+        "weights: rounding and bias correction",
+        "thresholds",
+        "float layers: each alone",
+        "float layers: added in turn",
+    ]
+    assert [(name, units) for name, units, advances in stages if units != advances] == []
 
 
 def test_tuned_never_worse_than_best_single_algorithm(tuned: dict[str, Path]) -> None:

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from trtq.config.loader import LoadedConfig
 from trtq.config.schema import PreprocessSection
 from trtq.data.image_list import ImageEntry
+from trtq.data.listed_file import open_regular
 from trtq.errors import TrtqError
 from trtq.fileio import sha256_file
 from trtq.model.files import external_data_files
@@ -120,8 +121,12 @@ def fingerprint_config(config: LoadedConfig, entries: Sequence[ImageEntry]) -> F
 
 
 def _preprocess(section: PreprocessSection) -> dict[str, Any]:
-    """The preprocessing as it acts: mean [0.5] is mean [0.5, 0.5, 0.5] on three channels (std alike)."""
+    """The preprocessing as it acts: mean [0.5] is mean [0.5, 0.5, 0.5] on three channels (std alike),
+    no pad_value is the default grey. A config without pad_normalized hashes as before it existed."""
     values = section.model_dump(mode="json")
+    values["pad_value"] = section.pixel_pad
+    if section.pad_normalized is None:
+        del values["pad_normalized"]
     for key in ("mean", "std"):
         if len(values[key]) == 1:
             values[key] = values[key] * section.channels
@@ -139,10 +144,15 @@ def _file_hash(path: Path, config: LoadedConfig) -> str:
 
 
 def _image_hash(entry: ImageEntry) -> str:
+    """Of the file's bytes, image or .npy tensor alike; only a regular file is read (a FIFO would block)."""
+    digest = hashlib.sha256()
     try:
-        return sha256_file(entry.path)[:SHORT]
+        with open_regular(entry.path) as handle:
+            while chunk := handle.read(1 << 20):
+                digest.update(chunk)
     except OSError:
         return "unreadable"  # the batch pipeline reports (or skips) it with its line number
+    return digest.hexdigest()[:SHORT]
 
 
 def _image_differences(before: list[str], after: list[str], entries: Sequence[ImageEntry]) -> list[str]:

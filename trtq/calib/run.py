@@ -177,7 +177,8 @@ def collect_histograms(
     """Stream every batch through ONNX Runtime; each activation updates its histogram and is dropped.
 
     The input's threshold is the preprocessing's range unless ``calibration.input_range`` says
-    histogram, or ``as_tensorrt`` asks for TensorRT's own thresholds (crosscheck)."""
+    histogram, the list names tensors made elsewhere (.npy), or ``as_tensorrt`` asks for TensorRT's
+    own thresholds (crosscheck)."""
     load_binning_in_background()
     collector = ActivationCollector(
         config.model_path, config.image_input.name, config.calibration_shape, derive=True
@@ -219,7 +220,8 @@ def collect_histograms(
     for tensor in collector.derived.values():  # graph order: a source's histogram is there first
         measured[tensor.name] = tensor.histogram(measured[tensor.source], added_zeros.get(tensor.name, 0))
     known = {}
-    if config.spec.calibration.input_range == "preprocessing" and not as_tensorrt:
+    preprocessed_here = not any(entry.is_tensor for entry in entries)  # .npy tensors come as they are
+    if config.spec.calibration.input_range == "preprocessing" and preprocessed_here and not as_tensorrt:
         known[config.image_input.name] = value_range_amax(config.spec.preprocess)
     return CalibrationRun(
         {name: measured[name] for name in collector.tensor_names},

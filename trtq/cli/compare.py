@@ -14,14 +14,7 @@ from trtq.cli.errors import warn
 from trtq.cli.options import JsonOption
 from trtq.cli.tables import add_columns
 from trtq.compare.algorithms import qdq_per_algorithm
-from trtq.compare.models import (
-    HeldOutBatches,
-    class_count,
-    compare_models,
-    heldout_batches,
-    read_labels,
-    run,
-)
+from trtq.compare.models import HeldOutBatches, class_count, compare_models, heldout_batches, read_labels, run
 from trtq.compare.outputs import Array, OutputMetrics
 from trtq.config import ALGORITHMS, Algorithm, LoadedConfig, load_config
 from trtq.data.from_config import calibration_entries_if_listed

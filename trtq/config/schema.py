@@ -67,13 +67,33 @@ class InputSpec(Section):
         return self.min[0], self.max[0]
 
 
+Resize = Literal["stretch", "letterbox", "short_side_crop", "fixed_height"]
+PADDING_RESIZES = ("letterbox", "fixed_height")
+DEFAULT_PAD_VALUE = 114.0
+"""Letterbox grey (YOLO's), in pixel units."""
+
+
 class PreprocessSection(Section):
     color: Literal["rgb", "bgr", "gray"] = "rgb"
-    resize: Literal["stretch", "letterbox", "short_side_crop"] = "stretch"
+    resize: Resize = Field(
+        default="stretch",
+        description="fixed_height: height to the input's, width by the aspect ratio rounded up (at most "
+        "the input's, squeezed beyond), image at the left, the rest padded (PP-OCR text recognizers)",
+    )
     short_side: PositiveInt | None = Field(
         default=None, description="short_side_crop: resize the short side to this, then center-crop"
     )
-    pad_value: float = Field(default=114.0, ge=0, le=255, description="letterbox border, in pixel units")
+    pad_value: float | None = Field(
+        default=None,
+        ge=0,
+        le=255,
+        description="letterbox/fixed_height border in pixel units (0-255, before scale/mean/std); "
+        f"{DEFAULT_PAD_VALUE:g} when neither this nor pad_normalized is given",
+    )
+    pad_normalized: float | None = Field(
+        default=None,
+        description="the border given after scale/mean/std instead, for every channel (PP-OCR: 0)",
+    )
     interpolation: Literal["nearest", "linear", "cubic", "area", "lanczos"] = "linear"
     scale: float = Field(default=1.0 / 255.0, gt=0)
     mean: list[float] = Field(default_factory=lambda: [0.0])
@@ -86,6 +106,34 @@ class PreprocessSection(Section):
             raise ValueError(f"short_side only applies to resize: short_side_crop (resize is {self.resize})")
         return self
 
+    @model_validator(mode="after")
+    def _one_padding(self) -> PreprocessSection:
+        """The border is given once, in the units the user thinks in: pixels before normalising
+        (YOLO's grey 114) or values after it (PP-OCR's 0 after (x/255-0.5)/0.5). Checked on values,
+        not on which keys were written, so a dumped config (tune's overlay) loads again."""
+        if self.pad_value is not None and self.pad_normalized is not None:
+            raise ValueError(
+                "give pad_value (pixel units 0-255, before scale/mean/std) or pad_normalized (after "
+                "them), not both"
+            )
+        if self.pad_normalized is not None and self.resize not in PADDING_RESIZES:
+            raise ValueError(
+                f"pad_normalized only applies to resize: letterbox or fixed_height (resize is {self.resize})"
+            )
+        if self.resize == "fixed_height" and self.pad_value is None and self.pad_normalized is None:
+            raise ValueError(
+                "resize: fixed_height needs its border: pad_value (pixel units 0-255) or pad_normalized "
+                "(after scale/mean/std; PP-OCR recognizers pad with pad_normalized: 0)"
+            )
+        return self
+
+    @property
+    def pixel_pad(self) -> float | None:
+        """The border in pixel units, or None when it is given after normalising (pad_normalized)."""
+        if self.pad_normalized is not None:
+            return None
+        return DEFAULT_PAD_VALUE if self.pad_value is None else self.pad_value
+
     @field_validator("std")
     @classmethod
     def _nonzero_std(cls, std: list[float]) -> list[float]:
@@ -93,12 +141,12 @@ class PreprocessSection(Section):
             raise ValueError("std values must be non-zero")
         return std
 
-    @field_validator("scale", "mean", "std")
+    @field_validator("scale", "mean", "std", "pad_normalized")
     @classmethod
-    def _float32_values(cls, value: float | list[float]) -> float | list[float]:
+    def _float32_values(cls, value: float | list[float] | None) -> float | list[float] | None:
         """Preprocessing runs in float32: a value that overflows it, or (scale, std) rounds to 0 in
         it, would make every input inf or NaN further on, far from the key that caused it."""
-        for v in value if isinstance(value, list) else [value]:
+        for v in value if isinstance(value, list) else [] if value is None else [value]:
             if not math.isfinite(v) or abs(v) > FLOAT32_MAX:
                 raise ValueError("outside float32's range (about 3.4e38)")
             if v != 0 and abs(v) < FLOAT32_TINY:

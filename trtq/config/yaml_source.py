@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import yaml
 
@@ -24,8 +24,71 @@ _FLOAT = re.compile(
 )
 
 
+MAX_VALUES = 100_000
+"""Values (keys, scalars, collections) a config may hold with its aliases expanded; configs hold
+hundreds. Aliases let a few lines stand for billions (the "billion laughs" bomb), which validation
+and the key-line walk would then visit one by one."""
+MAX_DEPTH = 64
+"""Nesting a config may have, aliases expanded (configs nest four deep); deeper would exhaust
+Python's recursion in composing or validating."""
+
+
 class ConfigLoader(yaml.SafeLoader):
-    """SafeLoader whose floats also accept YAML 1.2 exponents (4e-3)."""
+    """SafeLoader whose floats also accept YAML 1.2 exponents (4e-3), and that refuses recursive
+    aliases and documents whose aliases expand beyond MAX_VALUES values or MAX_DEPTH levels.
+
+    Sizes are counted while composing, where every node is seen once: an alias adds the size of
+    the (finished) node it names, so a bomb is refused after reading its few lines.
+    """
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._open_anchors: set[str] = set()
+        self._expanded: dict[int, tuple[int, int]] = {}  # id(node) -> (values, depth) expanded
+        self._nesting = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
+        event: yaml.Event = self.peek_event()  # type: ignore[no-untyped-call]
+        mark = cast("yaml.Mark | None", event.start_mark)
+        anchor: str | None = getattr(event, "anchor", None)
+        if isinstance(event, yaml.AliasEvent):
+            if anchor in self._open_anchors:
+                raise _refusal(f"alias *{anchor} is inside the collection it names (a recursive alias)", mark)
+            anchor = None  # names a finished node, measured already
+        self._nesting += 1
+        if self._nesting > MAX_DEPTH:
+            raise _refusal(f"nested deeper than {MAX_DEPTH} levels", mark)
+        if anchor is not None:
+            self._open_anchors.add(anchor)
+        node = super().compose_node(parent, index)
+        self._open_anchors.discard(anchor or "")
+        self._nesting -= 1
+        if node is not None:
+            values, depth = self._measure(node)
+            if values > MAX_VALUES:
+                raise _refusal(
+                    f"with its aliases expanded this holds more than {MAX_VALUES} values (an alias bomb?)",
+                    mark,
+                )
+            if depth > MAX_DEPTH:
+                raise _refusal(f"with its aliases expanded this nests deeper than {MAX_DEPTH} levels", mark)
+        return node
+
+    def _measure(self, node: yaml.Node) -> tuple[int, int]:
+        """(values, depth) of ``node`` expanded; its children were measured when composed."""
+        known = self._expanded.get(id(node))
+        if known is not None:
+            return known
+        if isinstance(node, yaml.MappingNode):
+            children = [child for pair in node.value for child in pair]
+        elif isinstance(node, yaml.SequenceNode):
+            children = list(node.value)
+        else:
+            children = []
+        measured = [self._expanded[id(child)] for child in children]
+        result = (1 + sum(v for v, _ in measured), 1 + max((d for _, d in measured), default=0))
+        self._expanded[id(node)] = result
+        return result
 
 
 ConfigLoader.yaml_implicit_resolvers = {
@@ -33,6 +96,11 @@ ConfigLoader.yaml_implicit_resolvers = {
     for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
 }
 ConfigLoader.add_implicit_resolver("tag:yaml.org,2002:float", _FLOAT, list("-+0123456789."))
+
+
+def _refusal(problem: str, mark: yaml.Mark | None) -> yaml.MarkedYAMLError:
+    return yaml.composer.ComposerError(None, None, problem, mark)
+
 
 KeyPath = tuple[str | int, ...]
 
@@ -58,13 +126,16 @@ def load_yaml(path: Path) -> YamlDocument:
         raise TrtqError(f"{path}: config file not found") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise TrtqError(f"{path}: cannot read config: {exc}") from None
+    loader = ConfigLoader(text)
     try:
-        node = yaml.compose(text, Loader=ConfigLoader)
-        data = yaml.load(text, Loader=ConfigLoader)  # a SafeLoader subclass: safe
+        node = loader.get_single_node()
+        data = loader.construct_document(node) if node is not None else None  # SafeLoader's constructors
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark
         where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
         raise TrtqError(f"{where}: invalid YAML: {exc.problem}") from None
+    finally:
+        loader.dispose()
     lines: dict[KeyPath, int] = {}
     if node is not None:
         _record_lines(path, node, (), lines)

@@ -2,7 +2,8 @@
 
 from trtq.data.batches import Batch, BatchSource, BatchStats
 from trtq.data.image_list import ImageEntry, read_image_list
-from trtq.data.preprocess import BadImageError, Preprocessor, decode_image
+from trtq.data.listed_file import BadImageError
+from trtq.data.preprocess import Preprocessor, decode_image
 
 __all__ = [
     "BadImageError",

@@ -1,4 +1,4 @@
-"""Image entries -> fixed-size float32 batches, decoded ahead of the consumer on a thread pool.
+"""Image (and .npy tensor) entries -> fixed-size float32 batches, read ahead of the consumer on threads.
 
 OpenCV releases the GIL while decoding and resizing, so a few threads keep calibration from waiting
 on I/O. Results come back in list order, because TensorRT's histogram depends on batch order.
@@ -16,7 +16,9 @@ from typing import Literal
 import numpy as np
 
 from trtq.data.image_list import ImageEntry
-from trtq.data.preprocess import BadImageError, FloatArray, Preprocessor, decode_image
+from trtq.data.listed_file import BadImageError
+from trtq.data.preprocess import FloatArray, Preprocessor, decode_image
+from trtq.data.tensor_file import load_tensor
 from trtq.errors import TrtqError
 
 
@@ -91,6 +93,8 @@ class BatchSource:
         return Batch(data=np.stack([item for _, item in items]), entries=tuple(entry for entry, _ in items))
 
     def _load(self, entry: ImageEntry) -> FloatArray:
+        if entry.is_tensor:
+            return load_tensor(entry, self.preprocessor.item_shape, self.preprocessor.spec.layout)
         return self.preprocessor(decode_image(entry, gray=self.preprocessor.spec.color == "gray"))
 
     def _prepared(self) -> Iterator[tuple[ImageEntry, FloatArray]]:

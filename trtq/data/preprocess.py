@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import cv2
@@ -10,7 +11,7 @@ import numpy.typing as npt
 
 from trtq.config.schema import PreprocessSection
 from trtq.data.image_list import ImageEntry
-from trtq.errors import TrtqError
+from trtq.data.listed_file import BadImageError, read_listed_file
 
 FloatArray = npt.NDArray[np.float32]
 _INTERPOLATION = {
@@ -22,30 +23,28 @@ _INTERPOLATION = {
 }
 
 
-class BadImageError(TrtqError):
-    """An image that is missing, unreadable or not decodable; carries the entry for skip accounting."""
-
-    def __init__(self, entry: ImageEntry, reason: str) -> None:
-        super().__init__(f"{entry.where}: {reason}")
-        self.entry = entry
-        self.reason = reason
-
-
 def decode_image(entry: ImageEntry, gray: bool) -> npt.NDArray[np.uint8]:
     """Decode to uint8 HxWx3 BGR (or HxW gray); every failure is a BadImageError naming the entry."""
-    try:
-        data = np.fromfile(entry.path, dtype=np.uint8)
-    except FileNotFoundError:
-        raise BadImageError(entry, "image file not found") from None
-    except IsADirectoryError:
-        raise BadImageError(entry, "is a directory, not an image") from None
-    except OSError as exc:
-        raise BadImageError(entry, f"cannot read image: {exc.strerror or exc}") from None
+    data = np.frombuffer(read_listed_file(entry, "image"), dtype=np.uint8)
     flags = cv2.IMREAD_GRAYSCALE if gray else cv2.IMREAD_COLOR
-    image = cv2.imdecode(_without_png_color_profile(data), flags) if data.size else None
+    try:
+        image = cv2.imdecode(_without_png_color_profile(data), flags) if data.size else None
+    except cv2.error as exc:
+        raise BadImageError(entry, _opencv_refusal(exc)) from None
     if image is None:
         raise BadImageError(entry, "cannot decode image (empty, corrupt or not an image format OpenCV reads)")
     return np.asarray(image, dtype=np.uint8)
+
+
+def _opencv_refusal(exc: cv2.error) -> str:
+    """OpenCV raises (rather than returning None) for a header it will not allocate for."""
+    if "CV_IO_MAX_IMAGE_PIXELS" in str(exc):
+        return (
+            "cannot decode image: its header claims more pixels than OpenCV decodes "
+            "(CV_IO_MAX_IMAGE_PIXELS, 2^30 by default)"
+        )
+    detail = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+    return f"cannot decode image: OpenCV: {detail}"
 
 
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -80,40 +79,49 @@ class Preprocessor:
     height: int
     width: int
 
+    @property
+    def item_shape(self) -> tuple[int, int, int]:
+        """One item of the network input: (C, H, W) or (H, W, C) as the layout says."""
+        channels = self.spec.channels
+        if self.spec.layout == "nchw":
+            return (channels, self.height, self.width)
+        return (self.height, self.width, channels)
+
     def __call__(self, image: npt.NDArray[np.uint8]) -> FloatArray:
         if self.spec.color == "rgb":
             image = np.asarray(cv2.cvtColor(image, cv2.COLOR_BGR2RGB), dtype=np.uint8)
-        resized = self._resize(image)
-        if resized.ndim == 2:
-            resized = resized[:, :, None]
-        out = normalise(self.spec, resized.astype(np.float32))
+        content, top, left = self._fit(image)
+        pixel_pad = self.spec.pixel_pad
+        if pixel_pad is not None and content.shape[:2] != (self.height, self.width):
+            content, top, left = self._border(content, top, left, pixel_pad), 0, 0
+        if content.ndim == 2:
+            content = content[:, :, None]
+        out = normalise(self.spec, content.astype(np.float32))
+        if out.shape[:2] != (self.height, self.width):  # the border is given after normalising
+            canvas = np.full((self.height, self.width, out.shape[2]), self.spec.pad_normalized, np.float32)
+            canvas[top : top + out.shape[0], left : left + out.shape[1]] = out
+            out = canvas
         if self.spec.layout == "nchw":
             out = out.transpose(2, 0, 1)
         return np.ascontiguousarray(out, dtype=np.float32)
 
-    def _resize(self, image: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:
+    def _fit(self, image: npt.NDArray[np.uint8]) -> tuple[npt.NDArray[np.uint8], int, int]:
+        """The resized image and its (top, left) place in the network's height x width; it fills them
+        but for letterbox and fixed_height, whose border comes after."""
         interpolation = _INTERPOLATION[self.spec.interpolation]
         h, w = image.shape[:2]
         if self.spec.resize == "stretch":
-            return _cv_resize(image, self.width, self.height, interpolation)
+            return _cv_resize(image, self.width, self.height, interpolation), 0, 0
         if self.spec.resize == "letterbox":
             ratio = min(self.height / h, self.width / w)
             new_w, new_h = max(1, round(w * ratio)), max(1, round(h * ratio))
             inner = _cv_resize(image, new_w, new_h, interpolation)
-            top, left = (self.height - new_h) // 2, (self.width - new_w) // 2
-            pad = self.spec.pad_value
-            return np.asarray(
-                cv2.copyMakeBorder(
-                    inner,
-                    top,
-                    self.height - new_h - top,
-                    left,
-                    self.width - new_w - left,
-                    cv2.BORDER_CONSTANT,
-                    value=(pad, pad, pad, pad),
-                ),
-                dtype=np.uint8,
-            )
+            return inner, (self.height - new_h) // 2, (self.width - new_w) // 2
+        if self.spec.resize == "fixed_height":
+            # PaddleOCR's formula in floats (ceil(H * (w / h))), so widths match its recognizers' to the
+            # column even where float rounding lifts an exact product past an integer.
+            new_w = min(self.width, math.ceil(self.height * (w / h)))
+            return _cv_resize(image, new_w, self.height, interpolation), 0, 0
         # short_side_crop: scale so the short side is `short_side` (at least covering the crop), center-crop.
         short = self.spec.short_side
         ratio = short / min(h, w) if short is not None else max(self.height / h, self.width / w)
@@ -121,7 +129,23 @@ class Preprocessor:
         new_w, new_h = max(self.width, round(w * ratio)), max(self.height, round(h * ratio))
         scaled = _cv_resize(image, new_w, new_h, interpolation)
         top, left = (new_h - self.height) // 2, (new_w - self.width) // 2
-        return scaled[top : top + self.height, left : left + self.width]
+        return scaled[top : top + self.height, left : left + self.width], 0, 0
+
+    def _border(self, inner: npt.NDArray[np.uint8], top: int, left: int, pad: float) -> npt.NDArray[np.uint8]:
+        """``inner`` at (top, left) in the network's height x width, the rest ``pad`` (pixel units)."""
+        new_h, new_w = inner.shape[:2]
+        return np.asarray(
+            cv2.copyMakeBorder(
+                inner,
+                top,
+                self.height - new_h - top,
+                left,
+                self.width - new_w - left,
+                cv2.BORDER_CONSTANT,
+                value=(pad, pad, pad, pad),
+            ),
+            dtype=np.uint8,
+        )
 
 
 def _cv_resize(
@@ -143,7 +167,11 @@ def normalise(spec: PreprocessSection, pixels: FloatArray) -> FloatArray:
 
 
 def value_range_amax(spec: PreprocessSection) -> np.float32:
-    """The largest |x| the preprocessing can give: pixels 0 and 255 (and the letterbox border, a
-    pixel value within them) through the same float32 arithmetic as every image."""
+    """The largest |x| the preprocessing can give: pixels 0 and 255 (a letterbox border in pixels
+    lies within them) through the same float32 arithmetic as every image, or a border given after
+    normalising (``pad_normalized``) when that is larger."""
     extremes = np.array([[0.0] * spec.channels, [255.0] * spec.channels], dtype=np.float32)
-    return np.float32(np.abs(normalise(spec, extremes)).max())
+    amax = np.float32(np.abs(normalise(spec, extremes)).max())
+    if spec.pad_normalized is not None:
+        amax = max(amax, np.float32(abs(spec.pad_normalized)))
+    return amax

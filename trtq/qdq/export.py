@@ -13,12 +13,12 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import onnx
-import onnx.version_converter
 from onnx import helper, numpy_helper
 
 from trtq.errors import TrtqError
 from trtq.model.index import GraphIndex
 from trtq.numeric import channel_scales, round_to_int8
+from trtq.qdq.opset import convert_opset
 from trtq.qdq.placement import plan_qdq
 
 MIN_OPSET = 13  # per-channel (axis) DequantizeLinear
@@ -104,14 +104,15 @@ def export_qdq(model: onnx.ModelProto, scales: Mapping[str, float], exclude: Seq
 
 
 def at_least_qdq_opset(model: onnx.ModelProto) -> onnx.ModelProto:
-    """A copy of ``model`` at opset 13 or later, where DequantizeLinear takes a per-channel axis."""
+    """A copy of ``model`` at opset 13 or later, where DequantizeLinear takes a per-channel axis; a
+    Softmax over its last axis stays one node (trtq/qdq/opset.py)."""
     copy = onnx.ModelProto()
     copy.CopyFrom(model)
     opset = next((o.version for o in copy.opset_import if o.domain in ("", "ai.onnx")), 0)
     if opset >= MIN_OPSET:
         return copy
     try:
-        return onnx.version_converter.convert_version(copy, MIN_OPSET)
+        return convert_opset(copy, opset, MIN_OPSET)
     except Exception as exc:
         raise TrtqError(
             f"cannot raise the model from opset {opset} to {MIN_OPSET} for per-channel Q/DQ: {exc}"

@@ -1,5 +1,6 @@
 """Where TensorRT wants Q/DQ: activations per-tensor on the inputs of the ops it runs in INT8, weights
-per-channel, and on residual Adds only the skip branch (so the Conv + Add fusion stays possible).
+per-channel, and on residual Adds only the skip branch (so the Conv + Add fusion stays possible). A
+branch's activation may be SiLU written as Mul(x, Sigmoid(x)) (YOLOv5/v8 exports), one op to TensorRT.
 
 Sources: docs/tensorrt.md section 5 (TensorRT's Q/DQ placement guidance, the ONNX parser's
 constraints, ModelOpt's TensorRT-oriented choices).
@@ -19,7 +20,8 @@ from trtq.model.index import GraphIndex
 WEIGHTED_OPS = {"Conv": 1, "ConvTranspose": 1, "Gemm": 1, "MatMul": 1}
 # Ops TensorRT also runs in INT8 when their input is quantized.
 POOLING_OPS = frozenset({"MaxPool", "AveragePool", "GlobalAveragePool"})
-# What a residual branch's main path may pass through after its Conv before reaching the Add.
+# What a residual branch's main path may pass through after its Conv before reaching the Add (and SiLU,
+# two nodes, recognised by _silu_input).
 _MAIN_PATH_OPS = frozenset({"BatchNormalization", "Add", "Mul", "Relu", "Clip", "HardSwish", "HardSigmoid"})
 
 
@@ -100,9 +102,12 @@ def _plan_residual_add(index: GraphIndex, plan: QdqPlan, node: onnx.NodeProto) -
     if paths == [None, None]:
         return  # no Conv on either side: not a residual block
     # The Add fuses into a Conv whose output (and everything between it and the Add) feeds only this
-    # Add; the other input, the skip branch, gets the Q/DQ. A Conv output that also feeds other nodes
-    # (the block input of the next residual block, say) cannot take the Add in, so it is the skip side.
-    fusable = [path is not None and all(len(index.consumers[t]) == 1 for t in path) for path in paths]
+    # Add's branch; the other input, the skip branch, gets the Q/DQ. A Conv output that also feeds
+    # other nodes (the block input of the next residual block, say) cannot take the Add in, so it is
+    # the skip side.
+    fusable = [
+        path is not None and all(len(index.consumers[t]) == readers for t, readers in path) for path in paths
+    ]
     if fusable[0] != fusable[1]:
         skip = 0 if fusable[1] else 1
     elif (paths[0] is None) != (paths[1] is None):
@@ -113,21 +118,39 @@ def _plan_residual_add(index: GraphIndex, plan: QdqPlan, node: onnx.NodeProto) -
     plan.residual_adds += 1
 
 
-def _path_from_conv(index: GraphIndex, tensor: str, depth: int = 4) -> list[str] | None:
+def _path_from_conv(index: GraphIndex, tensor: str, depth: int = 4) -> list[tuple[str, int]] | None:
     """The tensors from a Conv's output to ``tensor`` through bias Adds, BatchNorm and activations,
-    or None when ``tensor`` does not come from a Conv that way."""
-    path = [tensor]
+    each with the number of readers it has inside the branch (2 for the input of a SiLU written as
+    Mul(x, Sigmoid(x)), which both its nodes read; else 1), or None when ``tensor`` does not come
+    from a Conv that way."""
+    path = [(tensor, 1)]
     node = index.producer.get(tensor)
     for _ in range(depth):
         if node is None:
             return None
         if node.op_type in WEIGHTED_OPS:
             return path
-        if node.op_type not in _MAIN_PATH_OPS:
-            return None
+        silu = _silu_input(index, node)
         activations = [name for name in node.input if index.is_activation(name)]
-        if len(activations) != 1:
+        if silu is not None:
+            path.append((silu, 2))
+        elif node.op_type in _MAIN_PATH_OPS and len(activations) == 1:
+            path.append((activations[0], 1))
+        else:
             return None
-        path.append(activations[0])
-        node = index.producer.get(activations[0])
+        node = index.producer.get(path[-1][0])
+    return None
+
+
+def _silu_input(index: GraphIndex, node: onnx.NodeProto) -> str | None:
+    """x when ``node`` is Mul(x, Sigmoid(x)) (either order): SiLU as YOLOv5/v8 exports write it,
+    one activation to TensorRT, which fuses it into the Conv before it."""
+    if node.op_type != "Mul" or len(node.input) != 2:
+        return None
+    first, second = node.input
+    for x, gate in ((first, second), (second, first)):
+        sigmoid = index.producer.get(gate)
+        is_gate = sigmoid is not None and sigmoid.op_type == "Sigmoid" and list(sigmoid.input) == [x]
+        if is_gate and index.is_activation(x) and len(index.consumers[gate]) == 1:
+            return str(x)
     return None

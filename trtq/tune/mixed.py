@@ -39,21 +39,28 @@ def choose_float_layers(
     nodes: Sequence[str],
     budget: int,
     target_cosine: float | None,
-    progress: Callable[[], None] | None = None,
+    stage: Callable[[str, int], None] | None = None,
+    advance: Callable[[], None] | None = None,
 ) -> MixedPrecision:
+    """``stage``/``advance`` report progress: one stage of the layers measured alone, one of the layers
+    that may be tried (those whose float copy helped alone), the untried ones counted when it ends."""
+    stage = stage or (lambda _name, _units: None)
+    advance = advance or (lambda: None)
     gates = dict.fromkeys(nodes, 1.0)
     best = judge.measure(scales, gates)
     result = MixedPrecision([], best)
     if budget <= 0 or (target_cosine is not None and best.cosine >= target_cosine):
         return result
+    stage("float layers: each alone", len(nodes))
     gains = []
     for node in nodes:
         gains.append((node, best.error - judge.search.score(scales, {**gates, node: 0.0}).error))
-        if progress is not None:
-            progress()
+        advance()
     result.ranking = sorted(gains, key=lambda item: -item[1])
-    for node, gain in result.ranking:
-        if len(result.float_nodes) >= budget or gain <= 0:
+    candidates = [(node, gain) for node, gain in result.ranking if gain > 0]
+    stage("float layers: added in turn", len(candidates))
+    for node, gain in candidates:
+        if len(result.float_nodes) >= budget:
             break
         if target_cosine is not None and best.cosine >= target_cosine:
             break
@@ -64,7 +71,8 @@ def choose_float_layers(
             gates[node] = 0.0
             best = trial
             result.float_nodes.append(node)
-        if progress is not None:
-            progress()
+        advance()
+    for _ in range(len(candidates) - len(result.steps)):
+        advance()  # decided without a run: the budget or the target was reached first
     result.score = best
     return result

@@ -22,6 +22,7 @@ from trtq.calib.run import collect_histograms
 from trtq.compare.outputs import Array, finite_reference
 from trtq.config.loader import LoadedConfig
 from trtq.config.schema import ALGORITHMS, Algorithm
+from trtq.data.batches import Batch
 from trtq.data.from_config import batch_source
 from trtq.data.image_list import ImageEntry
 from trtq.model.files import load_onnx
@@ -122,10 +123,20 @@ def prepare(
     """One calibration pass (every algorithm's scales), the batches split into search, fitting and
     validation, their FP32 outputs, and the weighted layers' input statistics."""
     input_name = config.image_input.name
-    hooks.stage("calibration pass (batches)", len(entries) // config.batch_size)
+    source = batch_source(config, list(entries))
+    hooks.stage("calibration pass (batches)", source.expected_batches)  # a wrapped last batch counts
     started = time.perf_counter()
-    run = collect_histograms(config, list(entries), lambda _batch: hooks.advance())
-    batches = [batch.data for batch in batch_source(config, list(entries))]
+    done = 0
+
+    def batch_done(_batch: Batch) -> None:
+        nonlocal done
+        done += 1
+        hooks.advance()
+
+    run = collect_histograms(config, list(entries), batch_done)
+    for _ in range(source.expected_batches - done):
+        hooks.advance()  # batches that skipped images (on_bad_image: skip) did not make
+    batches = [batch.data for batch in source]
     model = load_onnx(config.model_path)
     fp32 = OnnxRunner(model)
     held = set(validation_positions(len(batches), settings.validation_batches, settings.search_batches))

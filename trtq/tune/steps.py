@@ -28,7 +28,7 @@ from trtq.tune.judge import Judge, Measured
 from trtq.tune.layer_inputs import LayerInputs, WeightedLayer
 from trtq.tune.mixed import choose_float_layers
 from trtq.tune.search_model import Evaluator, search_model
-from trtq.tune.thresholds import candidate_scales, search_thresholds
+from trtq.tune.thresholds import candidate_scales, search_runs, search_thresholds
 from trtq.tune.weights import TunedWeight, max_scales, quantize_weights, round_nearest, with_weights
 
 
@@ -258,7 +258,7 @@ def thresholds(context: TuneContext, tuning: Tuning) -> Step:
     """Per-tensor thresholds: coordinate descent over the calibration pass's candidates."""
     started, before = time.perf_counter(), tuning.best
     candidates = candidate_scales(context.run, context.activations)
-    context.hooks.stage("thresholds", context.sweeps * sum(len(c) for c in candidates.values()))
+    context.hooks.stage("thresholds", search_runs(candidates, context.sweeps))
     search = search_thresholds(
         tuning.judge,
         tuning.scales,
@@ -282,13 +282,13 @@ def thresholds(context: TuneContext, tuning: Tuning) -> Step:
 def float_layers(context: TuneContext, tuning: Tuning) -> Step:
     """Mixed precision, last: the weighted layers whose float copy helps most stay in FP16."""
     started, before = time.perf_counter(), tuning.best
-    context.hooks.stage("float layers", len(context.gated_nodes) + context.max_float_layers)
     mixed = choose_float_layers(
         tuning.judge,
         tuning.scales,
         context.gated_nodes,
         context.max_float_layers,
         context.target_cosine,
+        context.hooks.stage,
         context.hooks.advance,
     )
     tuning.float_nodes, tuning.best = mixed.float_nodes, mixed.score

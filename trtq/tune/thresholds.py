@@ -108,5 +108,6 @@ def search_thresholds(
 
 
 def search_runs(candidates: Candidates, sweeps: int) -> int:
-    """Upper bound of evaluations, for the progress bar."""
+    """Candidates tried (or skipped as the current scale) over all sweeps: search_thresholds' progress
+    calls, one per candidate."""
     return sweeps * sum(len(c) for c in candidates.values())
