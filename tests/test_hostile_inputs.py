@@ -219,3 +219,15 @@ def test_plain_aliases_still_work(tmp_path: Path) -> None:
     config = load_config(path)
     assert config.calibration_shape == (1, 3, 48, 192)
     assert yaml.safe_load(text)["inputs"][0]["max"] == [1, 3, 48, 192]
+
+
+@pytest.mark.parametrize("character", ["\x00", "\x1b", "\x7f", "\x80"])
+def test_a_control_character_in_a_config_is_one_error_naming_file_and_line(
+    tmp_path: Path, character: str
+) -> None:
+    # YAML's reader refuses them before parsing (PyYAML's ReaderError, which is no MarkedYAMLError):
+    # it was an internal error.
+    config = tmp_path / "model.yaml"
+    config.write_text(f"model:\n  path: m.onnx{character}\n", encoding="utf-8")
+    with pytest.raises(TrtqError, match=rf"model\.yaml:2: invalid YAML: character U\+{ord(character):04X} "):
+        load_config(config)

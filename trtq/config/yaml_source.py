@@ -126,7 +126,13 @@ def load_yaml(path: Path) -> YamlDocument:
         raise TrtqError(f"{path}: config file not found") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise TrtqError(f"{path}: cannot read config: {exc}") from None
-    loader = ConfigLoader(text)
+    try:
+        loader = ConfigLoader(text)  # YAML's reader refuses control characters here, before parsing
+    except yaml.reader.ReaderError as exc:
+        line = text.count("\n", 0, exc.position) + 1
+        raise TrtqError(
+            f"{path}:{line}: invalid YAML: character {_code_point(exc.character)} is not allowed in YAML"
+        ) from None
     try:
         node = loader.get_single_node()
         data = loader.construct_document(node) if node is not None else None  # SafeLoader's constructors
@@ -140,6 +146,11 @@ def load_yaml(path: Path) -> YamlDocument:
     if node is not None:
         _record_lines(path, node, (), lines)
     return YamlDocument(path=path, data=data, lines=lines)
+
+
+def _code_point(character: int | str) -> str:
+    """PyYAML reports the refused character as a code point (str input) or a byte (bytes input)."""
+    return f"U+{character if isinstance(character, int) else ord(character):04X}"
 
 
 def _record_lines(path: Path, node: yaml.Node, prefix: KeyPath, lines: dict[KeyPath, int]) -> None:
