@@ -11,7 +11,9 @@ import os
 import secrets
 import time
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, TypeAdapter, ValidationError
 
 from trtq.errors import TrtqError
 
@@ -113,6 +115,43 @@ def strict_json(value: Any) -> str:
 def write_json(path: Path, value: Any) -> None:
     """trtq's one JSON writer: strict JSON (non-finite numbers as null), replaced atomically."""
     atomic_write_text(path, strict_json(value))
+
+
+class JsonRecord(BaseModel):
+    """A JSON file's record as trtq writes it: types checked, extra keys kept (newer writers)."""
+
+    model_config = ConfigDict(extra="allow", strict=True)
+
+
+def _nan_for_null(value: Any) -> Any:
+    return math.nan if value is None else value
+
+
+Number = Annotated[float, BeforeValidator(_nan_for_null)]
+"""A number trtq wrote with write_json: null (non-finite) is read back as nan."""
+
+
+def read_json(path: Path, adapter: TypeAdapter[Any], expected: str) -> Any:
+    """A JSON file another trtq command wrote, as plain Python values; a wrong file is named with
+    what was expected in it, instead of failing on a missing key later."""
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise TrtqError(f"{path}: not found (expected {expected})") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise TrtqError(f"{path}: cannot read JSON ({exc}); expected {expected}") from None
+    try:
+        return _plain(adapter.validate_python(raw))
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        where = ".".join(str(part) for part in error["loc"]) or "(top level)"
+        raise TrtqError(f"{path}: {where}: {error['msg']}; expected {expected}") from None
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value.model_dump() if isinstance(value, BaseModel) else value
 
 
 def _without_non_finite(value: Any) -> Any:

@@ -16,7 +16,8 @@ from trtq.config import load_config
 from trtq.data.from_config import calibration_entries
 from trtq.qdq.scales import check_coverage
 from trtq.report.build import report_html
-from trtq.report.inputs import read_bench, read_sensitivity, read_tune
+from trtq.report.inputs import read_bench, read_sensitivity
+from trtq.tune.summary import read_tune
 
 console = command_console()
 

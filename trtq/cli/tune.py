@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from rich.progress import (
@@ -40,6 +40,7 @@ from trtq.tune.pipeline import (
     tune,
 )
 from trtq.tune.steps import ProgressHooks, Step
+from trtq.tune.summary import heldout_summary, tune_summary
 
 console = command_console()
 _BUDGET = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(%?)\s*$")
@@ -129,41 +130,14 @@ def tune_command(
             progress.reset(task, description=name, total=units, completed=0)
 
         result = tune(loaded, entries, settings, ProgressHooks(stage, lambda: progress.advance(task)))
-    summary: dict[str, Any] = {
-        "config": str(config),
-        "tuning_images": {"list": str(tune_images), "count": len(entries)},
-        "settings": {
-            "max_float_layers": budget,
-            "conv_gemm_layers": result.conv_layers,
-            "target_cosine": target_cosine,
-            "search_batches": search_batches,
-            "validation_batches": validation_batches,
-            "batch_size": loaded.batch_size,
-            "batches_used": result.split,
-        },
-        "steps": [step.to_json() for step in result.steps],
-        "best_single_algorithm": result.best_algorithm,
-        "float_layers": result.float_nodes,
-        "thresholds": {t: {"scale": result.scales[t], "from": label} for t, label in result.labels.items()},
-        "outputs": {
-            "qdq": str(paths.qdq),
-            "corrected_fp32": str(paths.corrected),
-            "cache": str(paths.cache),
-            "config": str(paths.config),
-        },
-    }
+    summary = tune_summary(config, tune_images, len(entries), settings, loaded.batch_size, result, paths)
     _print_steps(result.steps)
     console.print(result.time_breakdown())
     if images is not None:
         with console.status("held-out evaluation"):
             count, metrics = evaluate(loaded, result, images, max_images)
         _print_heldout(metrics, count)
-        summary["heldout"] = {
-            "list": str(images),
-            "samples": count,
-            "overlapping_images": shared,
-            "results": {label: [m.to_json() for m in values] for label, values in metrics.items()},
-        }
+        summary["heldout"] = heldout_summary(images, count, shared, metrics)
     summary["seconds"] = round(time.perf_counter() - started, 1)
     write_outputs(loaded, result, paths, tune_images, entries, summary)
     console.print(

@@ -15,8 +15,9 @@ from trtq.compare.scales import cross_check
 from trtq.config import ALGORITHMS, Algorithm
 from trtq.config.loader import LoadedConfig
 from trtq.report.html import HtmlReport
-from trtq.report.inputs import read_bench, read_sensitivity, read_tune
+from trtq.report.inputs import read_bench, read_sensitivity
 from trtq.text import counted
+from trtq.tune.summary import read_tune
 
 
 def _plots() -> ModuleType:
