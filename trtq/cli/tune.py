@@ -22,9 +22,9 @@ from trtq.cli.console import LiteralTable, command_console
 from trtq.cli.errors import warn
 from trtq.cli.options import finite
 from trtq.compare.outputs import OutputMetrics
-from trtq.config import load_config
+from trtq.config import LoadedConfig, load_config
 from trtq.data.from_config import batch_source
-from trtq.data.image_list import read_image_list
+from trtq.data.image_list import ImageEntry, read_image_list
 from trtq.data.overlap import overlap
 from trtq.errors import TrtqError
 from trtq.model.files import load_onnx
@@ -33,6 +33,7 @@ from trtq.tune.outputs import tune_paths, write_outputs
 from trtq.tune.pipeline import (
     SEARCH_BATCHES,
     SEARCH_IMAGES,
+    TuneResult,
     TuneSettings,
     conv_layer_count,
     default_search_batches,
@@ -100,36 +101,8 @@ def tune_command(
             warn(f"held-out image is also a tuning image: {where}")
         if len(shared) > 5:
             warn(f"... {len(shared)} overlapping images in all")
-    budget = _budget(max_float_layers, conv_layer_count(load_onnx(loaded.model_path)))
-    available = batch_source(loaded, entries).expected_batches
-    if search_batches is None:
-        search_batches = default_search_batches(loaded.batch_size)
-    elif search_batches > available:
-        warn(f"--search-batches {search_batches}: the tuning images make {available}; searching on those")
-    if validation_batches is None:
-        validation_batches = default_validation_batches(available, min(search_batches, available))
-    elif validation_batches > available - min(search_batches, available):
-        raise TrtqError(
-            f"--validation-batches {validation_batches}: the tuning images make {available} batches of "
-            f"{loaded.batch_size}, {min(search_batches, available)} of them for the search; give more "
-            "images, fewer validation batches or fewer --search-batches"
-        )
-    settings = TuneSettings(budget, target_cosine, search_batches, validation_batches=validation_batches)
-    with Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TextColumn("ETA"),
-        TimeRemainingColumn(),
-        console=console,
-    ) as progress:
-        task = progress.add_task("starting", total=None)
-
-        def stage(name: str, units: int) -> None:
-            progress.reset(task, description=name, total=units, completed=0)
-
-        result = tune(loaded, entries, settings, ProgressHooks(stage, lambda: progress.advance(task)))
+    settings = _settings(loaded, entries, max_float_layers, target_cosine, search_batches, validation_batches)
+    result = _tuned(loaded, entries, settings)
     summary = tune_summary(config, tune_images, len(entries), settings, loaded.batch_size, result, paths)
     _print_steps(result.steps)
     console.print(result.time_breakdown())
@@ -149,6 +122,51 @@ def tune_command(
         f"config   {paths.config}   (trtq build {paths.config})\n"
         f"json     {paths.json}"
     )
+
+
+def _settings(
+    loaded: LoadedConfig,
+    entries: list[ImageEntry],
+    max_float_layers: str,
+    target_cosine: float | None,
+    search_batches: int | None,
+    validation_batches: int | None,
+) -> TuneSettings:
+    """The command line's settings, defaults filled from the tuning images (their batches)."""
+    budget = _budget(max_float_layers, conv_layer_count(load_onnx(loaded.model_path)))
+    available = batch_source(loaded, entries).expected_batches
+    if search_batches is None:
+        search_batches = default_search_batches(loaded.batch_size)
+    elif search_batches > available:
+        warn(f"--search-batches {search_batches}: the tuning images make {available}; searching on those")
+    if validation_batches is None:
+        validation_batches = default_validation_batches(available, min(search_batches, available))
+    elif validation_batches > available - min(search_batches, available):
+        raise TrtqError(
+            f"--validation-batches {validation_batches}: the tuning images make {available} batches of "
+            f"{loaded.batch_size}, {min(search_batches, available)} of them for the search; give more "
+            "images, fewer validation batches or fewer --search-batches"
+        )
+    return TuneSettings(budget, target_cosine, search_batches, validation_batches=validation_batches)
+
+
+def _tuned(loaded: LoadedConfig, entries: list[ImageEntry], settings: TuneSettings) -> TuneResult:
+    """trtq tune's search, with a progress bar per stage."""
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+        console=console,
+    ) as progress:
+        task = progress.add_task("starting", total=None)
+
+        def stage(name: str, units: int) -> None:
+            progress.reset(task, description=name, total=units, completed=0)
+
+        return tune(loaded, entries, settings, ProgressHooks(stage, lambda: progress.advance(task)))
 
 
 def _budget(text: str, layers: int) -> int:
