@@ -69,3 +69,27 @@ def test_exclude_patterns_that_match_no_node_are_reported() -> None:
     result = export_qdq(model, dict.fromkeys(activation_tensors(model), 0.01), ["conv", "Conv@3", "mu*"])
     assert result.unmatched_exclude == ["Conv@3"]
     assert result.summary()["unmatched_exclude"] == ["Conv@3"]
+
+
+def test_options_compare_would_ignore_or_cannot_use_are_refused(tmp_path: Path) -> None:
+    from tiny_project import tiny_project
+    from typer.testing import CliRunner
+
+    from trtq.cli.main import app
+
+    config = tiny_project(tmp_path, "tiny.yaml", "m.onnx", "hidden", "y")
+    runner = CliRunner()
+    assert runner.invoke(app, ["calibrate", str(config)]).exit_code == 0
+    (tmp_path / "labels.txt").write_text("0\n1\n")
+    images = str(tmp_path / "images.txt")
+    cache = str(tmp_path / "out" / "m.onnx.cache")
+    # --algorithms calibrates anew: a --cache beside it would be silently ignored.
+    result = runner.invoke(
+        app, ["compare", str(config), "--images", images, "--algorithms", "all", "--cache", cache]
+    )
+    assert result.exit_code == 1 and "--cache and --algorithms" in result.output
+    # The tiny model's output is [1, 4, 8, 8]: no class axis to score labels against.
+    result = runner.invoke(
+        app, ["compare", str(config), "--images", images, "--labels", str(tmp_path / "labels.txt")]
+    )
+    assert result.exit_code == 1 and "no output of m.onnx has a class axis" in result.output

@@ -40,6 +40,11 @@ def compare_command(
     json_path: JsonOption = None,
 ) -> None:
     """Accuracy of INT8 against FP32, per output, for one cache or for every algorithm."""
+    if algorithms and cache is not None:
+        raise TrtqError(
+            "--cache and --algorithms: --algorithms calibrates anew and would ignore the cache; "
+            "give one of them"
+        )
     loaded = load_config(config)
     json_path = json_path if json_path is not None else loaded.default_output("compare.json")
     out = preflight.compare(loaded, images, json_path, labels, cache, engine)
@@ -56,7 +61,13 @@ def compare_command(
         read_labels(labels, count)  # a malformed file fails before the FP32 run
     input_name = loaded.image_input.name
     reference = run(OnnxRunner(loaded.model_path), input_name, batches, count)
-    truth = read_labels(labels, count, class_count(reference)) if labels else None
+    classes = class_count(reference)
+    if labels and classes is None:
+        raise TrtqError(
+            f"--labels {labels}: no output of {loaded.model_path.name} has a class axis (2-D, "
+            "[samples, classes]) to score labels against"
+        )
+    truth = read_labels(labels, count, classes) if labels else None
     results: dict[str, list[OutputMetrics]] = {}
     if algorithms:
         chosen = _algorithms(algorithms)
