@@ -133,3 +133,39 @@ def test_files_that_are_no_float_model_are_refused(tmp_path: Path) -> None:
     onnx.save(export_qdq(model, dict.fromkeys(activation_tensors(model), 0.01)).model, str(quantized))
     with pytest.raises(TrtqError, match=r"quantized.onnx: the model is quantized already \(\d+ Q/DQ nodes"):
         load_onnx(quantized)
+
+
+def test_calibrate_and_qdq_name_what_a_data_dependent_if_leaves_in_float(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from trtq.cli.main import app
+
+    # x -> Relu -> If(condition computed from the data: ReduceMax(r) > 1) -> Conv
+    model = onnx.load(str(constant_if(tmp_path, True)))
+    model.graph.initializer.pop(0)
+    model.graph.node.insert(1, helper.make_node("ReduceMax", ["r"], ["top"], "top", keepdims=0))
+    model.graph.node.insert(2, helper.make_node("Greater", ["top", "one"], ["cond"], "greater"))
+    model.graph.initializer.append(numpy_helper.from_array(np.array(1.0, np.float32), "one"))
+    onnx.save(model, str(tmp_path / "dynamic_if.onnx"))
+    import cv2
+    import yaml
+
+    for index in range(2):
+        cv2.imwrite(str(tmp_path / f"p{index}.png"), RNG.integers(0, 256, (8, 8, 3), dtype=np.uint8))
+    (tmp_path / "images.txt").write_text("p0.png\np1.png\n")
+    config = {
+        "model": {"path": "dynamic_if.onnx"},
+        "inputs": [{"name": "x", "shape": [1, 3, 8, 8]}],
+        "preprocess": {"color": "bgr", "scale": 1 / 255},
+        "calibration": {"images": "images.txt", "cache": "out/m.cache"},
+    }
+    (tmp_path / "m.yaml").write_text(yaml.safe_dump(config))
+    runner = CliRunner()
+    for args in (
+        ["calibrate", str(tmp_path / "m.yaml")],
+        ["qdq", str(tmp_path / "m.yaml"), "-o", str(tmp_path / "q.onnx")],
+    ):
+        result = runner.invoke(app, args)
+        assert result.exit_code == 0, result.output
+        assert "2 tensors inside control flow that cannot be folded" in result.output, args
+        assert "'doubled'" in result.output or "doubled" in result.output

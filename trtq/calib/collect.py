@@ -18,6 +18,7 @@ from trtq.calib.derived import derived_tensors
 from trtq.errors import TrtqError
 from trtq.model.files import load_onnx
 from trtq.model.index import activation_tensors
+from trtq.model.prepare import unquantized_in_control_flow
 from trtq.model.runner import OnnxRunner
 
 
@@ -70,6 +71,8 @@ class ActivationCollector:
         """Activations not exposed: their histograms follow from their sources'."""
         self.measured_names = [name for name in self.tensor_names if name not in self.derived]
         """The activations ``run`` yields, in graph order."""
+        self.in_control_flow = unquantized_in_control_flow(model)
+        """Tensors inside control flow that cannot be folded: neither calibrated nor quantized."""
         self._runner = OnnxRunner(
             model,
             expose=self.measured_names,

@@ -68,6 +68,8 @@ class CalibrationRun:
     seconds: float = 0.0
     timings: dict[str, float] = field(default_factory=dict)
     """Seconds per stage: decode (waiting for images), model, statistics, then thresholds, writing."""
+    in_control_flow: list[str] = field(default_factory=list)
+    """Tensors inside control flow trtq cannot fold (a data-dependent If, a Loop): not calibrated."""
     known: dict[str, np.float32] = field(default_factory=dict)
     """Thresholds known without a histogram, the same for every algorithm: the model input's range
     as the preprocessing gives it (a histogram of letterboxed images puts entropy's pick on the
@@ -230,4 +232,5 @@ def collect_histograms(
         time.perf_counter() - started,
         timings=timings,
         known=known,
+        in_control_flow=collector.in_control_flow,
     )

@@ -28,6 +28,7 @@ from trtq.cli.tables import add_columns
 from trtq.config import ALGORITHMS, Algorithm, load_config
 from trtq.data.batches import Batch
 from trtq.data.from_config import batch_source, calibration_entries
+from trtq.model.prepare import control_flow_note
 from trtq.numeric import scale_from_amax
 from trtq.text import counted
 
@@ -72,7 +73,11 @@ def calibrate_command(
     warning = run.doubling_warning(loaded.batch_size) if calibration.algorithm != "minmax" else None
     if warning is not None:  # minmax reads max |x| only, which no doubling changes
         warn(warning)
-    for note in (run.clipping_warning(calibration.algorithm), run.zero_warning()):
+    for note in (
+        run.clipping_warning(calibration.algorithm),
+        run.zero_warning(),
+        control_flow_note(run.in_control_flow),
+    ):
         if note is not None:
             warn(note)
     console.print(f"cache    {outputs.cache}\nmanifest {outputs.manifest}\nreport   {outputs.report}")

@@ -12,6 +12,7 @@ from trtq.cli.console import command_console
 from trtq.cli.errors import warn
 from trtq.config import load_config
 from trtq.fileio import strict_json
+from trtq.model.prepare import control_flow_note
 from trtq.qdq.scales import cache_scales, qdq_from_scales
 from trtq.qdq.smoke import run_once
 
@@ -48,6 +49,8 @@ def qdq_command(
     if result.only_in_scales:
         shown = ", ".join(result.only_in_scales[:5]) + (" ..." if len(result.only_in_scales) > 5 else "")
         console.print(f"{len(result.only_in_scales)} cache tensors are not in the graph: {shown}")
+    if (note := control_flow_note(result.in_control_flow)) is not None:
+        warn(note)
     if result.unmatched_exclude:
         warn(
             f"qdq.exclude in {loaded.source}: no node matches {result.unmatched_exclude} "

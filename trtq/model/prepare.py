@@ -59,6 +59,17 @@ def unquantized_in_control_flow(model: onnx.ModelProto) -> list[str]:
     ]
 
 
+def control_flow_note(tensors: list[str]) -> str | None:
+    """One warning for the tensors ``unquantized_in_control_flow`` found, or None."""
+    if not tensors:
+        return None
+    shown = ", ".join(f"'{name}'" for name in tensors[:5]) + (" ..." if len(tensors) > 5 else "")
+    return (
+        f"{len(tensors)} tensors inside control flow that cannot be folded (a data-dependent If, a "
+        f"Loop) get no scale and stay in float: {shown}"
+    )
+
+
 def _named(model: onnx.ModelProto) -> onnx.ModelProto:
     model = copy_model(model)
     taken = {node.name for node in _nodes(model.graph) if node.name}

@@ -17,6 +17,7 @@ from onnx import helper, numpy_helper
 
 from trtq.errors import TrtqError
 from trtq.model.index import GraphIndex
+from trtq.model.prepare import unquantized_in_control_flow
 from trtq.numeric import channel_scales, round_to_int8
 from trtq.qdq.opset import convert_opset
 from trtq.qdq.placement import plan_qdq
@@ -39,6 +40,8 @@ class QdqResult:
     excluded_nodes: list[str] = field(default_factory=list)
     unmatched_exclude: list[str] = field(default_factory=list)
     """``exclude`` patterns that name no node of the model."""
+    in_control_flow: list[str] = field(default_factory=list)
+    """Tensors inside control flow trtq cannot fold: no Q/DQ pair there."""
     residual_adds: int = 0
 
     def summary(self) -> dict[str, Any]:
@@ -51,6 +54,7 @@ class QdqResult:
             "only_in_scales": self.only_in_scales,
             "excluded_nodes": self.excluded_nodes,
             "unmatched_exclude": self.unmatched_exclude,
+            "in_control_flow": self.in_control_flow,
         }
 
 
@@ -63,6 +67,7 @@ def export_qdq(model: onnx.ModelProto, scales: Mapping[str, float], exclude: Seq
         model=model,
         excluded_nodes=plan.excluded_nodes,
         unmatched_exclude=plan.unmatched_exclude,
+        in_control_flow=unquantized_in_control_flow(model),
         residual_adds=plan.residual_adds,
     )
     tensors = {name for node in model.graph.node for name in node.output} | {
