@@ -649,4 +649,4 @@ def test_the_build_preflight_names_the_files_the_builder_writes(
         config = load_config(config_with_build(write_config, **build))
         engine = builder.engine_path(config)
         assert engine == preflight.engine_path(config)
-        assert builder.report_path(engine) == preflight.build_report_path(engine)
+        assert builder.build_report_path(engine) == preflight.build_report_path(engine)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 
 def counted(count: int, singular: str, plural: str | None = None) -> str:
     """``1 batch``, ``3 batches``, ``0 images``."""
@@ -10,3 +12,9 @@ def counted(count: int, singular: str, plural: str | None = None) -> str:
     if plural is None:
         plural = singular + ("es" if singular.endswith(("s", "x", "ch", "sh")) else "s")
     return f"{count} {plural}"
+
+
+def first_few(names: Sequence[str], limit: int = 5, quoted: bool = False) -> str:
+    """``a, b, c ...``: the first ``limit`` names, and ``...`` when there are more."""
+    shown = [f"'{name}'" if quoted else name for name in names[:limit]]
+    return ", ".join(shown) + (" ..." if len(names) > limit else "")

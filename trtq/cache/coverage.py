@@ -6,6 +6,7 @@ from collections.abc import Collection, Mapping
 from pathlib import Path
 
 from trtq.errors import TrtqError
+from trtq.text import first_few
 
 MIN_SHARE = 0.5
 """Below this share of the needed tensors, a cache is taken as another model's, not as incomplete."""
@@ -18,7 +19,7 @@ def missing_tensors(cache_path: Path, scales: Mapping[str, float], needed: Colle
         return missing
     covered = len(needed) - len(missing)
     if covered == 0 or covered / len(needed) < MIN_SHARE:
-        shown = ", ".join(missing[:5]) + (" ..." if len(missing) > 5 else "")
+        shown = first_few(missing)
         raise TrtqError(
             f"{cache_path}: has scales for {covered} of the model's {len(needed)} activations "
             f"(missing: {shown}); is it the cache of another model?"
@@ -27,5 +28,5 @@ def missing_tensors(cache_path: Path, scales: Mapping[str, float], needed: Colle
 
 
 def describe_missing(cache_path: Path, missing: list[str]) -> str:
-    shown = ", ".join(missing[:8]) + (" ..." if len(missing) > 8 else "")
+    shown = first_few(missing, 8)
     return f"{cache_path} has no scale for {len(missing)} of the model's activations: {shown}"

@@ -24,6 +24,7 @@ from trtq.data.image_list import ImageEntry
 from trtq.data.preprocess import value_range_amax
 from trtq.errors import TrtqError
 from trtq.numeric import scale_from_amax
+from trtq.text import first_few
 
 ProgressCallback = Callable[[Batch], None]
 
@@ -148,7 +149,7 @@ class CalibrationRun:
         zero = [name for name, histogram in self.histograms.items() if histogram.max_abs == 0.0]
         if not zero:
             return None
-        shown = ", ".join(f"'{name}'" for name in zero[:5]) + (" ..." if len(zero) > 5 else "")
+        shown = first_few(zero, quoted=True)
         return (
             f"{len(zero)} of {len(self.histograms)} tensors were zero on every calibration image, so "
             f"their scale is 0 ({shown}); check the images and the preprocessing"

@@ -20,6 +20,7 @@ from trtq.config import ALGORITHMS, Algorithm, load_config
 from trtq.data.from_config import calibration_entries
 from trtq.errors import TrtqError
 from trtq.qdq.scales import check_coverage
+from trtq.text import first_few
 
 console = command_console()
 
@@ -57,7 +58,7 @@ def crosscheck_command(
         ("only in NumPy", result.only_in_numpy),
     ):
         if names:
-            shown = ", ".join(names[:8]) + (" ..." if len(names) > 8 else "")
+            shown = first_few(names, 8)
             console.print(f"{len(names)} tensors {label}: {shown}")
     payload = {"cache": str(cache), "config": str(config), "algorithm": chosen, **result.to_json()}
     out.write_json(json_path, payload)

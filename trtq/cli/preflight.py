@@ -15,6 +15,7 @@ from typing import Any
 
 from trtq.cache.manifest import manifest_path, report_path
 from trtq.config import LoadedConfig
+from trtq.config.loader import build_report_path, engine_path
 from trtq.data.from_config import calibration_entries_if_listed
 from trtq.data.image_list import ImageEntry
 from trtq.errors import TrtqError
@@ -93,18 +94,6 @@ def build(configs: Sequence[LoadedConfig]) -> Checked:
             outputs.append((f"build.timing_cache {timing} (in {config.source})", timing))
         inputs += _listed(config)
     return checked(outputs, inputs)
-
-
-def engine_path(config: LoadedConfig) -> Path:
-    """trtq/trt/builder.engine_path without TensorRT: the build is checked before TensorRT loads."""
-    build = config.spec.build
-    if build.engine:
-        return config.resolve(build.engine)
-    return config.base_dir / f"{config.source.stem}.{build.precision}.engine"
-
-
-def build_report_path(engine: Path) -> Path:
-    return engine.with_name(engine.name + ".build.json")
 
 
 def qdq_summary_path(output: Path) -> Path:

@@ -15,6 +15,7 @@ from trtq.fileio import strict_json
 from trtq.model.prepare import control_flow_note
 from trtq.qdq.scales import cache_scales, qdq_from_scales
 from trtq.qdq.smoke import run_once
+from trtq.text import first_few
 
 console = command_console()
 
@@ -47,7 +48,7 @@ def qdq_command(
     for tensor, scale in result.unusable_scale.items():
         warn(f"'{tensor}' has scale {scale} in {cache_path}: left in float")
     if result.only_in_scales:
-        shown = ", ".join(result.only_in_scales[:5]) + (" ..." if len(result.only_in_scales) > 5 else "")
+        shown = first_few(result.only_in_scales)
         console.print(f"{len(result.only_in_scales)} cache tensors are not in the graph: {shown}")
     if (note := control_flow_note(result.in_control_flow)) is not None:
         warn(note)

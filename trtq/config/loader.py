@@ -88,6 +88,20 @@ class LoadedConfig:
         return (shape[2], shape[3]) if self.spec.preprocess.layout == "nchw" else (shape[1], shape[2])
 
 
+def engine_path(config: LoadedConfig) -> Path:
+    """Where ``trtq build`` writes the engine: build.engine, else CONFIG_NAME.PRECISION.engine beside
+    the config. A config fact (no TensorRT), so the build's outputs are checked before TensorRT loads."""
+    build = config.spec.build
+    if build.engine:
+        return config.resolve(build.engine)
+    return config.base_dir / f"{config.source.stem}.{build.precision}.engine"
+
+
+def build_report_path(engine: Path) -> Path:
+    """The JSON build report written beside an engine."""
+    return engine.with_name(engine.name + ".build.json")
+
+
 def load_config(path: Path | str) -> LoadedConfig:
     path = Path(path)
     document = load_yaml(path)

@@ -22,6 +22,7 @@ from onnx import helper, numpy_helper
 from trtq.errors import TrtqError
 from trtq.model.edit import copy_model
 from trtq.model.index import GraphIndex
+from trtq.text import first_few
 
 QDQ_OPS = frozenset({"QuantizeLinear", "DequantizeLinear"})
 CONTROL_FLOW = frozenset({"If", "Loop", "Scan"})
@@ -63,7 +64,7 @@ def control_flow_note(tensors: list[str]) -> str | None:
     """One warning for the tensors ``unquantized_in_control_flow`` found, or None."""
     if not tensors:
         return None
-    shown = ", ".join(f"'{name}'" for name in tensors[:5]) + (" ..." if len(tensors) > 5 else "")
+    shown = first_few(tensors, quoted=True)
     return (
         f"{len(tensors)} tensors inside control flow that cannot be folded (a data-dependent If, a "
         f"Loop) get no scale and stay in float: {shown}"

@@ -16,7 +16,8 @@ from typing import Any
 import onnx
 import tensorrt as trt
 
-from trtq.config.loader import LoadedConfig
+from trtq.config.loader import LoadedConfig, build_report_path
+from trtq.config.loader import engine_path as engine_path
 from trtq.config.schema import InputSpec
 from trtq.errors import TrtqError
 from trtq.fileio import atomic_write_bytes, atomic_write_text, sha256_file, strict_json
@@ -34,17 +35,6 @@ class BuildOutcome:
     report: Path
     reused: bool
     seconds: float
-
-
-def engine_path(config: LoadedConfig) -> Path:
-    build = config.spec.build
-    if build.engine:
-        return config.resolve(build.engine)
-    return config.base_dir / f"{config.source.stem}.{build.precision}.engine"
-
-
-def report_path(engine: Path) -> Path:
-    return engine.with_name(engine.name + ".build.json")
 
 
 def build_fingerprint(config: LoadedConfig, gpu: str) -> str:
@@ -67,7 +57,7 @@ def build(config: LoadedConfig, force: bool = False, verbose: bool = False) -> B
     require_supported()
     refuse_unsupported(config)
     engine_file = engine_path(config)
-    report_file = report_path(engine_file)
+    report_file = build_report_path(engine_file)
     gpu = gpu_name()
     fingerprint = build_fingerprint(config, gpu)
     if not force and engine_file.is_file() and report_file.is_file():
