@@ -177,3 +177,68 @@ def test_stand_in_engines_compute_the_model(ws: TinyWorkspace, monkeypatch: pyte
 
     expected = OnnxRunner(ws.model_path).infer({"x": batch})["y"]
     np.testing.assert_allclose(bench.infer({"x": batch})["y"], expected, rtol=1e-6)
+
+
+class RecordingLogger(trt_fake.ILogger):
+    def __init__(self) -> None:
+        super().__init__()
+        self.logged: list[tuple[int, str]] = []
+
+    def log(self, severity: int, msg: str) -> None:
+        self.logged.append((int(severity), msg))
+
+
+def stand_in_int8_build(
+    ws: TinyWorkspace, monkeypatch: pytest.MonkeyPatch, calibrator: object | None
+) -> tuple[bytes | None, list[tuple[int, str]]]:
+    """The stand-in's own builder, driven by hand: the tiny model (no Q/DQ) with the INT8 flag."""
+    from trtq.doctor.tiny import PROFILE
+
+    trt = trt_fake.install(monkeypatch)
+    logger = RecordingLogger()
+    builder = trt.Builder(logger)
+    network = builder.create_network(0)
+    assert trt.OnnxParser(network, logger).parse_from_file(str(ws.model_path))
+    config = builder.create_builder_config()
+    profile = builder.create_optimization_profile()
+    profile.set_shape("x", PROFILE["min"], PROFILE["opt"], PROFILE["max"])
+    assert config.add_optimization_profile(profile) == 0
+    config.set_flag(trt.BuilderFlag.INT8)
+    config.int8_calibrator = calibrator
+    return builder.build_serialized_network(network, config), logger.logged
+
+
+def test_stand_in_int8_without_a_calibrator_warns_and_builds(
+    ws: TinyWorkspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """TensorRT 10 logs that the calibrator is not used (dynamic ranges must come from the user) and
+    builds anyway; it does not fail with "Calibration failure"."""
+    built, logged = stand_in_int8_build(ws, monkeypatch, None)
+    assert built is not None
+    assert (
+        int(trt_fake.Severity.WARNING),
+        "Calibrator is not being used. Users must provide dynamic range for all tensors that are not "
+        "Int32 or Bool.",
+    ) in logged
+    assert not [msg for severity, msg in logged if severity <= int(trt_fake.Severity.ERROR)]
+
+
+def test_stand_in_calibrator_serving_no_batch_and_no_cache_fails_the_build(
+    ws: TinyWorkspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    class Empty(trt_fake.IInt8EntropyCalibrator2):
+        def read_calibration_cache(self) -> None:
+            return None
+
+        def get_batch(self, names: list[str]) -> None:
+            return None
+
+        def write_calibration_cache(self, cache: memoryview) -> None:
+            raise AssertionError("nothing was calibrated")
+
+    built, logged = stand_in_int8_build(ws, monkeypatch, Empty())
+    assert built is None
+    assert logged == [
+        (int(trt_fake.Severity.ERROR), "Calibration failure occurred with no scaling factors detected.")
+    ]
+

@@ -12,6 +12,9 @@ Its rules come from the binding sources, not from trtq (NVIDIA/TensorRT v10.16 u
 - The builder with the INT8 flag calls the calibrator only for a network without Q/DQ layers (as
   Polygraphy attaches one only then, ``backend/trt/config.py``); a calibrator that serves no batch
   and no cache fails the build ("Calibration failure occurred with no scaling factors detected").
+  With the INT8 flag and no calibrator at all, TensorRT 10 logs the warning "Calibrator is not
+  being used. Users must provide dynamic range for all tensors that are not Int32 or Bool." and
+  builds anyway (the stand-in does the same; it has no dynamic ranges to check).
 - A cache is used only if its header names the running TensorRT and the calibrator's algorithm;
   otherwise TensorRT asks for batches (docs/tensorrt.md, section 2).
 - TensorRT 11 has no calibrator classes and no FP16/INT8 builder flags (v11.0/v11.1).
@@ -404,9 +407,13 @@ class Builder:
         fp16 = getattr(trt.BuilderFlag, "FP16", None) in config.flags
         qdq = any(layer.type != LayerType.OTHER for layer in network.layers)
         if int8 and not qdq:
-            if config.int8_calibrator is None:
-                return self._error("Calibration failure occurred with no scaling factors detected.")
-            if not self._calibrate(network, config, config.int8_calibrator):
+            if config.int8_calibrator is None:  # TensorRT 10 warns and builds (dynamic ranges unset)
+                self.logger.log(  # type: ignore[attr-defined]
+                    Severity.WARNING,
+                    "Calibrator is not being used. Users must provide dynamic range for all tensors "
+                    "that are not Int32 or Bool.",
+                )
+            elif not self._calibrate(network, config, config.int8_calibrator):
                 return self._error("Calibration failure occurred with no scaling factors detected.")
         precision = "int8" if int8 or qdq else "fp16" if fp16 else "fp32"
         if config.timing_cache is not None:
