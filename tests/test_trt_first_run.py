@@ -64,6 +64,10 @@ def test_a_profile_tensorrt_rejects_is_an_error_naming_the_shapes(
     assert "TensorRT rejected the" in message
     if call == "add_optimization_profile":
         assert "'x' min [1, 3, 16, 16] opt [2, 3, 16, 16] max [4, 3, 16, 16]" in message
+        # what the binding documents -1 for (pyCoreDoc: the profile must satisfy bool(profile) ==
+        # True, IOptimizationProfile::isValid's partial check); input names are checked at build
+        assert "bool(profile)" in message and "min, opt and max" in message
+        assert "not checked here" in message and "when the engine is built" in message
     else:
         assert "'x' [2, 3, 16, 16]" in message
 
@@ -242,3 +246,13 @@ def test_stand_in_calibrator_serving_no_batch_and_no_cache_fails_the_build(
         (int(trt_fake.Severity.ERROR), "Calibration failure occurred with no scaling factors detected.")
     ]
 
+
+def test_doctor_int8_build_of_a_qdq_model_reports_no_calibration(
+    ws: TinyWorkspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """build.precision int8 on a Q/DQ model: the build report's calibration is None (no calibrator),
+    which doctor's build check must read as such, not index into."""
+    model = qdq_model(ws)
+    trt_fake.install(monkeypatch)
+    detail = build_engine(ws, "int8-on-qdq", "int8", model={"path": model.name})
+    assert "layers" in detail and "calibration" not in detail

@@ -41,7 +41,8 @@ def build_engine(
     inputs: list[dict[str, Any]] | None = None,
     **sections: dict[str, Any],
 ) -> str:
-    """``trtq build`` of config ``name``; for int8 the calibration it reports must be real."""
+    """``trtq build`` of config ``name``; a calibration it reports must be real (an int8 build of a
+    Q/DQ model reports none: TensorRT calls no calibrator there)."""
     from trtq.trt.builder import build
 
     config = ws.config(name, precision, inputs, **sections)
@@ -49,8 +50,8 @@ def build_engine(
     report = json.loads(outcome.report.read_text())
     if not report["layers"]:
         raise CheckFailed("the build report lists no layers")
-    calibration = report["calibration"]
-    if precision == "int8" and calibration["batches"] == 0 and not calibration["cache_reused"]:
+    calibration = report["calibration"]  # None: no calibrator (int8 on a Q/DQ model quantizes explicitly)
+    if calibration is not None and calibration["batches"] == 0 and not calibration["cache_reused"]:
         raise CheckFailed("TensorRT calibrated on no batch and reused no cache")
     what = f"{outcome.engine.stat().st_size} bytes, {len(report['layers'])} layers"
     if calibration is not None:
