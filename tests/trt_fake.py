@@ -45,6 +45,8 @@ import pytest
 MAGIC = b"FAKE-TRT-ENGINE\n"
 TIMING = b"FAKE-TIMING:"
 GPUS = ["Fake GPU A (device 0)", "Fake GPU B (device 1)"]
+COMPUTE_CAPABILITY = (8, 6)
+"""Every fake GPU's (major, minor); tests set another to stand for an older GPU."""
 
 
 class DataType(IntEnum):
@@ -109,7 +111,7 @@ class Device:
         return GPUS[self.index]
 
     def compute_capability(self) -> tuple[int, int]:
-        return (8, 6)
+        return COMPUTE_CAPABILITY
 
 
 class Stream:
