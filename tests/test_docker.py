@@ -4,6 +4,7 @@ runtime libraries and fail at build time, not at first use, when an import is br
 from __future__ import annotations
 
 import importlib.util
+import os
 import re
 import subprocess
 import sys
@@ -169,6 +170,35 @@ def test_installed_lists_each_distribution_once_sorted() -> None:
     names = [line.split("==")[0].lower().replace("_", "-") for line in lines]
     assert lines == sorted(lines) and len(names) == len(set(names))
     assert f"numpy=={np.__version__}" in lines
+
+
+def test_pycuda_links_against_the_cuda_stub_while_the_image_builds() -> None:
+    """No driver (so no libcuda.so) is present during `docker build`; pycuda's build links libcuda
+    from $CUDA_ROOT/lib64, so the linker must be pointed at CUDA's stub (NVIDIA/nvidia-docker#76)."""
+    step = next(step for step in run_steps() if re.search(r"pip install [^&]*\bpycuda\b", step))
+    command = re.search(r"&& ([^&]*pip install [^&]*\bpycuda\b)", step)
+    assert command is not None
+    assert command.group(1).split() == [
+        "CUDA_ROOT=/usr/local/cuda",
+        'LIBRARY_PATH="/usr/local/cuda/lib64/stubs${LIBRARY_PATH:+:$LIBRARY_PATH}"',
+        "python3",
+        "-m",
+        "pip",
+        "install",
+        "-c",
+        "/opt/trtq/base-constraints.txt",
+        "pycuda",
+    ]
+    prefix = command.group(1).split(" python3 ")[0]  # the assignments, run here by sh with `env`
+    for inherited, expected in [
+        (None, "/usr/local/cuda/lib64/stubs"),
+        ("/x", "/usr/local/cuda/lib64/stubs:/x"),
+    ]:
+        env = {"PATH": os.environ["PATH"], **({"LIBRARY_PATH": inherited} if inherited else {})}
+        ran = subprocess.run(
+            ["sh", "-c", f"{prefix} env"], env=env, capture_output=True, text=True, check=True
+        )
+        assert {"CUDA_ROOT=/usr/local/cuda", f"LIBRARY_PATH={expected}"} <= set(ran.stdout.splitlines())
 
 
 def test_the_image_runs_doctor_by_default() -> None:
