@@ -15,8 +15,16 @@ Its rules come from the binding sources, not from trtq (NVIDIA/TensorRT v10.16 u
   With the INT8 flag and no calibrator at all, TensorRT 10 logs the warning "Calibrator is not
   being used. Users must provide dynamic range for all tensors that are not Int32 or Bool." and
   builds anyway (the stand-in does the same; it has no dynamic ranges to check).
-- A cache is used only if its header names the running TensorRT and the calibrator's algorithm;
-  otherwise TensorRT asks for batches (docs/tensorrt.md, section 2).
+- A calibration cache whose header names another algorithm than the calibrator's is discarded and
+  TensorRT asks for batches (docs/tensorrt.md, section 2; an NVIDIA maintainer: TensorRT "will skip
+  the file if it is incompatible", NVIDIA/TensorRT#1378). ASSUMPTION, not established by any public
+  source: the stand-in also discards a cache whose header names another TensorRT version than the
+  running one; real TensorRT may accept such a cache.
+- ASSUMPTION: ``set_timing_cache`` returns False for a timing cache made on another GPU (the
+  stand-in tells GPUs apart by name). The binding's documentation (pyCoreDoc.h) says only that "a
+  failure will be reported" when the cache's CUDA device property differs, unless
+  ``ignore_mismatch``, and that the call returns whether it succeeded; whether that failure is this
+  return value, a log message or both, and which device properties count, is not established.
 - TensorRT 11 has no calibrator classes and no FP16/INT8 builder flags (v11.0/v11.1).
 - pycuda (``pycuda/autoprimaryctx.py``, ``tools.make_default_context``): the primary context is
   the one of device ``CUDA_DEVICE`` when set.
