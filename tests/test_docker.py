@@ -3,10 +3,15 @@ runtime libraries and fail at build time, not at first use, when an import is br
 
 from __future__ import annotations
 
+import importlib.util
+import os
 import re
 import subprocess
+import sys
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 from conftest import REPO
 
 
@@ -83,15 +88,117 @@ def test_pycuda_build_needs_come_before_it() -> None:
 
 def test_base_image_packages_are_pinned_and_what_pip_adds_is_listed() -> None:
     """numpy and onnx stay the image's: every pip install runs under name==version constraints of
-    everything the image had before it (``pip list --format=freeze``, not ``pip freeze``, whose
-    ``name @ url`` lines cannot be constraints), and the packages pip added are written down."""
+    everything the image had before it that pip can read as a constraint, written by
+    docker/image_packages.py (copied in before the step), not by ``pip list --format=freeze``
+    redirected, whose Debian lines can make pip reject the whole file; what pip added is listed."""
+    text = (REPO / "docker" / "Dockerfile").read_text()
     step = next(step for step in run_steps() if "pip install" in step)
-    freeze = step.index("pip list --format=freeze --exclude-editable")
-    assert "> /opt/trtq/base-constraints.txt" in step[freeze:]
-    installs = [m.start() for m in re.finditer(r"pip install ", step)]
-    assert len(installs) == 2 and all(freeze < i for i in installs)
-    assert all(step[i:].startswith("pip install -c /opt/trtq/base-constraints.txt ") for i in installs)
-    assert "> /opt/trtq/pip-added.txt" in step and "cat /opt/trtq/pip-added.txt" in step
+    assert "pip list" not in step and "pip freeze" not in step
+    assert text.index("COPY docker/image_packages.py ./docker/") < text.index(
+        "RUN python3 docker/image_packages.py"
+    )
+    before = step.index("python3 docker/image_packages.py installed > /opt/trtq/base-packages.txt")
+    constraints = step.index("python3 docker/image_packages.py constraints > /opt/trtq/base-constraints.txt")
+    installs = [m.start() for m in re.finditer(r"python3 -m pip install ", step)]
+    assert len(installs) == 2 and all(before < i and constraints < i for i in installs)
+    assert all(
+        step[i:].startswith("python3 -m pip install -c /opt/trtq/base-constraints.txt ") for i in installs
+    )
+    after = step.index("python3 docker/image_packages.py installed > /tmp/after.txt")
+    assert max(installs) < after
+    assert "LC_ALL=C comm -13 /opt/trtq/base-packages.txt /tmp/after.txt > /opt/trtq/pip-added.txt" in step
+    assert "cat /opt/trtq/pip-added.txt" in step
+
+
+def image_packages() -> Any:
+    spec = importlib.util.spec_from_file_location("image_packages", REPO / "docker" / "image_packages.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+DEBIAN_LISTED = [
+    ("numpy", "1.26.4"),
+    ("distro-info", "1.1build1"),  # Ubuntu's python3-distro-info: not PEP 440
+    ("python-apt", "2.7.7ubuntu4"),
+    ("distro-info", "1.1+ubuntu0.2"),  # a local version label: PEP 440, pip reads it after ==
+    ("command-not-found", "0.3"),
+    ("-lxc", "0.1"),  # not a project name (pypa/pip#3681)
+]
+
+
+def test_constraints_keep_what_pip_reads_and_name_what_they_leave_out() -> None:
+    kept, dropped = image_packages().pinnable(DEBIAN_LISTED)
+    assert kept == ["numpy==1.26.4", "distro-info==1.1+ubuntu0.2", "command-not-found==0.3"]
+    assert dropped == ["distro-info==1.1build1", "python-apt==2.7.7ubuntu4", "-lxc==0.1"]
+
+
+def pip_dry_run(constraints: Path) -> subprocess.CompletedProcess[str]:
+    """``pip install`` of an installed package under ``constraints``, offline: pip parses the whole
+    file first and stops at a line it cannot read."""
+    command = [sys.executable, "-m", "pip", "install", "--dry-run", "--no-index", "--no-deps"]
+    return subprocess.run(
+        [*command, "-c", str(constraints), "numpy"], capture_output=True, text=True, check=False
+    )
+
+
+def test_pip_rejects_a_raw_listing_and_takes_the_written_constraints(tmp_path: Path) -> None:
+    """The rule the step is for, seen with this pip: one unreadable line and the whole -c file is
+    refused; image_packages.py's output for this environment is taken as it is."""
+    raw = tmp_path / "raw.txt"
+    raw.write_text("".join(f"{name}=={version}\n" for name, version in DEBIAN_LISTED))
+    refused = pip_dry_run(raw)
+    assert refused.returncode != 0 and "Invalid requirement: 'distro-info==1.1build1'" in refused.stderr
+    script = REPO / "docker" / "image_packages.py"
+    written = subprocess.run(
+        [sys.executable, str(script), "constraints"], capture_output=True, text=True, check=True
+    ).stdout
+    assert f"numpy=={np.__version__}" in written.splitlines()
+    constraints = tmp_path / "constraints.txt"
+    constraints.write_text(written)
+    taken = pip_dry_run(constraints)
+    assert taken.returncode == 0, taken.stderr
+
+
+def test_installed_lists_each_distribution_once_sorted() -> None:
+    script = REPO / "docker" / "image_packages.py"
+    ran = subprocess.run(
+        [sys.executable, str(script), "installed"], capture_output=True, text=True, check=True
+    )
+    lines = ran.stdout.splitlines()
+    names = [line.split("==")[0].lower().replace("_", "-") for line in lines]
+    assert lines == sorted(lines) and len(names) == len(set(names))
+    assert f"numpy=={np.__version__}" in lines
+
+
+def test_pycuda_links_against_the_cuda_stub_while_the_image_builds() -> None:
+    """No driver (so no libcuda.so) is present during `docker build`; pycuda's build links libcuda
+    from $CUDA_ROOT/lib64, so the linker must be pointed at CUDA's stub (NVIDIA/nvidia-docker#76)."""
+    step = next(step for step in run_steps() if re.search(r"pip install [^&]*\bpycuda\b", step))
+    command = re.search(r"&& ([^&]*pip install [^&]*\bpycuda\b)", step)
+    assert command is not None
+    assert command.group(1).split() == [
+        "CUDA_ROOT=/usr/local/cuda",
+        'LIBRARY_PATH="/usr/local/cuda/lib64/stubs${LIBRARY_PATH:+:$LIBRARY_PATH}"',
+        "python3",
+        "-m",
+        "pip",
+        "install",
+        "-c",
+        "/opt/trtq/base-constraints.txt",
+        "pycuda",
+    ]
+    prefix = command.group(1).split(" python3 ")[0]  # the assignments, run here by sh with `env`
+    for inherited, expected in [
+        (None, "/usr/local/cuda/lib64/stubs"),
+        ("/x", "/usr/local/cuda/lib64/stubs:/x"),
+    ]:
+        env = {"PATH": os.environ["PATH"], **({"LIBRARY_PATH": inherited} if inherited else {})}
+        ran = subprocess.run(
+            ["sh", "-c", f"{prefix} env"], env=env, capture_output=True, text=True, check=True
+        )
+        assert {"CUDA_ROOT=/usr/local/cuda", f"LIBRARY_PATH={expected}"} <= set(ran.stdout.splitlines())
 
 
 def test_the_image_runs_doctor_by_default() -> None:

@@ -4,7 +4,8 @@ bench, crosscheck, int8-qdq from ``trtq qdq``, CPU-made caches, timing caches, C
 
 Gated per TensorRT major version: TensorRT 11 removed weak typing, so there fp16, int8 and
 layer_precisions tests are skipped with that reason, and bench, timing-cache and CUDA-graph tests
-run on fp32 and int8-qdq engines (on 10 too). Skipped cleanly where TensorRT, pycuda or a GPU is
+run on fp32 and int8-qdq engines (on 10 too). The BF16 I/O test is skipped on a GPU below compute
+capability 8.0 (TensorRT has no BF16 there). Skipped cleanly where TensorRT, pycuda or a GPU is
 missing. These tests have not run where trtq is developed (no GPU there); the container's test-gpu
 target runs them.
 """
@@ -352,12 +353,16 @@ def with_bf16_io(model: onnx.ModelProto) -> onnx.ModelProto:
 
 def test_bf16_engine_io_matches_onnxruntime(tiny: TinyWorkspace) -> None:
     """BF16 inputs are fed as bfloat16 words and BF16 outputs read back as float32 (the runner's
-    bit conversions), on a strongly typed engine from the tiny Q/DQ model with BF16 I/O."""
+    bit conversions), on a strongly typed engine from the tiny Q/DQ model with BF16 I/O. Skipped on
+    a GPU below compute capability 8.0, where TensorRT has no BF16."""
     from trtq.compare.models import compare_models
     from trtq.doctor.checks import build_engine, qdq_build
     from trtq.model.runner import OnnxRunner
     from trtq.trt.builder import engine_path
+    from trtq.trt.device import bf16_unsupported
 
+    if (reason := bf16_unsupported()) is not None:
+        pytest.skip(reason)
     qdq_build(tiny)
     bf16_model = tiny.folder / "tiny.qdq.bf16.onnx"
     onnx.save(with_bf16_io(onnx.load(str(tiny.folder / "tiny.qdq.onnx"))), str(bf16_model))

@@ -12,8 +12,19 @@ Its rules come from the binding sources, not from trtq (NVIDIA/TensorRT v10.16 u
 - The builder with the INT8 flag calls the calibrator only for a network without Q/DQ layers (as
   Polygraphy attaches one only then, ``backend/trt/config.py``); a calibrator that serves no batch
   and no cache fails the build ("Calibration failure occurred with no scaling factors detected").
-- A cache is used only if its header names the running TensorRT and the calibrator's algorithm;
-  otherwise TensorRT asks for batches (docs/tensorrt.md, section 2).
+  With the INT8 flag and no calibrator at all, TensorRT 10 logs the warning "Calibrator is not
+  being used. Users must provide dynamic range for all tensors that are not Int32 or Bool." and
+  builds anyway (the stand-in does the same; it has no dynamic ranges to check).
+- A calibration cache whose header names another algorithm than the calibrator's is discarded and
+  TensorRT asks for batches (docs/tensorrt.md, section 2; an NVIDIA maintainer: TensorRT "will skip
+  the file if it is incompatible", NVIDIA/TensorRT#1378). ASSUMPTION, not established by any public
+  source: the stand-in also discards a cache whose header names another TensorRT version than the
+  running one; real TensorRT may accept such a cache.
+- ASSUMPTION: ``set_timing_cache`` returns False for a timing cache made on another GPU (the
+  stand-in tells GPUs apart by name). The binding's documentation (pyCoreDoc.h) says only that "a
+  failure will be reported" when the cache's CUDA device property differs, unless
+  ``ignore_mismatch``, and that the call returns whether it succeeded; whether that failure is this
+  return value, a log message or both, and which device properties count, is not established.
 - TensorRT 11 has no calibrator classes and no FP16/INT8 builder flags (v11.0/v11.1).
 - pycuda (``pycuda/autoprimaryctx.py``, ``tools.make_default_context``): the primary context is
   the one of device ``CUDA_DEVICE`` when set.
@@ -42,6 +53,8 @@ import pytest
 MAGIC = b"FAKE-TRT-ENGINE\n"
 TIMING = b"FAKE-TIMING:"
 GPUS = ["Fake GPU A (device 0)", "Fake GPU B (device 1)"]
+COMPUTE_CAPABILITY = (8, 6)
+"""Every fake GPU's (major, minor); tests set another to stand for an older GPU."""
 
 
 class DataType(IntEnum):
@@ -106,7 +119,7 @@ class Device:
         return GPUS[self.index]
 
     def compute_capability(self) -> tuple[int, int]:
-        return (8, 6)
+        return COMPUTE_CAPABILITY
 
 
 class Stream:
@@ -404,9 +417,13 @@ class Builder:
         fp16 = getattr(trt.BuilderFlag, "FP16", None) in config.flags
         qdq = any(layer.type != LayerType.OTHER for layer in network.layers)
         if int8 and not qdq:
-            if config.int8_calibrator is None:
-                return self._error("Calibration failure occurred with no scaling factors detected.")
-            if not self._calibrate(network, config, config.int8_calibrator):
+            if config.int8_calibrator is None:  # TensorRT 10 warns and builds (dynamic ranges unset)
+                self.logger.log(  # type: ignore[attr-defined]
+                    Severity.WARNING,
+                    "Calibrator is not being used. Users must provide dynamic range for all tensors "
+                    "that are not Int32 or Bool.",
+                )
+            elif not self._calibrate(network, config, config.int8_calibrator):
                 return self._error("Calibration failure occurred with no scaling factors detected.")
         precision = "int8" if int8 or qdq else "fp16" if fp16 else "fp32"
         if config.timing_cache is not None:

@@ -79,5 +79,6 @@ def _checks(cpu: list[Component], gpu: GpuStack, folder: Path) -> list[Result]:
     workspace = TinyWorkspace(folder)
     checks = [Check(CPU_CHECK, cpu_calibration)]
     if gpu.usable and gpu.trt_major is not None:
-        checks += gpu_checks(gpu.trt_major)
+        runtime = gpu.runtime
+        checks += gpu_checks(gpu.trt_major, None if runtime.found else runtime.detail or "not found")
     return run_checks(workspace, checks)

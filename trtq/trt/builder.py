@@ -290,16 +290,21 @@ def _shapes_text(config: LoadedConfig, calibration: bool = False) -> str:
 
 
 def _add_profile(builder: trt.Builder, builder_config: trt.IBuilderConfig, config: LoadedConfig) -> None:
-    """``add_optimization_profile`` returns the profile's index, or -1 for an invalid profile
-    (``IBuilderConfig::addOptimizationProfile`` in NvInfer.h); it does not raise."""
+    """``add_optimization_profile`` returns the profile's index, or -1 for an invalid profile; it
+    does not raise. The binding documents the profile as one that "must satisfy ``bool(profile) ==
+    True``" (pyCoreDoc.h), i.e. ``IOptimizationProfile::isValid``: a partial check that each input
+    given has min, opt and max set, of one rank, with min <= opt <= max. Whether the names are the
+    network's inputs is checked only when the engine is built."""
     profile = builder.create_optimization_profile()
     for spec in config.spec.inputs:
         low, mid, high = _profile_shapes(spec)
         profile.set_shape(spec.name, trt.Dims(low), trt.Dims(mid), trt.Dims(high))
     if builder_config.add_optimization_profile(profile) < 0:
         raise TrtqError(
-            f"TensorRT rejected the optimization profile ({_shapes_text(config)}); check that inputs[] "
-            f"in {config.source} names every input of {config.model_path.name} with its rank"
+            f"TensorRT rejected the optimization profile ({_shapes_text(config)}): it takes only a "
+            f"profile with bool(profile) true, where every input given has min, opt and max set, of "
+            f"one rank, with min <= opt <= max; check inputs[] in {config.source} (an input name "
+            f"{config.model_path.name} does not have is not checked here but when the engine is built)"
         )
 
 

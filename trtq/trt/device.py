@@ -61,3 +61,20 @@ def primary_device() -> Any:
 
 def gpu_name() -> str:
     return str(primary_device().name())
+
+
+BF16_MIN_COMPUTE_CAPABILITY = (8, 0)
+"""TensorRT runs BF16 only on GPUs of compute capability 8.0 and above (Ampere on): the TensorRT
+backend of triton-inference-server states it (server PR #7310)."""
+
+
+def bf16_unsupported() -> str | None:
+    """Why the GPU builds and runs use cannot do BF16, or None when it can."""
+    major, minor = primary_device().compute_capability()
+    if (major, minor) >= BF16_MIN_COMPUTE_CAPABILITY:
+        return None
+    need = ".".join(map(str, BF16_MIN_COMPUTE_CAPABILITY))
+    return (
+        f"BF16 needs a GPU of compute capability {need} or above (TensorRT supports BF16 there only); "
+        f"{gpu_name()} is {major}.{minor}"
+    )
