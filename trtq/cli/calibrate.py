@@ -20,6 +20,7 @@ from rich.table import Table
 from rich.text import Text
 
 from trtq.calib.algorithms import scale_from_amax
+from trtq.calib.auto import Evaluation, with_eval_images
 from trtq.calib.histogram import binning_compiled
 from trtq.calib.pipeline import calibrate
 from trtq.calib.run import CalibrationRun
@@ -37,10 +38,16 @@ console = command_console()
 def calibrate_command(
     config: Annotated[Path, typer.Argument(help="model YAML config")],
     top: Annotated[int, typer.Option(min=0, help="tensors to show in the summary table")] = 10,
+    eval_images: Annotated[
+        Path | None,
+        typer.Option(help="score every algorithm on these images (default: hold back calibration.holdout)"),
+    ] = None,
 ) -> None:
     """Calibrate on the CPU (ONNX Runtime + NumPy) and write a TensorRT calibration cache."""
     with reported_errors(OPTIONS.verbose):
         loaded = load_config(config)
+        if eval_images is not None:
+            loaded = with_eval_images(loaded, eval_images)
         calibration = loaded.spec.calibration
         entries = calibration_entries(loaded)
         expected = batch_source(loaded, entries).expected_batches
@@ -58,7 +65,9 @@ def calibrate_command(
                 progress.advance(task, len(batch.entries))
 
             run, outputs = calibrate(loaded, advance, entries)
-        _summary(run, calibration.algorithm, top)
+        _summary(run, outputs.algorithm, top)
+        if outputs.evaluation is not None:
+            _evaluation(outputs.evaluation, outputs.algorithm, calibration.algorithm == "auto")
         stats = run.stats
         console.print(
             f"{counted(stats.used, 'image')} in {counted(stats.batches, 'batch')}, calibration pass "
@@ -68,7 +77,7 @@ def calibrate_command(
         console.print(_time_breakdown(run), soft_wrap=True)
         for skipped in stats.skipped:
             console.print(f"  [yellow]skipped[/] {skipped}")
-        warning = run.doubling_warning(loaded.batch_size) if calibration.algorithm != "minmax" else None
+        warning = run.doubling_warning(loaded.batch_size) if outputs.algorithm != "minmax" else None
         if warning is not None:  # minmax reads max |x| only, which no doubling changes
             console.print(f"[yellow]warning[/]: {warning}")
         console.print(f"cache    {outputs.cache}\nmanifest {outputs.manifest}\nreport   {outputs.report}")
@@ -76,7 +85,7 @@ def calibrate_command(
 
 def _time_breakdown(run: CalibrationRun) -> str:
     """One line: where the time went, so users see whether decoding, the model or statistics dominate."""
-    stages = ("decode", "model", "statistics", "thresholds", "writing")
+    stages = ("decode", "model", "statistics", "thresholds", "evaluation", "writing")
     shown = [f"{stage} {run.timings[stage]:.1f} s" for stage in stages if stage in run.timings]
     return "time: " + ", ".join(shown) + " (decode: waiting for images)"
 
@@ -117,3 +126,33 @@ def _summary(run: CalibrationRun, chosen: Algorithm, top: int) -> None:
         amaxes = [f"{float(run.amax(name, algorithm)):.5g}" for algorithm in ALGORITHMS]
         table.add_row(name, *amaxes, f"{float(scale_from_amax(run.amax(name, chosen))):.4g}")
     console.print(table)
+
+
+def _evaluation(evaluation: Evaluation, cached: Algorithm, auto: bool) -> None:
+    """Each algorithm's INT8 agreement with FP32 on images it was not calibrated on; auto's choice
+    and why, or a warning when the configured algorithm is far below the best."""
+    table = Table(title=f"INT8 (Q/DQ, ONNX Runtime) vs FP32 on {evaluation.where} (* = cache)")
+    add_columns(table, ["algorithm", evaluation.metric, "other scores"], ("algorithm", "other scores"))
+    for algorithm, scores in evaluation.scores.items():
+        tasks = [m for m in scores.outputs if m.kind != "raw"]
+        named = len(tasks) > 1
+        others = [
+            f"{m.output} {k} {v:.4g}" if named else f"{k} {v:.4g}"
+            for m in tasks
+            for k, v in m.scores.items()
+            if named or k != m.metric
+        ]
+        table.add_row(
+            algorithm + ("*" if algorithm == cached else ""), f"{scores.value:.4f}", ", ".join(others) or "-"
+        )
+    console.print(table)
+    if auto:
+        console.print(f"algorithm: auto chose [bold]{cached}[/]: {evaluation.reason()}", soft_wrap=True)
+    elif evaluation.far_below(cached):
+        best = evaluation.best
+        warn(
+            f"calibration.algorithm {cached} reaches {evaluation.metric} "
+            f"{evaluation.scores[cached].value:.4f} on {evaluation.where}, far below {best} "
+            f"({evaluation.scores[best].value:.4f}): this INT8 model may be quietly broken; "
+            f"use algorithm: {best} or auto"
+        )

@@ -16,6 +16,7 @@ from typing import Any
 import onnx
 import tensorrt as trt
 
+from trtq.calib.auto import cache_algorithm
 from trtq.config.loader import LoadedConfig
 from trtq.errors import TrtqError
 from trtq.fileio import atomic_write_bytes, atomic_write_text, sha256_file
@@ -107,7 +108,7 @@ def build(config: LoadedConfig, force: bool = False, verbose: bool = False) -> B
         from trtq.trt.calibrators import make_calibrator
 
         builder_config.set_flag(trt.BuilderFlag.INT8)
-        feed = CalibrationFeed(config, PycudaMemory(), config.spec.calibration.algorithm, trt_version())
+        feed = CalibrationFeed(config, PycudaMemory(), cache_algorithm(config), trt_version())
         calibrator = make_calibrator(feed)
         builder_config.int8_calibrator = calibrator
         builder_config.set_calibration_profile(_calibration_profile(builder, config))
