@@ -96,7 +96,7 @@ def test_defaults(tmp_path: Path) -> None:
             "  cache: out/model.cache",
             "  cache: out/model.cache\n  algorithm: kl",
             r"model.yaml:13: calibration.algorithm: 'kl': "
-            r"Input should be 'entropy', 'minmax', 'percentile' or 'mse'",
+            r"Input should be 'entropy', 'minmax', 'percentile', 'mse' or 'auto'",
         ),
         (
             "  cache: out/model.cache",

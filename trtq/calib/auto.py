@@ -15,7 +15,7 @@ Where the scored images come from (docs/accuracy.md, "Choosing the algorithm"):
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +28,7 @@ from trtq.compare.tasks import Agreement, agreement
 from trtq.config.loader import LoadedConfig, config_error
 from trtq.config.schema import ALGORITHMS, Algorithm
 from trtq.data.image_list import ImageEntry
+from trtq.errors import TrtqError
 from trtq.onnxruntime_session import inference_session
 from trtq.qdq.export import export_qdq
 from trtq.text import counted
@@ -74,9 +75,12 @@ def with_eval_images(config: LoadedConfig, images: Path) -> LoadedConfig:
 @dataclass(frozen=True)
 class Evaluation:
     scores: dict[Algorithm, Agreement]
+    """The algorithms that have scales (a threshold beyond float32's range has none)."""
     images: int
     where: str
     """Which images were scored and which calibrated on, in words."""
+    unscored: dict[Algorithm, str] = field(default_factory=dict)
+    """Algorithms without scales, and why."""
 
     @property
     def metric(self) -> str:
@@ -85,20 +89,19 @@ class Evaluation:
     @property
     def best(self) -> Algorithm:
         """The highest agreement; on a tie the first in ALGORITHMS (entropy, TensorRT's own)."""
-        return max(ALGORITHMS, key=lambda a: (self.scores[a].value, -ALGORITHMS.index(a)))
+        return max(self.scores, key=lambda a: (self.scores[a].value, -ALGORITHMS.index(a)))
 
     def far_below(self, algorithm: Algorithm) -> bool:
+        if algorithm not in self.scores:
+            return False
         return self.scores[algorithm].value < self.scores[self.best].value - FAR_BELOW
 
     def reason(self) -> str:
         """Why ``best`` was chosen, for the summary and the manifest."""
         best = self.best
-        others = sorted((a for a in ALGORITHMS if a != best), key=lambda a: -self.scores[a].value)
-        runner_up = others[0]
-        return (
-            f"{best} has the best {self.metric}, {self.scores[best].value:.4f}, on {self.where} "
-            f"(next: {runner_up} {self.scores[runner_up].value:.4f})"
-        )
+        others = sorted((a for a in self.scores if a != best), key=lambda a: -self.scores[a].value)
+        after = f" (next: {others[0]} {self.scores[others[0]].value:.4f})" if others else ""
+        return f"{best} has the best {self.metric}, {self.scores[best].value:.4f}, on {self.where}{after}"
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -107,14 +110,15 @@ class Evaluation:
             "metric": self.metric,
             "best": self.best,
             "algorithms": {a: s.to_json() for a, s in self.scores.items()},
+            "unscored": self.unscored,
         }
 
 
 def evaluate(
     config: LoadedConfig, calibrated: CalibrationRun, images: list[ImageEntry], where: str
-) -> Evaluation:
+) -> Evaluation | None:
     """Each algorithm's Q/DQ model (scales from ``calibrated``) against FP32 on ``images``, judged by
-    the declared outputs' task metric, else output cosine."""
+    the declared outputs' task metric, else output cosine; None when no algorithm has scales."""
     batches = HeldOutBatches(config, images)
     count = batches.count
     input_name = config.image_input.name
@@ -122,12 +126,18 @@ def evaluate(
     specs = declared_outputs(config, reference)
     model = load_onnx(config.model_path)
     scores: dict[Algorithm, Agreement] = {}
+    unscored: dict[Algorithm, str] = {}
     for algorithm in ALGORITHMS:
-        qdq = export_qdq(model, calibrated.scales(algorithm), config.spec.qdq.exclude).model
+        try:
+            scales = calibrated.scales(algorithm)
+        except TrtqError as exc:
+            unscored[algorithm] = str(exc)
+            continue
+        qdq = export_qdq(model, scales, config.spec.qdq.exclude).model
         scores[algorithm] = agreement(
             specs, reference, run(inference_session(qdq), input_name, batches, count)
         )
-    return Evaluation(scores, count, where)
+    return Evaluation(scores, count, where, unscored) if scores else None
 
 
 def describe_holdout(held: int, calibrated: int) -> str:

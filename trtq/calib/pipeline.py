@@ -56,7 +56,10 @@ def calibrate(
         run.timings["evaluation"] = time.perf_counter() - scored
     chosen = calibration.algorithm
     if chosen == "auto":
-        assert evaluation is not None
+        if evaluation is None:
+            raise config_error(
+                config, ("calibration", "algorithm"), "auto: no algorithm has finite scales on these images"
+            )
         chosen = evaluation.best
     written = time.perf_counter()
     outputs = save_outputs(config, run, fingerprint, chosen, evaluation)

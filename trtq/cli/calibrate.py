@@ -145,6 +145,8 @@ def _evaluation(evaluation: Evaluation, cached: Algorithm, auto: bool) -> None:
         table.add_row(
             algorithm + ("*" if algorithm == cached else ""), f"{scores.value:.4f}", ", ".join(others) or "-"
         )
+    for algorithm in evaluation.unscored:
+        table.add_row(algorithm, "-", "no finite scales (a threshold beyond float32's range)")
     console.print(table)
     if auto:
         console.print(f"algorithm: auto chose [bold]{cached}[/]: {evaluation.reason()}", soft_wrap=True)
