@@ -45,7 +45,7 @@ def calibrate(
     evaluation: Evaluation | None = None
     if scoring is not None:
         where = (
-            f"{len(scoring)} images of calibration.eval_images (calibrated on all {run.stats.used} listed)"
+            f"{len(scoring)} images of calibration.eval_images (calibrated on the {run.stats.used} listed)"
         )
         evaluation = evaluate(config, run, scoring, where)
     elif run.prefix is not None:
