@@ -225,3 +225,39 @@ def test_unknown_package_path_is_a_clear_error(tmp_path: Path) -> None:
     config = load_text(tmp_path, GOOD.replace("path: model.onnx", "path: pkg:no_such_pkg_xyz/m.onnx"))
     with pytest.raises(TrtqError, match="Python package 'no_such_pkg_xyz' is not installed"):
         _ = config.model_path  # type: ignore[attr-defined]
+
+
+def test_outputs_section_declares_kinds_with_their_defaults(tmp_path: Path) -> None:
+    text = GOOD + "outputs:\n  seq: {kind: ctc}\n  head: {kind: yolo, conf: 0.4}\n  prob: {kind: map}\n"
+    outputs = load_text(tmp_path, text).spec.outputs  # type: ignore[attr-defined]
+    assert (outputs["seq"].kind, outputs["seq"].blank) == ("ctc", 0)
+    assert (outputs["head"].conf, outputs["head"].iou) == (0.4, 0.45)
+    assert outputs["prob"].threshold == 0.3
+    assert load_text(tmp_path, GOOD).spec.outputs == {}  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    ("outputs", "expected"),
+    [
+        ("  seq: {kind: ctc, conf: 0.3}", r"model.yaml:14: outputs.seq: conf does not apply to kind ctc"),
+        (
+            "  head: {kind: yolo, confx: 0.3}",
+            r"model.yaml:14: outputs.head.confx: unknown key \(did you mean 'conf'",
+        ),
+        ("  m: {kind: mask}", r"model.yaml:14: outputs.m.kind: 'mask': Input should be 'raw', 'ctc'"),
+        (
+            "  head: {kind: yolo, iou: 0}",
+            r"model.yaml:14: outputs.head.iou: 0: Input should be greater than 0",
+        ),
+    ],
+)
+def test_bad_outputs_are_located_by_file_line_and_key(tmp_path: Path, outputs: str, expected: str) -> None:
+    message = error_of(tmp_path, GOOD + "outputs:\n" + outputs + "\n")
+    assert re.search(expected, message), message
+
+
+def test_recognizer_config_is_valid() -> None:
+    config = load_config(REPO / "configs" / "ppocr_rec.yaml")
+    assert config.spec.calibration.algorithm == "auto"
+    assert config.spec.outputs["softmax_11.tmp_0"].kind == "ctc"
+    assert config.model_path.is_file() and config.image_size == (48, 320)
