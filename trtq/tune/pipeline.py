@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,7 +20,9 @@ import numpy as np
 import onnx
 
 from trtq.calib.run import collect_histograms
+from trtq.compare.declared import declared_outputs
 from trtq.compare.outputs import Array
+from trtq.compare.tasks import agreement
 from trtq.config.loader import LoadedConfig
 from trtq.config.schema import ALGORITHMS, Algorithm
 from trtq.data.from_config import batch_source
@@ -150,7 +152,13 @@ def tune(
     for algorithm in ALGORITHMS:
         plain_scores[algorithm] = plain_judge.measure(_restrict(algorithm_scales[algorithm], activations), {})
         hooks.advance()
-    best_algorithm = min(plain_scores, key=lambda a: plain_scores[a].pooled_error)
+    task = _task_agreements(
+        config, plain_judge, {a: _restrict(s, activations) for a, s in algorithm_scales.items()}
+    )
+    if task:  # the declared task metric picks the start; the output error breaks ties
+        best_algorithm = max(task, key=lambda a: (task[a], -plain_scores[a].pooled_error))
+    else:
+        best_algorithm = min(plain_scores, key=lambda a: plain_scores[a].pooled_error)
     best = plain_scores[best_algorithm]
     steps = [
         Step(
@@ -161,7 +169,12 @@ def tune(
             time.perf_counter() - started,
             details={
                 "algorithms": {
-                    a: {"relative_error": s.error, "validation_error": s.validation_error, "cosine": s.cosine}
+                    a: {
+                        "relative_error": s.error,
+                        "validation_error": s.validation_error,
+                        "cosine": s.cosine,
+                        "task_agreement": task.get(a),
+                    }
                     for a, s in plain_scores.items()
                 }
             },
@@ -354,3 +367,25 @@ def _counted(batches: Sequence[Array], advance: Callable[[], None]) -> Iterator[
     for batch in batches:
         yield batch
         advance()
+
+
+def _task_agreements(
+    config: LoadedConfig, judge: Judge, scales: dict[Algorithm, dict[str, float]]
+) -> dict[Algorithm, float]:
+    """Each plain algorithm's agreement with FP32 by the declared outputs' task metric
+    (trtq/compare/tasks.py) on the search and validation batches; empty when none is declared."""
+    if all(spec.kind == "raw" for spec in config.spec.outputs.values()):
+        return {}
+    evaluators = [e for e in (judge.search, judge.validation) if e is not None]
+
+    def joined(parts: Sequence[Mapping[str, Array]]) -> dict[str, Array]:
+        return {name: np.concatenate([part[name] for part in parts]) for name in parts[0]}
+
+    reference = joined([r for e in evaluators for r in e.reference])
+    specs = declared_outputs(config, reference)
+    return {
+        algorithm: agreement(
+            specs, reference, joined([o for e in evaluators for o in e.outputs_for(kept, {})])
+        ).value
+        for algorithm, kept in scales.items()
+    }
