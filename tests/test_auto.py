@@ -78,9 +78,9 @@ def test_holding_back_leaves_the_cache_as_it_was_and_the_scored_models_never_saw
 
 @pytest.fixture(scope="module")
 def recognizer_lines(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[str]]:
-    """16 rendered text lines that FP32 reads exactly, and their texts."""
+    """8 rendered text lines that FP32 reads exactly, and their texts."""
     directory = tmp_path_factory.mktemp("lines")
-    made = text_lines_module().make_lines(directory, 16, seed=3)
+    made = text_lines_module().make_lines(directory, 8, seed=3)
     (directory / "lines.txt").write_text("".join(f"{path.name}\n" for path, _ in made))
     return directory, [text for _, text in made]
 
@@ -101,7 +101,7 @@ def recognizer_config(directory: Path, name: str, algorithm: str) -> Path:
 def test_auto_on_the_recognizer_writes_the_best_cache_and_entropy_warns(
     recognizer_lines: tuple[Path, list[str]],
 ) -> None:
-    """PP-OCRv4's recognizer on 12 calibration lines, 4 held back: entropy's INT8 model reads
+    """PP-OCRv4's recognizer on 4 calibration lines, 4 held back: entropy's INT8 model reads
     nothing (character agreement 0) while another algorithm reads nearly every character."""
     directory, _ = recognizer_lines
     result = CliRunner().invoke(app, ["calibrate", str(recognizer_config(directory, "auto", "auto"))])
