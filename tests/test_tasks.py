@@ -111,11 +111,14 @@ def test_sequence_agreement_by_hand() -> None:
 
 
 def random_boxes(rng: np.random.Generator, n: int) -> np.ndarray:
-    corner = rng.uniform(0, 60, size=(n, 2))
+    corner = rng.uniform(-30, 60, size=(n, 2))  # boxes past the left and top edges too
     return np.concatenate([corner, corner + rng.uniform(5, 40, size=(n, 2))], axis=1).astype(np.float32)
 
 
 def test_nms_against_a_per_box_reference() -> None:
+    # a class-1 box exactly one max-coordinate-plus-one left of a class-0 box: kept all the same
+    hand = np.array([[50, 50, 60, 60], [-11, -11, -1, -1]], dtype=np.float32)
+    assert nms(hand, np.array([0.9, 0.8], dtype=np.float32), np.array([0, 1]), 0.45).tolist() == [0, 1]
     rng = np.random.default_rng(3)
     for _ in range(50):
         n = int(rng.integers(0, 30))
@@ -230,7 +233,8 @@ def test_ctc_on_the_real_recognizer(tmp_path: Path) -> None:
     assert scores["exact_match"] == pytest.approx(
         np.mean([a == b for a, b in zip(theirs, texts, strict=True)])
     )
-    assert suggested_kind("softmax_11.tmp_0", fp32) is not None  # probabilities per step: ctc is named
+    assert "kind: ctc" in (suggested_kind("softmax_11.tmp_0", fp32) or "")  # probabilities per step
+    assert suggested_kind("logits", np.log(fp32 + 1e-9)) is None  # log-probabilities: no box rows either
     # a model that outputs only blanks (the quiet collapse) keeps a cosine far above 0 and agrees on nothing
     dead = np.zeros_like(fp32)
     dead[:, :, 0] = 1

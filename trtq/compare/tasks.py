@@ -120,10 +120,10 @@ def box_iou(a: Array, b: Array) -> Array:
 
 def nms(boxes: Array, scores: Array, classes: Ints, iou: float) -> Ints:
     """Class-wise greedy NMS: indices kept, best score first. Boxes of different classes never
-    suppress each other (each class is moved far from the others, as YOLO's exporters do)."""
+    suppress each other (each class is moved beyond every other class's boxes, as YOLO's NMS does)."""
     if len(boxes) == 0:
         return np.zeros(0, dtype=np.int64)
-    offset = (classes.astype(np.float32) * (float(np.abs(boxes).max()) + 1))[:, None]
+    offset = (classes.astype(np.float32) * (2 * float(np.abs(boxes).max()) + 1))[:, None]
     shifted = boxes + offset
     order = np.argsort(-scores, kind="stable")
     kept: list[int] = []
@@ -314,7 +314,7 @@ def suggested_kind(name: str, reference: Array) -> str | None:
             f"output '{name}' {shape} holds a probability per step and class (a sequence recognizer's, "
             f"like CTC): declare `outputs: {{{name}: {{kind: ctc, blank: 0}}}}` to judge decoded sequences"
         )
-    if len(shape) == 3 and 5 <= shape[1] < shape[2] // 4:
+    if len(shape) == 3 and 5 <= shape[1] < shape[2] // 4 and _looks_like_yolo(reference):
         return (
             f"output '{name}' {shape} looks like a YOLO head ([N, 4 + classes, anchors]): declare "
             f"`outputs: {{{name}: {{kind: yolo}}}}` to judge detections (F1, mAP@0.5 against FP32)"
@@ -330,3 +330,9 @@ def suggested_kind(name: str, reference: Array) -> str | None:
 def _rows_are_probabilities(values: Array) -> bool:
     sums = values.reshape(-1, values.shape[-1]).sum(axis=1, dtype=np.float64)
     return bool(float(values.min()) >= 0 and np.allclose(sums, 1.0, atol=1e-2))
+
+
+def _looks_like_yolo(values: Array) -> bool:
+    """Widths and heights (rows 2, 3) not negative, class scores (rows 4..) within [0, 1]."""
+    scores = values[:, 4:]
+    return bool(float(values[:, 2:4].min()) >= 0 and float(scores.min()) >= 0 and float(scores.max()) <= 1)
