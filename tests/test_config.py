@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from trtq.config import load_config
+from trtq.config import TrtqConfig, load_config
 from trtq.errors import TrtqError
 
 REPO = Path(__file__).resolve().parent.parent
@@ -234,6 +234,10 @@ def test_outputs_section_declares_kinds_with_their_defaults(tmp_path: Path) -> N
     assert (outputs["head"].conf, outputs["head"].iou) == (0.4, 0.45)
     assert outputs["prob"].threshold == 0.3
     assert load_text(tmp_path, GOOD).spec.outputs == {}  # type: ignore[attr-defined]
+    # a dumped config (trtq tune writes one) holds each kind's own keys and validates again
+    dumped = load_text(tmp_path, text).spec.model_dump(mode="json")  # type: ignore[attr-defined]
+    assert dumped["outputs"]["seq"] == {"kind": "ctc", "blank": 0}
+    assert TrtqConfig.model_validate(dumped).outputs == outputs
 
 
 @pytest.mark.parametrize(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 from pydantic import (
@@ -12,7 +12,9 @@ from pydantic import (
     Field,
     NonNegativeInt,
     PositiveInt,
+    SerializerFunctionWrapHandler,
     field_validator,
+    model_serializer,
     model_validator,
 )
 
@@ -185,6 +187,12 @@ class OutputSpec(Section):
             own = ", ".join(sorted(_KIND_KEYS[self.kind])) or "none"
             raise ValueError(f"{', '.join(foreign)} does not apply to kind {self.kind} (its keys: {own})")
         return self
+
+    @model_serializer(mode="wrap")
+    def _dump_own_keys(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """Dumped with its kind's keys only, so a dumped config (trtq tune's) validates again."""
+        data: dict[str, Any] = handler(self)
+        return {key: value for key, value in data.items() if key == "kind" or key in _KIND_KEYS[self.kind]}
 
 
 class BuildSection(Section):
