@@ -240,3 +240,25 @@ def test_ctc_on_the_real_recognizer(tmp_path: Path) -> None:
     dead[:, :, 0] = 1
     result = agreement({"out": OutputSpec(kind="ctc")}, {"out": fp32}, {"out": dead})
     assert result.value == 0.0 and result.metric == "char_agreement of out"
+
+
+def test_map_on_the_real_detector() -> None:
+    """PP-OCRv4's text detector on a real photo of text, and on the same photo blurred: the mask IoU
+    is the one counted pixel by pixel as sets of coordinates."""
+    import cv2
+
+    model = resolve_path("pkg:rapidocr_onnxruntime/models/ch_PP-OCRv4_det_infer.onnx", REPO)
+    session = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
+    photo = cv2.resize(cv2.imread(str(resolve_path("pkg:skimage/data/page.png", REPO))), (320, 320))
+
+    def infer(image: np.ndarray) -> np.ndarray:
+        x = (image.astype(np.float32).transpose(2, 0, 1)[None] / 255 - 0.5) / 0.5
+        return np.asarray(session.run(None, {"x": x})[0])
+
+    sharp, blurred = infer(photo), infer(cv2.GaussianBlur(photo, (0, 0), 1.5))
+    ours = judge_output("sigmoid_0.tmp_0", OutputSpec(kind="map", threshold=0.3), sharp, blurred).scores
+    a = {tuple(p) for p in np.argwhere(sharp > 0.3)}
+    b = {tuple(p) for p in np.argwhere(blurred > 0.3)}
+    assert len(a) > 1000 and a != b  # text found, and the blur moves it
+    assert ours["mask_iou"] == pytest.approx(len(a & b) / len(a | b))
+    assert 0 < ours["mask_iou"] < 1
