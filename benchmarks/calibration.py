@@ -151,8 +151,8 @@ def run_floor(config_path: Path, clock: StageClock, threads: int = 1) -> int:
 
 
 def run_trtq(config_path: Path, clock: StageClock) -> int:
-    """``trtq calibrate``'s job (trtq.calib.pipeline.calibrate), its stages timed."""
-    from trtq.calib.pipeline import calibrate
+    """``trtq calibrate``'s job (trtq.calibrate.pipeline.calibrate), its stages timed."""
+    from trtq.calibrate.pipeline import calibrate
     from trtq.config import load_config
 
     run, _ = calibrate(load_config(config_path))

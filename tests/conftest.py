@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, settings
 
 from trtq.cache import read_cache
 from trtq.cache.trt_format import format_cache, make_cache
-from trtq.calib.pipeline import calibrate
+from trtq.calibrate.pipeline import calibrate
 from trtq.config import load_config
 from trtq.data.image_list import read_image_list
 from trtq.resources import resolve_path

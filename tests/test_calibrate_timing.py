@@ -21,7 +21,7 @@ def test_calibrate_prints_a_time_breakdown(write_config: WriteConfig) -> None:
     line = re.search(r"time: (.*)", result.output)
     assert line is not None, result.output
     stages = dict(re.findall(r"(\w+) ([\d.]+) s", line[1]))
-    assert list(stages) == ["decode", "model", "statistics", "thresholds", "writing"]
+    assert list(stages) == ["decode", "model", "statistics", "thresholds", "evaluation", "writing"]
     # decode, model and statistics split the pass the summary line times (each rounded to 0.1 s)
     pass_stages = sum(float(stages[s]) for s in ("decode", "model", "statistics"))
     assert abs(pass_stages - total) <= 0.2

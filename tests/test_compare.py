@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -103,3 +104,33 @@ def test_heldout_batches_stream_and_count_real_samples(write_config, tmp_path) -
     expected = preprocessed_by_hand(photos)
     np.testing.assert_allclose(np.concatenate(first)[:3], expected, atol=1e-5)
     np.testing.assert_allclose(np.concatenate(first)[3], expected[0], atol=1e-5)  # wrapped from the start
+
+
+def test_compare_judges_declared_outputs_and_refuses_an_unknown_one(
+    write_config: WriteConfig, tmp_path: Path
+) -> None:
+    """The classifier's output declared as `classes`: the task table and JSON hold top-1 agreement
+    with FP32, which matches the 2-class argmax of the raw outputs counted here."""
+    import yaml
+    from conftest import listed_photos
+
+    config = write_config(n_images=4)
+    spec = yaml.safe_load(config.read_text())
+    spec["outputs"] = {"save_infer_model/scale_0.tmp_1": {"kind": "classes"}}
+    config.write_text(yaml.safe_dump(spec, sort_keys=False))
+    (tmp_path / "held_out.txt").write_text("\n".join(listed_photos(6, start=10)) + "\n")
+    out = tmp_path / "compare.json"
+    args = ["compare", str(config), "--images", str(tmp_path / "held_out.txt"), "--algorithms", "minmax"]
+    result = CliRunner().invoke(app, [*args, "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "Task agreement with FP32" in result.output
+    report = json.loads(out.read_text())
+    task = report["agreement"]["minmax"]
+    assert task["metric"] == "top1_agreement of save_infer_model/scale_0.tmp_1"
+    assert task["agreement"] == report["results"]["minmax"][0]["top1_agreement"]
+
+    spec["outputs"] = {"logits": {"kind": "classes"}}
+    config.write_text(yaml.safe_dump(spec, sort_keys=False))
+    bad = CliRunner().invoke(app, [*args, "--json", str(out)])
+    assert bad.exit_code == 1
+    assert re.search(r"model.yaml:\d+: outputs.logits: 'logits' is not an output of", bad.output), bad.output

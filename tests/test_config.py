@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from trtq.config import load_config
+from trtq.config import TrtqConfig, load_config
 from trtq.errors import TrtqError
 
 REPO = Path(__file__).resolve().parent.parent
@@ -125,7 +125,7 @@ def test_defaults(tmp_path: Path) -> None:
             "  cache: out/model.cache",
             "  cache: out/model.cache\n  algorithm: kl",
             r"model.yaml:13: calibration.algorithm: 'kl': "
-            r"Input should be 'entropy', 'minmax', 'percentile' or 'mse'",
+            r"Input should be 'entropy', 'minmax', 'percentile', 'mse' or 'auto'",
         ),
         (
             "  cache: out/model.cache",
@@ -270,3 +270,43 @@ def test_a_dumped_config_loads_again(tmp_path: Path) -> None:
         dumped = config.spec.model_dump(mode="json", exclude_none=True)  # type: ignore[attr-defined]
         again = load_text(tmp_path, yaml.safe_dump(dumped))
         assert again.spec == config.spec  # type: ignore[attr-defined]
+
+
+def test_outputs_section_declares_kinds_with_their_defaults(tmp_path: Path) -> None:
+    text = GOOD + "outputs:\n  seq: {kind: ctc}\n  head: {kind: yolo, conf: 0.4}\n  prob: {kind: map}\n"
+    outputs = load_text(tmp_path, text).spec.outputs  # type: ignore[attr-defined]
+    assert (outputs["seq"].kind, outputs["seq"].blank) == ("ctc", 0)
+    assert (outputs["head"].conf, outputs["head"].iou) == (0.4, 0.45)
+    assert outputs["prob"].threshold == 0.3
+    assert load_text(tmp_path, GOOD).spec.outputs == {}  # type: ignore[attr-defined]
+    # a dumped config (trtq tune writes one) holds each kind's own keys and validates again
+    dumped = load_text(tmp_path, text).spec.model_dump(mode="json")  # type: ignore[attr-defined]
+    assert dumped["outputs"]["seq"] == {"kind": "ctc", "blank": 0}
+    assert TrtqConfig.model_validate(dumped).outputs == outputs
+
+
+@pytest.mark.parametrize(
+    ("outputs", "expected"),
+    [
+        ("  seq: {kind: ctc, conf: 0.3}", r"model.yaml:14: outputs.seq: conf does not apply to kind ctc"),
+        (
+            "  head: {kind: yolo, confx: 0.3}",
+            r"model.yaml:14: outputs.head.confx: unknown key \(did you mean 'conf'",
+        ),
+        ("  m: {kind: mask}", r"model.yaml:14: outputs.m.kind: 'mask': Input should be 'raw', 'ctc'"),
+        (
+            "  head: {kind: yolo, iou: 0}",
+            r"model.yaml:14: outputs.head.iou: 0: Input should be greater than 0",
+        ),
+    ],
+)
+def test_bad_outputs_are_located_by_file_line_and_key(tmp_path: Path, outputs: str, expected: str) -> None:
+    message = error_of(tmp_path, GOOD + "outputs:\n" + outputs + "\n")
+    assert re.search(expected, message), message
+
+
+def test_recognizer_config_is_valid() -> None:
+    config = load_config(REPO / "configs" / "ppocr_rec.yaml")
+    assert config.spec.calibration.algorithm == "auto"
+    assert config.spec.outputs["softmax_11.tmp_0"].kind == "ctc"
+    assert config.model_path.is_file() and config.image_size == (48, 320)

@@ -17,7 +17,7 @@ from tests.conftest import WriteConfig
 from trtq import fileio, fileset
 from trtq.cache.manifest import read_manifest, report_path
 from trtq.cache.trt_format import format_cache, make_cache, read_cache
-from trtq.calib.pipeline import calibrate
+from trtq.calibrate.pipeline import calibrate
 from trtq.config import load_config
 from trtq.data.from_config import calibration_entries
 from trtq.errors import TrtqError

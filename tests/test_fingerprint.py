@@ -9,7 +9,7 @@ import pytest
 import yaml
 from conftest import WriteConfig
 
-from trtq.calib.pipeline import calibrate
+from trtq.calibrate.pipeline import calibrate
 from trtq.config import load_config
 from trtq.data.from_config import calibration_entries
 from trtq.errors import TrtqError

@@ -14,8 +14,8 @@ from test_pipeline import independent_batches
 
 from trtq.cache import read_cache
 from trtq.calib import TrtHistogram, amax_entropy, scale_from_amax
-from trtq.calib.pipeline import calibrate
 from trtq.calib.run import CalibrationRun
+from trtq.calibrate.pipeline import calibrate
 from trtq.config import load_config
 from trtq.config.schema import PreprocessSection
 from trtq.data.batches import BatchStats

@@ -88,7 +88,12 @@ class Invocation:
 
 
 INVOCATIONS = [
-    Invocation("calibrate", ("calibrate", "cfg.yaml"), CONFIG, config_keys=(("calibration", "cache"),)),
+    Invocation(
+        "calibrate",
+        ("calibrate", "cfg.yaml", "--images", "held.txt"),
+        CONFIG + HELD,
+        config_keys=(("calibration", "cache"),),
+    ),
     Invocation(
         "build",
         ("build", "cfg.yaml"),

@@ -16,7 +16,7 @@ from conftest import WriteConfig
 
 from trtq.cache import read_cache, read_manifest
 from trtq.calib import amax_entropy, amax_minmax, scale_from_amax
-from trtq.calib.pipeline import calibrate
+from trtq.calibrate.pipeline import calibrate
 from trtq.config import load_config
 from trtq.data.from_config import calibration_entries
 from trtq.errors import TrtqError

@@ -26,7 +26,7 @@ def ws(tmp_path: Path) -> TinyWorkspace:
 
 
 def qdq_model(ws: TinyWorkspace) -> Path:
-    from trtq.calib.pipeline import calibrate
+    from trtq.calibrate.pipeline import calibrate
 
     source = ws.config("source", "int8")
     calibrate(source)

@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from trtq.config.loader import LoadedConfig
 from trtq.config.schema import PreprocessSection
+from trtq.data.from_config import eval_entries
 from trtq.data.image_list import ImageEntry
 from trtq.data.listed_file import open_regular
 from trtq.errors import TrtqError
@@ -105,8 +106,10 @@ def fingerprint_config(config: LoadedConfig, entries: Sequence[ImageEntry]) -> F
         "cache_header": spec.calibration.cache_header,
         "input_range": spec.calibration.input_range,
     }
-    if spec.calibration.algorithm == "percentile":
+    if spec.calibration.algorithm in ("percentile", "auto"):  # auto may choose percentile
         calibration["percentile"] = spec.calibration.percentile
+    if spec.calibration.algorithm == "auto":  # what auto's choice was scored on
+        calibration.update(_scored_on(config))
     return Fingerprint(
         model_sha256=sha256_file(config.model_path),
         inputs={config.image_input.name: list(config.calibration_shape)},
@@ -118,6 +121,14 @@ def fingerprint_config(config: LoadedConfig, entries: Sequence[ImageEntry]) -> F
             for path in external_data_files(config.model_path)
         },
     )
+
+
+def _scored_on(config: LoadedConfig) -> dict[str, Any]:
+    """The images ``algorithm: auto`` scores on: a separate list's hashes, else the held-out share."""
+    listed = eval_entries(config)
+    if listed is None:
+        return {"holdout": config.spec.calibration.holdout}
+    return {"eval_images_sha256": _sha256_json([_image_hash(entry) for entry in listed])}
 
 
 def _preprocess(section: PreprocessSection) -> dict[str, Any]:

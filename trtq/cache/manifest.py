@@ -43,6 +43,9 @@ class Manifest:
     Provenance only: scales do not depend on the TensorRT version (docs/design.md)."""
     report_sha256: str | None = None
     """The calibration report written with the cache: a report from another run is told apart."""
+    chosen_by: str | None = None
+    """Why ``algorithm`` holds the scales when the config says ``algorithm: auto`` (which the
+    fingerprint records): the held-out scores that chose it."""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -58,6 +61,7 @@ class Manifest:
             "trtq_version": self.trtq_version,
             "scales_by": self.scales_by,
             "report_sha256": self.report_sha256,
+            "chosen_by": self.chosen_by,
         }
 
     def mismatches(
@@ -116,6 +120,7 @@ def read_manifest(cache_path: Path) -> Manifest:
             trtq_version=_field(data, "trtq_version", str),
             report_sha256=None if data.get("report_sha256") is None else _field(data, "report_sha256", str),
             scales_by=data.get("scales_by", "unknown (manifest predates the field)"),
+            chosen_by=None if data.get("chosen_by") is None else _field(data, "chosen_by", str),
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise TrtqError(f"{path}: manifest is missing or has a bad field: {exc}") from None

@@ -3,12 +3,13 @@ TensorRT-rule histogram and dropped; every algorithm's threshold read from those
 
 from __future__ import annotations
 
+import copy
 import math
 import os
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -76,6 +77,11 @@ class CalibrationRun:
     as the preprocessing gives it (a histogram of letterboxed images puts entropy's pick on the
     border's spike)."""
     _amax: dict[tuple[str, Algorithm], np.float32] = field(default_factory=dict)
+    prefix: CalibrationRun | None = None
+    """With a checkpoint: the histograms as they were after the first batches, exactly what
+    calibrating on those batches alone gives (TensorRT's histograms only ever see batches in order)."""
+    held: list[ImageEntry] = field(default_factory=list)
+    """The images of the batches after the checkpoint (no wrapped repeats): never in ``prefix``."""
 
     def amax(self, tensor: str, algorithm: Algorithm) -> np.float32:
         if tensor in self.known:
@@ -174,14 +180,21 @@ def collect_histograms(
     config: LoadedConfig,
     entries: list[ImageEntry],
     on_batch: ProgressCallback | None = None,
+    checkpoint: int | None = None,
     *,
     as_tensorrt: bool = False,
 ) -> CalibrationRun:
     """Stream every batch through ONNX Runtime; each activation updates its histogram and is dropped.
 
-    The input's threshold is the preprocessing's range unless ``calibration.input_range`` says
-    histogram, the list names tensors made elsewhere (.npy), or ``as_tensorrt`` asks for TensorRT's
-    own thresholds (crosscheck)."""
+    With ``checkpoint``, the run also keeps a copy of the histograms after that many batches
+    (``prefix``) and the images of the later batches (``held``); the full histograms are the same
+    as without it. The input's threshold is the preprocessing's range unless
+    ``calibration.input_range`` says histogram, the list names tensors made elsewhere (.npy), or
+    ``as_tensorrt`` asks for TensorRT's own thresholds (crosscheck)."""
+    known = {}
+    preprocessed_here = not any(entry.is_tensor for entry in entries)  # .npy tensors come as they are
+    if config.spec.calibration.input_range == "preprocessing" and preprocessed_here and not as_tensorrt:
+        known[config.image_input.name] = value_range_amax(config.spec.preprocess)
     load_binning_in_background()
     collector = ActivationCollector(
         config.model_path, config.image_input.name, config.calibration_shape, derive=True
@@ -194,6 +207,9 @@ def collect_histograms(
     timings = dict.fromkeys(("decode", "model", "statistics"), 0.0)
     started = time.perf_counter()
     batches = iter(source)
+    prefix: CalibrationRun | None = None
+    held: list[ImageEntry] = []
+    first: set[ImageEntry] = set()
     # Each histogram gets one update per batch, batches in order; within a batch the values are split
     # over threads (the compiled kernel releases the GIL) and the counts added, so the result is the same.
     with ThreadPoolExecutor(max_workers=HISTOGRAM_THREADS, thread_name_prefix="trtq-hist") as pool:
@@ -203,6 +219,10 @@ def collect_histograms(
             timings["decode"] += (now := time.perf_counter()) - mark
             if batch is None:
                 break
+            if source.stats.batches == 1:
+                first.update(batch.entries)
+            if checkpoint is not None and source.stats.batches > checkpoint:
+                held.extend(entry for entry in batch.entries if entry not in first)  # wrap repeats the first
             activations = dict(collector.run(batch.data))
             timings["model"] += (mark := time.perf_counter()) - now
             try:
@@ -216,22 +236,35 @@ def collect_histograms(
             for tensor in pads:
                 added_zeros[tensor.name] += tensor.added_zeros(activations[tensor.source].shape)
             del activations
+            if source.stats.batches == checkpoint:
+                prefix = _finished(collector, names, histograms, added_zeros, source.stats, config, known)
             timings["statistics"] += time.perf_counter() - mark
             if on_batch is not None:
                 on_batch(batch)
-    measured = dict(zip(names, histograms, strict=True))
+    run = _finished(collector, names, histograms, added_zeros, source.stats, config, known)
+    run.seconds = time.perf_counter() - started
+    run.timings = timings
+    run.prefix, run.held = (prefix, held) if held else (None, [])
+    return run
+
+
+def _finished(
+    collector: ActivationCollector,
+    names: list[str],
+    histograms: list[TrtHistogram],
+    added_zeros: dict[str, int],
+    stats: BatchStats,
+    config: LoadedConfig,
+    known: dict[str, np.float32],
+) -> CalibrationRun:
+    """A run of copies of the histograms as they are now, derived tensors included."""
+    measured = dict(zip(names, copy.deepcopy(histograms), strict=True))
     for tensor in collector.derived.values():  # graph order: a source's histogram is there first
         measured[tensor.name] = tensor.histogram(measured[tensor.source], added_zeros.get(tensor.name, 0))
-    known = {}
-    preprocessed_here = not any(entry.is_tensor for entry in entries)  # .npy tensors come as they are
-    if config.spec.calibration.input_range == "preprocessing" and preprocessed_here and not as_tensorrt:
-        known[config.image_input.name] = value_range_amax(config.spec.preprocess)
     return CalibrationRun(
         {name: measured[name] for name in collector.tensor_names},
-        source.stats,
+        replace(stats, skipped=list(stats.skipped)),
         config.spec.calibration.percentile,
-        time.perf_counter() - started,
-        timings=timings,
-        known=known,
+        known=dict(known),
         in_control_flow=collector.in_control_flow,
     )

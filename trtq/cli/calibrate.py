@@ -19,8 +19,9 @@ from rich.progress import (
 from rich.text import Text
 
 from trtq.calib.histogram import binning_compiled
-from trtq.calib.pipeline import calibrate
 from trtq.calib.run import CalibrationRun
+from trtq.calibrate.auto import Evaluation, with_eval_images
+from trtq.calibrate.pipeline import calibrate
 from trtq.cli import preflight
 from trtq.cli.console import LiteralTable, command_console
 from trtq.cli.errors import warn
@@ -38,9 +39,17 @@ console = command_console()
 def calibrate_command(
     config: Annotated[Path, typer.Argument(help="model YAML config")],
     top: Annotated[int, typer.Option(min=0, help="tensors to show in the summary table")] = 10,
+    images: Annotated[
+        Path | None,
+        typer.Option(
+            help="held-out images to score every algorithm on (default: hold back calibration.holdout)"
+        ),
+    ] = None,
 ) -> None:
     """Calibrate on the CPU (ONNX Runtime + NumPy) and write a TensorRT calibration cache."""
     loaded = load_config(config)
+    if images is not None:
+        loaded = with_eval_images(loaded, images)
     calibration = loaded.spec.calibration
     entries = calibration_entries(loaded)
     preflight.calibrate(loaded, entries)
@@ -60,7 +69,9 @@ def calibrate_command(
             progress.advance(task, len(batch.entries))
 
         run, outputs = calibrate(loaded, advance, entries)
-    _summary(run, calibration.algorithm, top)
+    _summary(run, outputs.algorithm, top)
+    if outputs.evaluation is not None:
+        _evaluation(outputs.evaluation, outputs.algorithm, calibration.algorithm == "auto")
     stats = run.stats
     console.print(
         f"{counted(stats.used, 'image')} in {counted(stats.batches, 'batch')}, calibration pass "
@@ -70,11 +81,11 @@ def calibrate_command(
     console.print(_time_breakdown(run))
     for skipped in stats.skipped:
         warn(f"skipped {skipped}")
-    warning = run.doubling_warning(loaded.batch_size) if calibration.algorithm != "minmax" else None
+    warning = run.doubling_warning(loaded.batch_size) if outputs.algorithm != "minmax" else None
     if warning is not None:  # minmax reads max |x| only, which no doubling changes
         warn(warning)
     for note in (
-        run.clipping_warning(calibration.algorithm),
+        run.clipping_warning(outputs.algorithm),
         run.zero_warning(),
         control_flow_note(run.in_control_flow),
     ):
@@ -85,7 +96,7 @@ def calibrate_command(
 
 def _time_breakdown(run: CalibrationRun) -> str:
     """One line: where the time went, so users see whether decoding, the model or statistics dominate."""
-    stages = ("decode", "model", "statistics", "thresholds", "writing")
+    stages = ("decode", "model", "statistics", "thresholds", "evaluation", "writing")
     shown = [f"{stage} {run.timings[stage]:.1f} s" for stage in stages if stage in run.timings]
     return "time: " + ", ".join(shown) + " (decode: waiting for images)"
 
@@ -126,3 +137,35 @@ def _summary(run: CalibrationRun, chosen: Algorithm, top: int) -> None:
         amaxes = [f"{float(run.amax(name, algorithm)):.5g}" for algorithm in ALGORITHMS]
         table.add_row(name, *amaxes, f"{float(scale_from_amax(run.amax(name, chosen))):.4g}")
     console.print(table)
+
+
+def _evaluation(evaluation: Evaluation, cached: Algorithm, auto: bool) -> None:
+    """Each algorithm's INT8 agreement with FP32 on images it was not calibrated on; auto's choice
+    and why, or a warning when the configured algorithm is far below the best."""
+    table = LiteralTable(f"INT8 (Q/DQ, ONNX Runtime) vs FP32 on {evaluation.where} (* = cache)")
+    add_columns(table, ["algorithm", evaluation.metric, "other scores"], ("algorithm", "other scores"))
+    for algorithm, scores in evaluation.scores.items():
+        tasks = [m for m in scores.outputs if m.kind != "raw"]
+        named = len(tasks) > 1
+        others = [
+            f"{m.output} {k} {v:.4g}" if named else f"{k} {v:.4g}"
+            for m in tasks
+            for k, v in m.scores.items()
+            if named or k != m.metric
+        ]
+        table.add_row(
+            algorithm + ("*" if algorithm == cached else ""), f"{scores.value:.4f}", ", ".join(others) or "-"
+        )
+    for algorithm in evaluation.unscored:
+        table.add_row(algorithm, "-", "no finite scales (a threshold beyond float32's range)")
+    console.print(table)
+    if auto:
+        console.say("algorithm: auto chose ", (cached, "bold"), f": {evaluation.reason()}")
+    elif evaluation.far_below(cached):
+        best = evaluation.best
+        warn(
+            f"calibration.algorithm {cached} reaches {evaluation.metric} "
+            f"{evaluation.scores[cached].value:.4f} on {evaluation.where}, far below {best} "
+            f"({evaluation.scores[best].value:.4f}): this INT8 model may be quietly broken; "
+            f"use algorithm: {best} or auto"
+        )

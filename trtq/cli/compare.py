@@ -14,8 +14,10 @@ from trtq.cli.errors import warn
 from trtq.cli.options import JsonOption
 from trtq.cli.tables import add_columns
 from trtq.compare.algorithms import qdq_per_algorithm
+from trtq.compare.declared import declared_outputs, undeclared_notes
 from trtq.compare.models import HeldOutBatches, class_count, compare_models, heldout_batches, read_labels, run
 from trtq.compare.outputs import Array, OutputMetrics
+from trtq.compare.tasks import Agreement, agreement
 from trtq.config import ALGORITHMS, Algorithm, LoadedConfig, load_config
 from trtq.data.from_config import calibration_entries_if_listed
 from trtq.data.overlap import overlap
@@ -68,31 +70,37 @@ def compare_command(
             "[samples, classes]) to score labels against"
         )
     truth = read_labels(labels, count, classes) if labels else None
+    specs = declared_outputs(loaded, reference)
     results: dict[str, list[OutputMetrics]] = {}
+    tasks: dict[str, Agreement] = {}
+
+    def judge(label: str, outputs: dict[str, Array]) -> None:
+        results[label] = compare_models(reference, outputs, truth)
+        tasks[label] = agreement(specs, reference, outputs)
+
     if algorithms:
         chosen = _algorithms(algorithms)
         with console.status(f"calibrating once for {', '.join(chosen)}"):
             models = qdq_per_algorithm(loaded, chosen)
         for algorithm, qdq in models.items():
-            results[algorithm] = compare_models(
-                reference, run(OnnxRunner(qdq.model), input_name, batches, count), truth
-            )
+            judge(algorithm, run(OnnxRunner(qdq.model), input_name, batches, count))
     else:
         assert cache_path is not None
         qdq = qdq_from_scales(loaded, scales)
-        results[cache_path.name] = compare_models(
-            reference, run(OnnxRunner(qdq.model), input_name, batches, count), truth
-        )
+        judge(cache_path.name, run(OnnxRunner(qdq.model), input_name, batches, count))
     if engine is not None:
-        results[f"engine {engine.name}"] = compare_models(
-            reference, _engine_outputs(engine, loaded, batches, count), truth
-        )
+        judge(f"engine {engine.name}", _engine_outputs(engine, loaded, batches, count))
     _print(results, count)
+    if specs:
+        _print_tasks(tasks, count)
+    for note in undeclared_notes(loaded, reference):
+        console.print(f"note: {note}")
     payload = {
         "config": str(config),
         "images": str(images),
         "samples": count,
         "results": {k: [m.to_json() for m in v] for k, v in results.items()},
+        "agreement": {k: v.to_json() for k, v in tasks.items()},
     }
     out.write_json(json_path, payload)
     console.print(f"json     {json_path}")
@@ -139,4 +147,21 @@ def _print(results: dict[str, list[OutputMetrics]], count: int) -> None:
     for label, metrics in results.items():
         for m in metrics:
             table.add_row(label, m.output, *[cell(m) or "-" for cell in shown.values()])
+    console.print(table)
+
+
+def _print_tasks(tasks: dict[str, Agreement], count: int) -> None:
+    """The declared outputs' task scores; with several INT8 variants, the best (by the ranking
+    metric) is marked."""
+    best = max(tasks, key=lambda label: tasks[label].value) if len(tasks) > 1 else None
+    metric = next(iter(tasks.values())).metric
+    table = LiteralTable(f"Task agreement with FP32 on {count} held-out images (ranked by {metric})")
+    add_columns(table, ["scales", "output", "kind", "scores"], ("scales", "output", "scores"))
+    for label, result in tasks.items():
+        shown = label + (" *" if label == best else "")
+        for m in result.outputs:
+            if m.kind == "raw":
+                continue
+            scores = ", ".join(f"{k} {v:.4g}" for k, v in m.scores.items())
+            table.add_row(shown, m.output, m.kind, scores)
     console.print(table)

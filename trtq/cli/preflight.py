@@ -72,7 +72,13 @@ def json_option(path: Path) -> Named:
 
 
 def calibrate(config: LoadedConfig, entries: Sequence[ImageEntry]) -> Checked:
-    return checked(calibration_outputs(config), config_inputs(config, entries, with_cache=False))
+    """The cache set; read are the config's files, its images and the images it scores algorithms on
+    (calibration.eval_images or --images)."""
+    inputs = config_inputs(config, entries, with_cache=False)
+    scored = config.spec.calibration.eval_images
+    if scored is not None:
+        inputs += heldout_inputs(config.resolve(scored))
+    return checked(calibration_outputs(config), inputs)
 
 
 def build(configs: Sequence[LoadedConfig]) -> Checked:

@@ -60,16 +60,17 @@ def sensitivity_command(
             loaded.spec.qdq.exclude,
             worst,
             lambda done, total: progress.update(task, completed=done, total=total),
+            loaded.spec.outputs,
         )
     table = LiteralTable(
-        f"Sensitivity on {count} images (output cosine vs FP32; lower 'alone' = more damage)"
+        f"Sensitivity on {count} images ({result.metric} vs FP32; lower 'alone' = more damage)"
     )
     add_columns(table, ("tensor", "alone", "all but this", "consumers"), ("tensor", "consumers"))
     for item in result.ranking[:top]:
         table.add_row(item.tensor, f"{item.alone:.4f}", f"{item.all_but:.4f}", ", ".join(item.consumers))
     console.print(table)
     console.print(
-        f"cosine: full INT8 {result.full_int8:.4f}, weights only {result.weights_only:.4f}, "
+        f"{result.metric}: full INT8 {result.full_int8:.4f}, weights only {result.weights_only:.4f}, "
         f"with the proposal {result.with_proposal:.4f} (on the images it was chosen on: an optimistic "
         "figure; score it on other images with trtq compare)\n"
         f"proposal (add to {config}):\n{result.proposal_yaml()}"

@@ -12,11 +12,12 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 import onnx
 
 from trtq.compare.models import run
 from trtq.compare.outputs import Array, finite_reference
+from trtq.compare.tasks import agreement
+from trtq.config.schema import OutputSpec
 from trtq.model.index import GraphIndex
 from trtq.model.runner import OnnxRunner
 from trtq.qdq.export import export_qdq
@@ -28,9 +29,10 @@ Progress = Callable[[int, int], None]
 class TensorSensitivity:
     tensor: str
     alone: float
-    """Output cosine with only this activation quantized (weights quantized everywhere)."""
+    """Agreement with FP32 (SensitivityResult.metric) with only this activation quantized (weights
+    quantized everywhere)."""
     all_but: float
-    """Output cosine with every activation but this one quantized."""
+    """Agreement with every activation but this one quantized."""
     consumers: list[str]
 
     @property
@@ -46,6 +48,8 @@ class SensitivityResult:
     proposal: list[str] = field(default_factory=list)
     """Node names to keep in higher precision."""
     with_proposal: float = float("nan")
+    metric: str = "cosine of all outputs"
+    """What the scores are: the declared outputs' task metric (trtq/compare/tasks.py), else cosine."""
 
     def proposal_yaml(self) -> str:
         names = ", ".join(f'"{name}"' for name in self.proposal)
@@ -54,7 +58,7 @@ class SensitivityResult:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "metric": "cosine of all outputs against FP32",
+            "metric": f"{self.metric} against FP32",
             "full_int8": self.full_int8,
             "weights_only": self.weights_only,
             "with_proposal": self.with_proposal,
@@ -68,13 +72,6 @@ class SensitivityResult:
         }
 
 
-def output_cosine(reference: Mapping[str, Array], other: Mapping[str, Array]) -> float:
-    ref = np.concatenate([reference[k].astype(np.float64).ravel() for k in reference])
-    out = np.concatenate([other[k].astype(np.float64).ravel() for k in reference])
-    norms = float(np.linalg.norm(ref) * np.linalg.norm(out))
-    return float(ref @ out / norms) if norms > 0 else 0.0
-
-
 def analyse_sensitivity(
     model: onnx.ModelProto,
     scales: Mapping[str, float],
@@ -84,13 +81,16 @@ def analyse_sensitivity(
     exclude: Sequence[str] = (),
     worst: int = 3,
     progress: Progress | None = None,
+    specs: Mapping[str, OutputSpec] | None = None,
 ) -> SensitivityResult:
+    """``specs``: the config's declared outputs, whose task metric ranks (default: output cosine)."""
     reference = run(OnnxRunner(model), input_name, batches, count)
     finite_reference(reference)
+    metric = agreement(specs or {}, reference, reference).metric
 
     def score(kept: Mapping[str, float], extra_exclude: Sequence[str] = ()) -> float:
         qdq = export_qdq(model, kept, [*exclude, *extra_exclude]).model
-        return output_cosine(reference, run(OnnxRunner(qdq), input_name, batches, count))
+        return agreement(specs or {}, reference, run(OnnxRunner(qdq), input_name, batches, count)).value
 
     points = list(export_qdq(model, scales, exclude).activation_scales)
     index = GraphIndex.of(model)
@@ -107,7 +107,9 @@ def analyse_sensitivity(
         if progress is not None:
             progress(done + 1, len(points))
     ranking.sort(key=lambda t: (t.alone, -t.all_but))
-    result = SensitivityResult(full_int8=score(scales), weights_only=score({}), ranking=ranking)
+    result = SensitivityResult(
+        full_int8=score(scales), weights_only=score({}), ranking=ranking, metric=metric
+    )
     result.proposal = sorted({name for t in ranking[:worst] for name in t.consumers})
     result.with_proposal = score(scales, result.proposal)
     return result

@@ -119,6 +119,12 @@ def load_config(path: Path | str) -> LoadedConfig:
     return LoadedConfig(source=path, spec=spec, document=document)
 
 
+def config_error(config: LoadedConfig, key_path: KeyPath, message: str) -> TrtqError:
+    """An error about one key of a loaded config, located by file and line like a schema error
+    (for checks that need the model, made after loading)."""
+    return TrtqError(_format_problems(load_yaml(config.source), [(key_path, message)]))
+
+
 def _cross_field_problems(spec: TrtqConfig) -> list[tuple[KeyPath, str]]:
     """Rules that span sections: what the image pipeline needs from the input shape."""
     problems: list[tuple[KeyPath, str]] = []
@@ -204,18 +210,22 @@ def _dotted(key_path: KeyPath) -> str:
 
 
 def _field_names_at(loc: KeyPath) -> list[str]:
-    """Valid keys of the schema section at ``loc`` (list indices skipped), for 'did you mean' hints."""
-    model: Any = TrtqConfig
+    """Valid keys of the schema section at ``loc`` (list indices and mapping keys such as an output's
+    name skipped), for 'did you mean' hints."""
+    annotation: Any = TrtqConfig
     for part in loc:
+        if typing.get_origin(annotation) is dict:
+            annotation = typing.get_args(annotation)[1]
+            continue
         if isinstance(part, int):
             continue
-        field = model.model_fields.get(part)
+        model = _model_in(annotation)
+        field = None if model is None else model.model_fields.get(part)
         if field is None:
             return []
-        model = _model_in(field.annotation)
-        if model is None:
-            return []
-    return list(model.model_fields)
+        annotation = field.annotation
+    model = _model_in(annotation)
+    return [] if model is None else list(model.model_fields)
 
 
 def _model_in(annotation: Any) -> type[BaseModel] | None:

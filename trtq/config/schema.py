@@ -3,9 +3,19 @@
 from __future__ import annotations
 
 import math
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveInt, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    NonNegativeInt,
+    PositiveInt,
+    SerializerFunctionWrapHandler,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
 from trtq.numeric import FLOAT32_MAX, FLOAT32_TINY
 from trtq.trt_versions import encode_version
@@ -14,6 +24,9 @@ Shape = list[PositiveInt]
 NonEmpty = Annotated[str, Field(min_length=1)]
 Algorithm = Literal["entropy", "minmax", "percentile", "mse"]
 ALGORITHMS: tuple[Algorithm, ...] = ("entropy", "minmax", "percentile", "mse")
+AlgorithmChoice = Literal["entropy", "minmax", "percentile", "mse", "auto"]
+"""What calibration.algorithm may say: one algorithm, or auto (the best on held-out images)."""
+OutputKind = Literal["raw", "ctc", "yolo", "classes", "map"]
 
 
 class Section(BaseModel):
@@ -172,7 +185,19 @@ class CalibrationSection(Section):
         description="the calibration batch: fills a dynamic batch dim (min..max); default the opt shape's",
     )
     max_images: PositiveInt | None = None
-    algorithm: Algorithm = "entropy"
+    algorithm: AlgorithmChoice = "entropy"
+    holdout: float = Field(
+        default=0.25,
+        ge=0,
+        lt=1,
+        description="share of the list (its last whole batches) on which every algorithm's INT8 model, "
+        "calibrated on the batches before, is scored against FP32; 0: no scoring (docs/accuracy.md)",
+    )
+    eval_images: str | None = Field(
+        default=None,
+        min_length=1,
+        description="score the algorithms on these images instead of holding back part of the list",
+    )
     percentile: float = Field(default=99.99, gt=0, le=100)
     last_batch: Literal["drop", "wrap"] = Field(
         default="drop", description="drop a partial last batch, or fill it from the start of the list"
@@ -203,6 +228,40 @@ class CalibrationSection(Section):
         """Only what a cache header can carry and give back: trtq never writes a cache it cannot read."""
         encode_version(version)  # ValueError: "'8.10.0': before TensorRT 10 the minor must be 0..9 (...)"
         return version
+
+
+_KIND_KEYS: dict[str, frozenset[str]] = {
+    "raw": frozenset(),
+    "ctc": frozenset({"blank"}),
+    "yolo": frozenset({"conf", "iou"}),
+    "classes": frozenset(),
+    "map": frozenset({"threshold"}),
+}
+
+
+class OutputSpec(Section):
+    """How one model output is judged against FP32 (trtq/compare/tasks.py): one model with every
+    kind's keys, so an error is located at the output's own key; keys of another kind are refused."""
+
+    kind: OutputKind = "raw"
+    blank: NonNegativeInt = Field(default=0, description="ctc: index of the blank class")
+    conf: float = Field(default=0.25, ge=0, le=1, description="yolo: least class score of a detection")
+    iou: float = Field(default=0.45, gt=0, le=1, description="yolo: NMS overlap that suppresses a box")
+    threshold: float = Field(default=0.3, description="map: value above which a pixel is in the mask")
+
+    @model_validator(mode="after")
+    def _keys_of_kind(self) -> OutputSpec:
+        foreign = sorted(self.model_fields_set - {"kind"} - _KIND_KEYS[self.kind])
+        if foreign:
+            own = ", ".join(sorted(_KIND_KEYS[self.kind])) or "none"
+            raise ValueError(f"{', '.join(foreign)} does not apply to kind {self.kind} (its keys: {own})")
+        return self
+
+    @model_serializer(mode="wrap")
+    def _dump_own_keys(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """Dumped with its kind's keys only, so a dumped config (trtq tune's) validates again."""
+        data: dict[str, Any] = handler(self)
+        return {key: value for key, value in data.items() if key == "kind" or key in _KIND_KEYS[self.kind]}
 
 
 class BuildSection(Section):
@@ -249,6 +308,9 @@ class TrtqConfig(Section):
     build: BuildSection = Field(default_factory=BuildSection)
     qdq: QdqSection = Field(default_factory=QdqSection)
     benchmark: BenchmarkSection = Field(default_factory=BenchmarkSection)
+    outputs: dict[str, OutputSpec] = Field(
+        default_factory=dict, description="per output name: how INT8 is judged (default kind raw)"
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> TrtqConfig:

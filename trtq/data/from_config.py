@@ -38,3 +38,14 @@ def calibration_entries_if_listed(config: LoadedConfig) -> list[ImageEntry]:
         return calibration_entries(config)
     except TrtqError:
         return []
+
+
+def eval_entries(config: LoadedConfig) -> list[ImageEntry] | None:
+    """The config's separate scoring list, if it names one."""
+    listed = config.spec.calibration.eval_images
+    if listed is None:
+        return None
+    try:
+        return read_image_list(config.resolve(listed))
+    except TrtqError as exc:
+        raise TrtqError(f"{exc} (calibration.eval_images in {config.source})") from None

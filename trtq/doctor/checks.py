@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from trtq.calib.pipeline import calibrate
+from trtq.calibrate.pipeline import calibrate
 from trtq.compare.models import compare_models
 from trtq.config import Algorithm
 from trtq.doctor.results import Check, CheckFailed
@@ -28,7 +28,7 @@ def cpu_calibration(ws: TinyWorkspace) -> str:
     """trtq's own calibration API on the CPU: the path that needs no GPU."""
     config = ws.config("cpu", "int8")
     run, outputs = calibrate(config)
-    scales = run.scales(config.spec.calibration.algorithm)
+    scales = run.scales(outputs.algorithm)
     if not scales or not all(np.isfinite(s) and s > 0 for s in scales.values()):
         raise CheckFailed(f"calibration gave unusable scales: {scales}")
     return f"{len(scales)} tensors calibrated into {outputs.cache.name}"

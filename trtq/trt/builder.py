@@ -16,6 +16,7 @@ from typing import Any
 import onnx
 import tensorrt as trt
 
+from trtq.calibrate.auto import cache_algorithm
 from trtq.config.loader import LoadedConfig, build_report_path
 from trtq.config.loader import engine_path as engine_path
 from trtq.config.schema import InputSpec
@@ -105,7 +106,7 @@ def build(config: LoadedConfig, force: bool = False, verbose: bool = False) -> B
         # Imported here: the calibrator base classes exist only in TensorRT <= 10 (refused above on 11).
         from trtq.trt.calibrators import make_calibrator
 
-        feed = CalibrationFeed(config, PycudaMemory(), config.spec.calibration.algorithm, trt_version())
+        feed = CalibrationFeed(config, PycudaMemory(), cache_algorithm(config), trt_version())
         calibrator = make_calibrator(feed)
         builder_config.int8_calibrator = calibrator
         if not builder_config.set_calibration_profile(_calibration_profile(builder, config)):

@@ -14,7 +14,7 @@ import yaml
 
 from trtq.cache.manifest import Manifest, manifest_path, manifest_text
 from trtq.cache.trt_format import format_cache, make_cache
-from trtq.calib.outputs import header_algorithm
+from trtq.calibrate.outputs import header_algorithm
 from trtq.config.loader import LoadedConfig
 from trtq.config.schema import TrtqConfig
 from trtq.data.image_list import ImageEntry

@@ -167,6 +167,7 @@ def prepare(
         settings.target_cosine,
         settings.sweeps,
         hooks,
+        config,
         fitting=len(fitting),
     )
     return context, algorithm_scales, timings

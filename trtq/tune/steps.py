@@ -19,7 +19,10 @@ import numpy.typing as npt
 import onnx
 
 from trtq.calib.run import CalibrationRun
+from trtq.compare.declared import declared_outputs
 from trtq.compare.outputs import Array
+from trtq.compare.tasks import agreement
+from trtq.config.loader import LoadedConfig
 from trtq.config.schema import ALGORITHMS, Algorithm
 from trtq.model.index import GraphIndex
 from trtq.qdq.export import export_qdq
@@ -89,6 +92,8 @@ class TuneContext:
     target_cosine: float | None
     sweeps: int
     hooks: ProgressHooks
+    config: LoadedConfig
+    """For the declared outputs: their task metric picks the start (trtq/compare/tasks.py)."""
     fitting: int = 0
     """Batches the layer input statistics come from (all but the validation batches)."""
 
@@ -149,7 +154,13 @@ def best_single_algorithm(
     for algorithm in ALGORITHMS:
         scores[algorithm] = judge.measure(_restrict(algorithm_scales[algorithm], context.activations), {})
         context.hooks.advance()
-    best_algorithm = min(scores, key=lambda a: scores[a].pooled_error)
+    task = _task_agreements(
+        context, judge, {a: _restrict(s, context.activations) for a, s in algorithm_scales.items()}
+    )
+    if task:  # the declared task metric picks the start; the output error breaks ties
+        best_algorithm = max(task, key=lambda a: (task[a], -scores[a].pooled_error))
+    else:
+        best_algorithm = min(scores, key=lambda a: scores[a].pooled_error)
     best = scores[best_algorithm]
     scales = _restrict(algorithm_scales[best_algorithm], context.activations)
     tuning = Tuning(
@@ -170,13 +181,40 @@ def best_single_algorithm(
         time.perf_counter() - started,
         details={
             "algorithms": {
-                a: {"relative_error": s.error, "validation_error": s.validation_error, "cosine": s.cosine}
+                a: {
+                    "relative_error": s.error,
+                    "validation_error": s.validation_error,
+                    "cosine": s.cosine,
+                    "task_agreement": task.get(a),
+                }
                 for a, s in scores.items()
             }
         },
         validation_error=best.validation_error,
     )
     return tuning, record
+
+
+def _task_agreements(
+    context: TuneContext, judge: Judge, scales: Mapping[Algorithm, Mapping[str, float]]
+) -> dict[Algorithm, float]:
+    """Each plain algorithm's agreement with FP32 by the declared outputs' task metric
+    (trtq/compare/tasks.py) on the search and validation batches; empty when none is declared."""
+    if all(spec.kind == "raw" for spec in context.config.spec.outputs.values()):
+        return {}
+    evaluators = [e for e in (judge.search, judge.validation) if e is not None]
+
+    def joined(parts: Sequence[Mapping[str, Array]]) -> dict[str, Array]:
+        return {name: np.concatenate([part[name] for part in parts]) for name in parts[0]}
+
+    reference = joined([r for e in evaluators for r in e.reference])
+    specs = declared_outputs(context.config, reference)
+    return {
+        algorithm: agreement(
+            specs, reference, joined([o for e in evaluators for o in e.outputs_for(kept, {})])
+        ).value
+        for algorithm, kept in scales.items()
+    }
 
 
 def implicit_bias_correction(context: TuneContext, tuning: Tuning) -> Step:
