@@ -60,13 +60,8 @@ def build(config: LoadedConfig, force: bool = False, verbose: bool = False) -> B
     engine_file = engine_path(config)
     report_file = build_report_path(engine_file)
     gpu = gpu_name()
-    fingerprint = build_fingerprint(config, gpu)
-    if not force and engine_file.is_file() and report_file.is_file():
-        previous = json.loads(report_file.read_text())
-        if previous.get("build_fingerprint") == fingerprint and previous.get("engine_sha256") == sha256_file(
-            engine_file
-        ):
-            return BuildOutcome(engine_file, report_file, reused=True, seconds=0.0)
+    if not force and _unchanged(engine_file, report_file, build_fingerprint(config, gpu)):
+        return BuildOutcome(engine_file, report_file, reused=True, seconds=0.0)
 
     started = time.perf_counter()
     logger = TrtLogger(verbose)
@@ -88,38 +83,14 @@ def build(config: LoadedConfig, force: bool = False, verbose: bool = False) -> B
             f"{config.model_path} has Q/DQ nodes: TensorRT quantizes it explicitly and calls no "
             "calibrator, so none is attached (build.precision int8-qdq builds such models strongly typed)"
         )
-    builder_config = builder.create_builder_config()
-    builder_config.profiling_verbosity = trt.ProfilingVerbosity.DETAILED
-    build = config.spec.build
-    if build.workspace_mib is not None:
-        builder_config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, build.workspace_mib << 20)
-    builder_config.builder_optimization_level = build.optimization_level
-    _add_profile(builder, builder_config, config)
-
-    feed: CalibrationFeed | None = None
-    calibrator: object | None = None
-    if precision in ("fp16", "int8"):
-        builder_config.set_flag(trt.BuilderFlag.FP16)
-    if precision == "int8":
-        builder_config.set_flag(trt.BuilderFlag.INT8)
-    if calibrate:
-        # Imported here: the calibrator base classes exist only in TensorRT <= 10 (refused above on 11).
-        from trtq.trt.calibrators import make_calibrator
-
-        feed = CalibrationFeed(config, PycudaMemory(), cache_algorithm(config), trt_version())
-        calibrator = make_calibrator(feed)
-        builder_config.int8_calibrator = calibrator
-        if not builder_config.set_calibration_profile(_calibration_profile(builder, config)):
-            raise TrtqError(
-                f"TensorRT rejected the calibration profile (every input at its calibration shape: "
-                f"{_shapes_text(config, calibration=True)}); check inputs[].opt or shape in {config.source}"
-            )
-    if build.layer_precisions:
-        _apply_layer_precisions(network, build.layer_precisions)
-        builder_config.set_flag(trt.BuilderFlag.PREFER_PRECISION_CONSTRAINTS)
+    builder_config = _builder_config(builder, network, config)
+    # The calibrator is kept referenced here until the build is done: TensorRT calls back into it.
+    feed, _calibrator = _attach_calibrator(builder, builder_config, config) if calibrate else (None, None)
     timing_cache = None
-    if build.timing_cache:
-        timing_cache = attach_timing_cache(builder_config, config.resolve(build.timing_cache), gpu)
+    if config.spec.build.timing_cache:
+        timing_cache = attach_timing_cache(
+            builder_config, config.resolve(config.spec.build.timing_cache), gpu
+        )
 
     serialized = builder.build_serialized_network(network, builder_config)
     if feed is not None:
@@ -154,6 +125,57 @@ def build(config: LoadedConfig, force: bool = False, verbose: bool = False) -> B
     }
     atomic_write_text(report_file, strict_json(report))
     return BuildOutcome(engine_file, report_file, reused=False, seconds=seconds)
+
+
+def _unchanged(engine_file: Path, report_file: Path, fingerprint: str) -> bool:
+    """The engine on disk was built from these inputs (its report says so, and it is that engine)."""
+    if not (engine_file.is_file() and report_file.is_file()):
+        return False
+    previous = json.loads(report_file.read_text())
+    return bool(
+        previous.get("build_fingerprint") == fingerprint
+        and previous.get("engine_sha256") == sha256_file(engine_file)
+    )
+
+
+def _builder_config(
+    builder: trt.Builder, network: trt.INetworkDefinition, config: LoadedConfig
+) -> trt.IBuilderConfig:
+    """The build section as builder flags: profiling detail, workspace, level, the optimization
+    profile, FP16/INT8 and per-layer precisions."""
+    builder_config = builder.create_builder_config()
+    builder_config.profiling_verbosity = trt.ProfilingVerbosity.DETAILED
+    build = config.spec.build
+    if build.workspace_mib is not None:
+        builder_config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, build.workspace_mib << 20)
+    builder_config.builder_optimization_level = build.optimization_level
+    _add_profile(builder, builder_config, config)
+    if build.precision in ("fp16", "int8"):
+        builder_config.set_flag(trt.BuilderFlag.FP16)
+    if build.precision == "int8":
+        builder_config.set_flag(trt.BuilderFlag.INT8)
+    if build.layer_precisions:
+        _apply_layer_precisions(network, build.layer_precisions)
+        builder_config.set_flag(trt.BuilderFlag.PREFER_PRECISION_CONSTRAINTS)
+    return builder_config
+
+
+def _attach_calibrator(
+    builder: trt.Builder, builder_config: trt.IBuilderConfig, config: LoadedConfig
+) -> tuple[CalibrationFeed, object]:
+    """trtq's calibrator for the config's algorithm, at the calibration shape."""
+    # Imported here: the calibrator base classes exist only in TensorRT <= 10 (refused above on 11).
+    from trtq.trt.calibrators import make_calibrator
+
+    feed = CalibrationFeed(config, PycudaMemory(), cache_algorithm(config), trt_version())
+    calibrator = make_calibrator(feed)
+    builder_config.int8_calibrator = calibrator
+    if not builder_config.set_calibration_profile(_calibration_profile(builder, config)):
+        raise TrtqError(
+            f"TensorRT rejected the calibration profile (every input at its calibration shape: "
+            f"{_shapes_text(config, calibration=True)}); check inputs[].opt or shape in {config.source}"
+        )
+    return feed, calibrator
 
 
 def refuse_unsupported(config: LoadedConfig) -> None:

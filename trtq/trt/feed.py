@@ -15,6 +15,7 @@ import traceback
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from math import prod
+from typing import Any
 
 import numpy as np
 
@@ -188,6 +189,14 @@ class CalibrationFeed:
         except Exception as exc:
             self.errors.append(f"write_calibration_cache: {type(exc).__name__}: {exc}")
             self.log(f"trtq: ERROR writing the calibration cache: {exc}\n{traceback.format_exc()}")
+
+    def summary(self) -> dict[str, Any]:
+        """For the build report: batches served, whether a cache was reused, and which."""
+        return {
+            "batches": self.batches_served,
+            "cache_reused": self.cache_reused,
+            "cache": str(self.config.cache_path),
+        }
 
     def check(self) -> None:
         """After the build: an error if a callback failed or calibration consumed no batch."""
