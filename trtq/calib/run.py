@@ -120,7 +120,8 @@ class CalibrationRun:
             f"{algorithm} clips {len(heavy)} of {len(self.histograms)} tensors to under "
             f"{CLIPPED_RATIO:.0%} of their max with at least {CLIPPED_SHARE:.1%} of their values above "
             f"the threshold; worst '{name}': threshold {ratio:.0%} of max, {share:.1%} of values clipped. "
-            "Check the task metric (trtq compare --algorithms all) before using this cache"
+            "Check the task agreement of the algorithms (calibrate's table, or trtq compare "
+            "--algorithms all) before using this cache"
         )
 
     def compute_thresholds(self) -> None:
