@@ -15,7 +15,7 @@ import typer
 from trtq.cli import preflight
 from trtq.cli.console import LiteralTable, command_console
 from trtq.cli.errors import warn
-from trtq.cli.options import finite, positive_finite
+from trtq.cli.options import within
 from trtq.config import LoadedConfig, load_config
 from trtq.data.from_config import batch_source, calibration_entries
 from trtq.errors import TrtqError
@@ -37,13 +37,14 @@ def bench_command(
     warmup_ms: Annotated[
         float | None,
         typer.Option(
-            min=0, max=3_600_000, callback=finite, help="time-based warm-up, at most an hour (trtexec: 200)"
+            callback=within(0, 3_600_000), help="time-based warm-up, at most an hour (trtexec: 200)"
         ),
     ] = None,
     duration_s: Annotated[
         float | None,
         typer.Option(
-            max=86_400, callback=positive_finite, help="minimum seconds measured, at most a day (trtexec: 3)"
+            callback=within(0, 86_400, above_low=True),
+            help="minimum seconds measured, at most a day (trtexec: 3)",
         ),
     ] = None,
     iterations: Annotated[

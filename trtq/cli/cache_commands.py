@@ -140,6 +140,12 @@ def retarget_command(
         raise TrtqError(f"--trt-version: {exc}") from None
     preflight.retarget(cache, output)
     done = retarget_file(cache, trt_version, output)
+    if int(done.new_version.split(".")[0]) >= 11:
+        warn(
+            f"TensorRT {done.new_version} has no INT8 calibrators (weak typing was removed in 11), so "
+            "no build reads this cache there; for TensorRT 11 make a Q/DQ model: trtq qdq CONFIG --cache "
+            f"{done.output}"
+        )
     console.print(
         f"{done.output}: header TensorRT {done.old_version} -> {done.new_version}, scales unchanged"
         + (f"; manifest {done.manifest} updated" if done.manifest else "; no manifest (provenance unknown)")

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from trtq.cache.headers import algorithm_for_header
+from trtq.cache.manifest import manifest_path, read_manifest
 from trtq.cache.trt_format import read_cache
 from trtq.calib.run import collect_histograms
 from trtq.cli import preflight
@@ -43,7 +44,8 @@ def crosscheck_command(
     entries = calibration_entries(loaded)
     parsed = read_cache(cache)
     check_coverage(loaded, cache, parsed.scales, warn)
-    chosen = _algorithm(algorithm, parsed.algorithm)
+    made_with = read_manifest(cache).algorithm if manifest_path(cache).is_file() else None
+    chosen = _algorithm(algorithm, parsed.algorithm, made_with)
     with console.status(f"recomputing {chosen} scales on {len(entries)} images"):
         run = collect_histograms(loaded, entries, as_tensorrt=True)
     result = cross_check(parsed, run.scales(chosen))
@@ -65,7 +67,11 @@ def crosscheck_command(
     console.print(f"json     {json_path}")
 
 
-def _algorithm(requested: str | None, header: str) -> Algorithm:
+def _algorithm(requested: str | None, header: str, made_with: str | None) -> Algorithm:
+    """--algorithm, else the one trtq's manifest records (a percentile or mse cache carries the
+    EntropyCalibration2 header), else the one the header's calibrator computes."""
+    if requested is None and made_with in ALGORITHMS:
+        return next(a for a in ALGORITHMS if a == made_with)
     if requested is None:
         algorithm = algorithm_for_header(header)
         if algorithm is None:

@@ -4,6 +4,7 @@ or one clear usage error."""
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
@@ -25,8 +26,17 @@ def finite(value: float | None) -> float | None:
     return value
 
 
-def positive_finite(value: float | None) -> float | None:
-    """Typer callback for durations that must be > 0 (typer's ``min`` is inclusive)."""
-    if finite(value) is not None and value is not None and value <= 0:
-        raise typer.BadParameter(f"{value} is not > 0")
-    return value
+def within(low: float, high: float, *, above_low: bool = False) -> Callable[[float | None], float | None]:
+    """A typer callback: finite and in [low, high] (or (low, high] with ``above_low``). Kept out of
+    typer's own min/max, which let nan through to a message about the range ("should be less than
+    or equal to 86400" for nan)."""
+
+    def check(value: float | None) -> float | None:
+        if finite(value) is None or value is None:
+            return value
+        if value > high or value < low or (above_low and value == low):
+            opening = "(" if above_low else "["
+            raise typer.BadParameter(f"{value} is not in {opening}{low:g}, {high:g}]")
+        return value
+
+    return check

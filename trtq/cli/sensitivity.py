@@ -72,8 +72,14 @@ def sensitivity_command(
     console.print(
         f"{result.metric}: full INT8 {result.full_int8:.4f}, weights only {result.weights_only:.4f}, "
         f"with the proposal {result.with_proposal:.4f} (on the images it was chosen on: an optimistic "
-        "figure; score it on other images with trtq compare)\n"
-        f"proposal (add to {config}):\n{result.proposal_yaml()}"
+        "figure; score it on other images with trtq compare)"
     )
+    if result.with_proposal < result.full_int8:
+        warn(
+            f"keeping the proposal's layers in float scores below full INT8 ({result.with_proposal:.4f} < "
+            f"{result.full_int8:.4f}) on these images: not proposed; no single tensor explains the loss"
+        )
+    else:
+        console.print(f"proposal (add to {config}):\n{result.proposal_yaml()}")
     out.write_json(json_path, result.to_json())
     console.print(f"json     {json_path}")

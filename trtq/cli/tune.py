@@ -20,7 +20,7 @@ from rich.progress import (
 from trtq.cli import preflight
 from trtq.cli.console import LiteralTable, command_console
 from trtq.cli.errors import warn
-from trtq.cli.options import finite
+from trtq.cli.options import within
 from trtq.compare.outputs import OutputMetrics
 from trtq.config import LoadedConfig, load_config
 from trtq.data.from_config import batch_source
@@ -57,9 +57,7 @@ def tune_command(
     target_cosine: Annotated[
         float | None,
         typer.Option(
-            min=-1.0,
-            max=1.0,
-            callback=finite,
+            callback=within(-1.0, 1.0),
             help="stop adding float layers once the output cosine reaches this",
         ),
     ] = None,
@@ -111,6 +109,13 @@ def tune_command(
             count, metrics = evaluate(loaded, result, images, max_images)
         _print_heldout(metrics, count)
         summary["heldout"] = heldout_summary(images, count, shared, metrics)
+        plain, tuned = (min(m.cosine for m in values) for values in metrics.values())
+        if tuned < plain:
+            warn(
+                f"the tuned model agrees less with FP32 than plain INT8 on the held-out images "
+                f"(worst output cosine {tuned:.4f} < {plain:.4f}): the tuning images did not represent "
+                "these; tune on more or more varied images, or deploy plain INT8"
+            )
     summary["seconds"] = round(time.perf_counter() - started, 1)
     write_outputs(loaded, result, paths, tune_images, entries, summary)
     console.print(

@@ -236,8 +236,11 @@ def shape_problem(kind: OutputKind, shape: Sequence[int]) -> str | None:
     """Why an output of ``shape`` cannot be judged as ``kind`` (None when it can)."""
     if kind == "ctc" and len(shape) != 3:
         return f"ctc needs [N, T, classes] probabilities, the output has shape {list(shape)}"
-    if kind == "yolo" and (len(shape) != 3 or shape[1] < 5):
-        return f"yolo needs [N, 4 + classes, anchors], the output has shape {list(shape)}"
+    if kind == "yolo" and (len(shape) != 3 or shape[1] < 5 or shape[1] >= shape[2]):
+        return (
+            f"yolo needs [N, 4 + classes, anchors] (fewer rows than anchors, as YOLOv5/v8 exports), "
+            f"the output has shape {list(shape)}"
+        )
     if kind == "classes" and (len(shape) < 2 or shape[-1] < 2):
         return f"classes needs scores along a last axis of 2 or more, the output has shape {list(shape)}"
     return None
@@ -275,7 +278,9 @@ def output_cosine(reference: Mapping[str, Array], other: Mapping[str, Array]) ->
     ref = np.concatenate([reference[k].astype(np.float64).ravel() for k in reference])
     out = np.concatenate([other[k].astype(np.float64).ravel() for k in reference])
     norms = float(np.linalg.norm(ref) * np.linalg.norm(out))
-    return float(ref @ out / norms) if norms > 0 else 0.0
+    if norms == 0:  # an all-zero side: agreement only when both are (compare_output's rule)
+        return 1.0 if np.array_equal(ref, out) else 0.0
+    return float(ref @ out / norms)
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ from trtq.cache.trt_format import read_cache
 from trtq.config.loader import LoadedConfig
 from trtq.data.from_config import calibration_entries
 from trtq.errors import TrtqError
+from trtq.fileio import sha256_file
 from trtq.fingerprint import fingerprint_config
 from trtq.model.files import load_onnx
 from trtq.model.index import activation_tensors
@@ -54,7 +55,17 @@ def warn_if_stale(config: LoadedConfig, path: Path, warn: Callable[[str], None])
 def check_coverage(
     config: LoadedConfig, path: Path, scales: Mapping[str, float], warn: Callable[[str], None] | None = None
 ) -> None:
-    """Error when the cache covers few of the model's activations; ``warn`` lists the missing ones."""
+    """Error when the cache is another model's: its manifest names other model bytes, or it covers
+    few of the model's activations (generic exporter names can match across models); ``warn`` lists
+    the missing ones."""
+    if manifest_path(path).is_file():
+        made_for, model = read_manifest(path).fingerprint.model_sha256, sha256_file(config.model_path)
+        if made_for != model:
+            raise TrtqError(
+                f"{path}: its manifest says it was made for another model (sha256 {made_for[:16]}, "
+                f"{config.model_path.name} is {model[:16]}); recalibrate, or delete the manifest to use "
+                "its scales anyway"
+            )
     missing = missing_tensors(path, scales, list(activation_tensors(load_onnx(config.model_path))))
     if missing and warn is not None:
         warn(describe_missing(path, missing))
