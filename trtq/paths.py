@@ -152,7 +152,7 @@ def calibration_outputs(config: LoadedConfig) -> list[Named]:
     cache = config.cache_path
     beside = f"written beside calibration.cache in {config.source}"
     return [
-        (f"calibration.cache {cache} (in {config.source})", cache),
+        (f"{config.where(('calibration', 'cache'))}: calibration.cache {cache}", cache),
         (f"the manifest {manifest_path(cache)} {beside}", manifest_path(cache)),
         (f"the report {report_path(cache)} {beside}", report_path(cache)),
     ]

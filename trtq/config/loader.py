@@ -61,9 +61,14 @@ class LoadedConfig:
     def _required(self, key: str, because: str) -> NoReturn:
         """The schema leaves calibration.images and .cache optional (`trtq qdq --cache` needs neither);
         a command that needs one names it, where it belongs in the file."""
-        line = self.document.line_of(("calibration", key)) if self.document is not None else None
-        where = f"{self.source}:{line}" if line else str(self.source)
+        where = self.where(("calibration", key))
         raise TrtqError(f"{where}: calibration.{key}: required key is missing (this command {because})")
+
+    def where(self, key_path: KeyPath) -> str:
+        """``file:line`` of a key (of its nearest section when the key is not written), for messages."""
+        document = self.document if self.document is not None else load_yaml(self.source)
+        line = document.line_of(key_path)
+        return f"{self.source}:{line}" if line else str(self.source)
 
     @property
     def image_input(self) -> InputSpec:
@@ -122,7 +127,7 @@ def load_config(path: Path | str) -> LoadedConfig:
 def config_error(config: LoadedConfig, key_path: KeyPath, message: str) -> TrtqError:
     """An error about one key of a loaded config, located by file and line like a schema error
     (for checks that need the model, made after loading)."""
-    return TrtqError(_format_problems(load_yaml(config.source), [(key_path, message)]))
+    return TrtqError(f"{config.where(key_path)}: {_dotted(key_path)}: {message}")
 
 
 def _cross_field_problems(spec: TrtqConfig) -> list[tuple[KeyPath, str]]:
