@@ -50,6 +50,14 @@ def finite_reference(outputs: Mapping[str, Array]) -> None:
             )
 
 
+def cosine(reference: npt.NDArray[np.float64], other: npt.NDArray[np.float64]) -> float:
+    """Cosine of two flat arrays; where a side is all zero, 1 when they are equal, else 0."""
+    norms = float(np.linalg.norm(reference) * np.linalg.norm(other))
+    if norms == 0:
+        return 1.0 if np.array_equal(reference, other) else 0.0
+    return float(reference @ other / norms)
+
+
 def compare_output(
     name: str, reference: Array, quantized: Array, labels: Sequence[int] | None = None
 ) -> OutputMetrics:
@@ -57,12 +65,11 @@ def compare_output(
     ref = reference.astype(np.float64).ravel()
     out = quantized.astype(np.float64).ravel()
     error = ref - out
-    norms = float(np.linalg.norm(ref) * np.linalg.norm(out))
     noise = float(np.sum(error**2))
     metrics: dict[str, Any] = {
         "output": name,
         "samples": int(reference.shape[0]),
-        "cosine": float(ref @ out / norms) if norms > 0 else (1.0 if noise == 0 else 0.0),
+        "cosine": cosine(ref, out),
         "snr_db": 10 * math.log10(float(np.sum(ref**2)) / noise) if noise > 0 else math.inf,
         "max_abs_error": float(np.abs(error).max()) if error.size else 0.0,
         "mean_abs_error": float(np.abs(error).mean()) if error.size else 0.0,

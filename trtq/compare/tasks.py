@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from trtq.compare.outputs import Array, compare_output
+from trtq.compare.outputs import Array, compare_output, cosine
 from trtq.config.schema import OutputKind, OutputSpec
 
 Ints = npt.NDArray[np.int64]
@@ -277,10 +277,7 @@ def output_cosine(reference: Mapping[str, Array], other: Mapping[str, Array]) ->
     """Cosine of all outputs, flattened and joined, against FP32's."""
     ref = np.concatenate([reference[k].astype(np.float64).ravel() for k in reference])
     out = np.concatenate([other[k].astype(np.float64).ravel() for k in reference])
-    norms = float(np.linalg.norm(ref) * np.linalg.norm(out))
-    if norms == 0:  # an all-zero side: agreement only when both are (compare_output's rule)
-        return 1.0 if np.array_equal(ref, out) else 0.0
-    return float(ref @ out / norms)
+    return cosine(ref, out)
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ import onnx
 from onnx.external_data_helper import ExternalDataInfo, uses_external_data
 
 from trtq.errors import TrtqError
+from trtq.model.index import subgraphs
 from trtq.model.prepare import prepared
 
 
@@ -49,7 +50,5 @@ def _tensors(graph: onnx.GraphProto) -> Iterator[onnx.TensorProto]:
             if attribute.HasField("t"):
                 yield attribute.t
             yield from attribute.tensors
-            for subgraph in [attribute.g] if attribute.HasField("g") else []:
-                yield from _tensors(subgraph)
-            for subgraph in attribute.graphs:
-                yield from _tensors(subgraph)
+        for subgraph in subgraphs(node):
+            yield from _tensors(subgraph)

@@ -3,6 +3,7 @@ activations TensorRT calibrates. Calibration, Q/DQ placement and tune all read t
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -96,12 +97,19 @@ def outer_scope_inputs(node: onnx.NodeProto) -> list[str]:
     its listed ones (an If whose condition is constant still computes from the activations its
     branches read)."""
     names: list[str] = []
-    for attribute in node.attribute:
-        for graph in [attribute.g] if attribute.HasField("g") else list(attribute.graphs):
-            local = {value.name for value in [*graph.input, *graph.initializer]}
-            for inner in graph.node:
-                names.extend(
-                    name for name in [*inner.input, *outer_scope_inputs(inner)] if name and name not in local
-                )
-                local.update(inner.output)
+    for graph in subgraphs(node):
+        local = {value.name for value in [*graph.input, *graph.initializer]}
+        for inner in graph.node:
+            names.extend(
+                name for name in [*inner.input, *outer_scope_inputs(inner)] if name and name not in local
+            )
+            local.update(inner.output)
     return names
+
+
+def subgraphs(node: onnx.NodeProto) -> Iterator[onnx.GraphProto]:
+    """The graphs a control-flow node holds (an If's branches, a Loop's or Scan's body)."""
+    for attribute in node.attribute:
+        if attribute.HasField("g"):
+            yield attribute.g
+        yield from attribute.graphs

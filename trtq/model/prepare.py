@@ -21,7 +21,7 @@ from onnx import helper, numpy_helper
 
 from trtq.errors import TrtqError
 from trtq.model.edit import copy_model
-from trtq.model.index import GraphIndex
+from trtq.model.index import GraphIndex, subgraphs
 from trtq.text import first_few
 
 QDQ_OPS = frozenset({"QuantizeLinear", "DequantizeLinear"})
@@ -53,7 +53,7 @@ def unquantized_in_control_flow(model: onnx.ModelProto) -> list[str]:
         output
         for node in model.graph.node
         if node.op_type in CONTROL_FLOW
-        for graph in _subgraphs(node)
+        for graph in subgraphs(node)
         for inner in _nodes(graph)
         for output in inner.output
         if output
@@ -125,16 +125,9 @@ def _constant_condition(index: GraphIndex, node: onnx.NodeProto) -> bool | None:
     return bool(np.asarray(value).reshape(-1)[0]) if value.size == 1 else None
 
 
-def _subgraphs(node: onnx.NodeProto) -> Iterator[onnx.GraphProto]:
-    for attribute in node.attribute:
-        if attribute.HasField("g"):
-            yield attribute.g
-        yield from attribute.graphs
-
-
 def _nodes(graph: onnx.GraphProto) -> Iterator[onnx.NodeProto]:
     """Every node of ``graph`` and of its subgraphs, in order."""
     for node in graph.node:
         yield node
-        for subgraph in _subgraphs(node):
+        for subgraph in subgraphs(node):
             yield from _nodes(subgraph)
