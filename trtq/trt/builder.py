@@ -6,7 +6,6 @@ import fnmatch
 import hashlib
 import json
 import re
-import sys
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -24,7 +23,7 @@ from trtq.errors import TrtqError
 from trtq.fileio import atomic_write_bytes, atomic_write_text, sha256_file, strict_json
 from trtq.trt.device import PycudaMemory, gpu_name
 from trtq.trt.feed import CalibrationFeed
-from trtq.trt.logger import TrtLogger
+from trtq.trt.logger import TrtLogger, warn
 from trtq.trt.version import require_supported, trt_major, trt_version
 
 _PRECISION_TYPES = {"fp32": trt.DataType.FLOAT, "fp16": trt.DataType.HALF, "int8": trt.DataType.INT8}
@@ -79,7 +78,7 @@ def build(config: LoadedConfig, force: bool = False, verbose: bool = False) -> B
     _parse_onnx(network, logger, config.model_path)
     calibrate = precision == "int8" and not _network_has_qdq(network)
     if precision == "int8" and not calibrate:
-        _warn(
+        warn(
             f"{config.model_path} has Q/DQ nodes: TensorRT quantizes it explicitly and calls no "
             "calibrator, so none is attached (build.precision int8-qdq builds such models strongly typed)"
         )
@@ -232,7 +231,7 @@ def attach_timing_cache(builder_config: trt.IBuilderConfig, path: Path, gpu: str
             continue
         cache: trt.ITimingCache | None = builder_config.create_timing_cache(candidate.read_bytes())
         if cache is None:
-            _warn(
+            warn(
                 f"TensorRT could not read the timing cache {candidate} (truncated or corrupt?); "
                 "starting a fresh one, which will replace it"
             )
@@ -240,13 +239,13 @@ def attach_timing_cache(builder_config: trt.IBuilderConfig, path: Path, gpu: str
         if builder_config.set_timing_cache(cache, False):
             return AttachedTimingCache(cache, candidate)
         if index == 0:
-            _warn(
+            warn(
                 f"TensorRT rejected the timing cache {candidate} (made on another device or TensorRT "
                 f"version?); it is kept as it is, and this GPU's timings go to {candidates[1]}"
             )
     target = candidates[1]
     if target.is_file():
-        _warn(f"TensorRT rejected the timing cache {target} too; starting a fresh one, which will replace it")
+        warn(f"TensorRT rejected the timing cache {target} too; starting a fresh one, which will replace it")
     return AttachedTimingCache(_fresh_timing_cache(builder_config, target), target)
 
 
@@ -255,10 +254,6 @@ def _fresh_timing_cache(builder_config: trt.IBuilderConfig, path: Path) -> trt.I
     if cache is None or not builder_config.set_timing_cache(cache, False):
         raise TrtqError(f"TensorRT rejected even an empty timing cache for {path}")
     return cache
-
-
-def _warn(message: str) -> None:
-    print(f"trtq: warning: {message}", file=sys.stderr, flush=True)
 
 
 def save_timing_cache(builder_config: trt.IBuilderConfig, attached: AttachedTimingCache) -> None:

@@ -19,3 +19,8 @@ class TrtLogger(trt.ILogger):
             self.errors.append(msg)
         if int(severity) <= int(self.minimum):
             print(f"[TensorRT {severity.name}] {msg}", file=sys.stderr, flush=True)
+
+
+def warn(message: str) -> None:
+    """trtq's own warning from the TensorRT path, on stderr like the CLI's (which trtq.trt cannot import)."""
+    print(f"trtq: warning: {message}", file=sys.stderr, flush=True)

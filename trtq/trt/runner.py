@@ -8,7 +8,6 @@ Enqueue time is host wall time around the enqueue call. Queries run one at a tim
 
 from __future__ import annotations
 
-import sys
 import time
 from collections.abc import Mapping
 from math import prod
@@ -23,7 +22,7 @@ from trtq.config.loader import LoadedConfig
 from trtq.errors import TrtqError
 from trtq.runner.timing import QueryTimes
 from trtq.trt.cuda_graph import CudaGraph, GraphCaptureError
-from trtq.trt.logger import TrtLogger
+from trtq.trt.logger import TrtLogger, warn
 from trtq.trt.version import require_supported
 
 
@@ -102,7 +101,7 @@ class TensorRTBackend:
             return CudaGraph(self._stream.handle, self._enqueue)
         except GraphCaptureError as exc:
             message = f"CUDA graph capture failed ({exc}); timing plain enqueues instead (cuda_graph off)"
-            print(f"trtq: warning: {message}", file=sys.stderr, flush=True)
+            warn(message)
             self.warnings.append(message)
             self._enqueue()  # the stream and context still work without the graph
             self._stream.synchronize()
