@@ -12,7 +12,7 @@ from trtq.cli import preflight
 from trtq.cli.console import LiteralTable, command_console
 from trtq.cli.errors import warn
 from trtq.cli.options import JsonOption
-from trtq.cli.tables import add_columns
+from trtq.cli.tables import add_columns, task_table
 from trtq.compare.algorithms import qdq_per_algorithm
 from trtq.compare.declared import declared_outputs, undeclared_notes
 from trtq.compare.models import HeldOutBatches, class_count, compare_models, heldout_batches, read_labels, run
@@ -92,7 +92,7 @@ def compare_command(
         judge(f"engine {engine.name}", _engine_outputs(engine, loaded, batches, count))
     _print(results, count)
     if specs:
-        _print_tasks(tasks, count)
+        console.print(task_table(tasks, f"Task agreement with FP32 on {count} held-out images"))
     for note in undeclared_notes(loaded, reference):
         console.print(f"note: {note}")
     payload = {
@@ -147,21 +147,4 @@ def _print(results: dict[str, list[OutputMetrics]], count: int) -> None:
     for label, metrics in results.items():
         for m in metrics:
             table.add_row(label, m.output, *[cell(m) or "-" for cell in shown.values()])
-    console.print(table)
-
-
-def _print_tasks(tasks: dict[str, Agreement], count: int) -> None:
-    """The declared outputs' task scores; with several INT8 variants, the best (by the ranking
-    metric) is marked."""
-    best = max(tasks, key=lambda label: tasks[label].value) if len(tasks) > 1 else None
-    metric = next(iter(tasks.values())).metric
-    table = LiteralTable(f"Task agreement with FP32 on {count} held-out images (ranked by {metric})")
-    add_columns(table, ["scales", "output", "kind", "scores"], ("scales", "output", "scores"))
-    for label, result in tasks.items():
-        shown = label + (" *" if label == best else "")
-        for m in result.outputs:
-            if m.kind == "raw":
-                continue
-            scores = ", ".join(f"{k} {v:.4g}" for k, v in m.scores.items())
-            table.add_row(shown, m.output, m.kind, scores)
     console.print(table)

@@ -21,14 +21,14 @@ from trtq.cli import preflight
 from trtq.cli.console import LiteralTable, command_console
 from trtq.cli.errors import warn
 from trtq.cli.options import within
-from trtq.compare.outputs import OutputMetrics
+from trtq.cli.tables import task_table
 from trtq.config import LoadedConfig, load_config
 from trtq.data.from_config import batch_source
 from trtq.data.image_list import ImageEntry, read_image_list
 from trtq.data.overlap import overlap
 from trtq.errors import TrtqError
 from trtq.model.files import load_onnx
-from trtq.tune.heldout import evaluate
+from trtq.tune.heldout import PLAIN, TUNED, HeldOut, evaluate
 from trtq.tune.outputs import tune_paths, write_outputs
 from trtq.tune.pipeline import (
     SEARCH_BATCHES,
@@ -90,11 +90,11 @@ def tune_command(
     loaded = load_config(config)
     paths = tune_paths(output)
     entries = read_image_list(tune_images, max_tune_images)
-    heldout = read_image_list(images, max_images) if images is not None else []
+    listed = read_image_list(images, max_images) if images is not None else []
     preflight.tune(loaded, output, tune_images, entries, images)
     shared: list[str] = []
     if images is not None:
-        shared = overlap(entries, heldout)
+        shared = overlap(entries, listed)
         for where in shared[:5]:
             warn(f"held-out image is also a tuning image: {where}")
         if len(shared) > 5:
@@ -106,15 +106,15 @@ def tune_command(
     console.print(result.time_breakdown())
     if images is not None:
         with console.status("held-out evaluation"):
-            count, metrics = evaluate(loaded, result, images, max_images)
-        _print_heldout(metrics, count)
-        summary["heldout"] = heldout_summary(images, count, shared, metrics)
-        plain, tuned = (min(m.cosine for m in values) for values in metrics.values())
-        if tuned < plain:
+            heldout = evaluate(loaded, result, images, max_images)
+        _print_heldout(heldout)
+        summary["heldout"] = heldout_summary(images, shared, heldout)
+        if heldout.tuned_is_worse():
+            plain, tuned = (heldout.agreement[heldout.labels[k]] for k in (PLAIN, TUNED))
             warn(
                 f"the tuned model agrees less with FP32 than plain INT8 on the held-out images "
-                f"(worst output cosine {tuned:.4f} < {plain:.4f}): the tuning images did not represent "
-                "these; tune on more or more varied images, or deploy plain INT8"
+                f"({tuned.metric} {tuned.value:.4f} < {plain.value:.4f}): the tuning images did not "
+                "represent these; tune on more or more varied images, or deploy plain INT8"
             )
     summary["seconds"] = round(time.perf_counter() - started, 1)
     write_outputs(loaded, result, paths, tune_images, entries, summary)
@@ -190,14 +190,22 @@ def _budget(text: str, layers: int) -> int:
 
 
 def _print_steps(steps: list[Step]) -> None:
-    table = LiteralTable("Tuning steps (search and validation batches, all outputs vs FP32)")
-    for column in ("step", "relative error", "validation", "cosine", "gain", "kept", "s"):
+    judged_by_task = any(step.task is not None for step in steps)
+    title = "Tuning steps (search and validation batches vs FP32"
+    title += ": the task agreement decides, the error breaks ties)" if judged_by_task else ", all outputs)"
+    table = LiteralTable(title)
+    columns = ["step", "relative error", "validation", "cosine", "gain", "kept", "s"]
+    if judged_by_task:
+        columns[1:1] = ["task", "validation task"]
+    for column in columns:
         table.add_column(column, justify="left" if column == "step" else "right")
     for step in steps:
+        task = [_number(step.task, 4), _number(step.validation_task, 4)] if judged_by_task else []
         table.add_row(
             step.name,
+            *task,
             f"{step.error:.5f}",
-            "-" if step.validation_error is None else f"{step.validation_error:.5f}",
+            _number(step.validation_error, 5),
             f"{step.cosine:.5f}",
             f"{step.gain:+.5f}",
             "yes" if step.kept else "no",
@@ -206,18 +214,26 @@ def _print_steps(steps: list[Step]) -> None:
     console.print(table)
 
 
-def _print_heldout(metrics: dict[str, list[OutputMetrics]], count: int) -> None:
-    table = LiteralTable(f"Held-out images ({count}), against FP32")
+def _number(value: float | None, digits: int) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def _print_heldout(heldout: HeldOut) -> None:
+    table = LiteralTable(f"Held-out images ({heldout.samples}), against FP32")
     for column in ("model", "output", "cosine", "SNR dB", "top-1", "top-5"):
         table.add_column(column, justify="left" if column in ("model", "output") else "right")
-    for label, values in metrics.items():
+    for label, values in heldout.outputs.items():
         for m in values:
             table.add_row(
                 label,
                 m.output,
                 f"{m.cosine:.4f}",
                 f"{m.snr_db:.1f}",
-                "-" if m.top1_agreement is None else f"{m.top1_agreement:.3f}",
-                "-" if m.top5_agreement is None else f"{m.top5_agreement:.3f}",
+                _number(m.top1_agreement, 3),
+                _number(m.top5_agreement, 3),
             )
     console.print(table)
+    if any(m.kind != "raw" for a in heldout.agreement.values() for m in a.outputs):
+        console.print(
+            task_table(heldout.agreement, f"Task agreement with FP32 on {heldout.samples} held-out images")
+        )

@@ -162,13 +162,28 @@ def _tune(page: HtmlReport, data: dict[str, Any]) -> None:
         f"Conv/Gemm layers kept in FP16 (budget {settings.get('max_float_layers', '?')}): "
         f"{', '.join(floats) or 'none'}."
     )
+    by_task = any(s.get("task_agreement") is not None for s in data["steps"])
     page.table(
-        ["step", "relative error", "validation error", "cosine", "gain", "kept", "seconds"],
+        [
+            "step",
+            *(["task agreement", "validation task"] if by_task else []),
+            "relative error",
+            "validation error",
+            "cosine",
+            "gain",
+            "kept",
+            "seconds",
+        ],
         [
             [
                 s["step"],
+                *(
+                    [_maybe(s.get("task_agreement")), _maybe(s.get("validation_task_agreement"))]
+                    if by_task
+                    else []
+                ),
                 f"{s['relative_error']:.5f}",
-                "-" if s.get("validation_error") is None else f"{s['validation_error']:.5f}",
+                _maybe(s.get("validation_error"), 5),
                 f"{s['cosine']:.5f}",
                 f"{s['gain']:+.5f}",
                 "yes" if s["kept"] else "no",
@@ -194,3 +209,13 @@ def _tune(page: HtmlReport, data: dict[str, Any]) -> None:
                     ]
                 )
         page.table(["model", "output", "cosine", "top-1", "top-5"], rows)
+        agreement = heldout.get("agreement") or {}
+        if agreement:
+            page.table(
+                ["model", "agreement with FP32", "metric"],
+                [[label, f"{a['agreement']:.4f}", a["metric"]] for label, a in agreement.items()],
+            )
+
+
+def _maybe(value: float | None, digits: int = 4) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"

@@ -1,10 +1,16 @@
-"""Which tuning steps are kept: lower error on the search batches, and on validation batches too.
+"""Which tuning steps are kept: better on the search batches, and on validation batches too.
+
+"Better" is the search's objective (trtq/tune/search_model.Score.objective): the declared outputs'
+task agreement (decoded text, detections, classes, masks) first and the output error against FP32
+breaking ties, or the output error alone when no task kind is declared. A raw error can drop while
+the task gets worse (a YOLO head's class scores hold a tiny share of its energy next to box
+coordinates in pixels), so when the config says what the model is for, that is what is searched.
 
 The search fits thresholds, weights and float layers to the search batches; a change that only
-fits their noise (a detector's text map on photos with little text, a handful of images) lowers the
-search error and raises the error elsewhere. Validation batches are tuning images that no step was
-fitted on: a change is kept only when it lowers the error on both. Every kept change then lowers the
-pooled error of search and validation batches, so the result is never worse there than the start.
+fits their noise (a detector's text map on photos with little text, a handful of images) scores
+better there and worse elsewhere. Validation batches are tuning images that no step was fitted on:
+a change is kept only when it is better on both, so the result is never worse on either than the
+start.
 """
 
 from __future__ import annotations
@@ -30,17 +36,33 @@ class Measured:
         return self.search.cosine
 
     @property
+    def task(self) -> float | None:
+        return self.search.task
+
+    @property
     def validation_error(self) -> float | None:
         return None if self.validation is None else self.validation.error
 
     @property
-    def pooled_error(self) -> float:
-        """Relative error over search and validation batches together."""
+    def validation_task(self) -> float | None:
+        return None if self.validation is None else self.validation.task
+
+    @property
+    def pooled(self) -> Score:
+        """Search and validation batches together: errors pooled from their sums, task agreements
+        weighted by their samples (a task score of the union would need both runs' outputs)."""
         if self.validation is None:
-            return self.search.error
-        energy = self.search.energy + self.validation.energy
-        noise = self.search.noise + self.validation.noise
-        return noise / energy if energy > 0 else noise
+            return self.search
+        parts = (self.search, self.validation)
+        energy = sum(p.energy for p in parts)
+        noise = sum(p.noise for p in parts)
+        samples = sum(p.samples for p in parts)
+        task = None
+        if self.search.task is not None and self.validation.task is not None and samples:
+            task = sum(p.samples * (p.task or 0.0) for p in parts) / samples
+        return Score(
+            noise / energy if energy > 0 else noise, self.search.cosine, noise, energy, task, samples
+        )
 
 
 @dataclass(frozen=True)
@@ -62,12 +84,12 @@ class Judge:
         return Measured(self.search.score(scales, gates), validation)
 
     def challenge(self, scales: Mapping[str, float], gates: Mapping[str, float], best: Measured) -> Verdict:
-        """Measure a change against ``best``; validation runs only when the search error is lower."""
+        """Measure a change against ``best``; validation runs only when the search batches improve."""
         trial = self.search.score(scales, gates)
-        if trial.error >= best.error:
+        if not trial.improves_on(best.search):
             return Verdict(Measured(trial, None), False)
         if self.validation is None or best.validation is None:
             return Verdict(Measured(trial, None), True)
         validation = self.validation.score(scales, gates)
-        kept = validation.error < best.validation.error
+        kept = validation.improves_on(best.validation)
         return Verdict(Measured(trial, validation), kept, not kept)

@@ -1,9 +1,9 @@
 """Mixed precision, last: the Conv/Gemm layers whose float copy helps most are kept in FP16.
 
-Each layer is measured alone in float (everything else INT8 as tuned), ranked by the output error it
-removes (on the search batches), then added in that order while it still lowers the error (on the
-search and the validation batches, trtq/tune/judge.py), until the target cosine is met or the budget
-of float layers is spent.
+Each layer is measured alone in float (everything else INT8 as tuned), ranked by the search's
+objective (on the search batches: the task agreement, then the output error; trtq/tune/judge.py),
+then added in that order while it still improves it (on the search and the validation batches),
+until the target cosine is met or the budget of float layers is spent.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from trtq.tune.judge import Judge, Measured
+from trtq.tune.search_model import Score
 
 
 @dataclass(frozen=True)
@@ -52,12 +53,13 @@ def choose_float_layers(
     if budget <= 0 or (target_cosine is not None and best.cosine >= target_cosine):
         return result
     stage("float layers: each alone", len(nodes))
-    gains = []
+    alone: dict[str, Score] = {}
     for node in nodes:
-        gains.append((node, best.error - judge.search.score(scales, {**gates, node: 0.0}).error))
+        alone[node] = judge.search.score(scales, {**gates, node: 0.0})
         advance()
-    result.ranking = sorted(gains, key=lambda item: -item[1])
-    candidates = [(node, gain) for node, gain in result.ranking if gain > 0]
+    ranked = sorted(nodes, key=lambda node: alone[node].objective, reverse=True)
+    result.ranking = [(node, best.error - alone[node].error) for node in ranked]
+    candidates = [(n, best.error - alone[n].error) for n in ranked if alone[n].improves_on(best.search)]
     stage("float layers: added in turn", len(candidates))
     for node, gain in candidates:
         if len(result.float_nodes) >= budget:

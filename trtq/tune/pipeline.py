@@ -4,9 +4,10 @@
 The tuning batches are split: ``validation_batches`` of them, spread evenly over the list and ending
 with the last, are validation batches that no step is fitted on; the first ``search_batches`` of the
 others are the search batches every candidate is measured on; the weight statistics come from all
-but the validation batches. Every step is kept only when it lowers the output error against FP32 on
-the search batches and on the validation batches (trtq/tune/judge.py), so the result is never worse
-on those batches together than the best single calibration algorithm (chosen on them together).
+but the validation batches. Every step is kept only when it is better on the search batches and on
+the validation batches (trtq/tune/judge.py: by the declared outputs' task agreement, the output error
+against FP32 breaking ties, or by that error alone), so the result is never worse on those batches
+than the best single calibration algorithm (chosen on them together).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from dataclasses import dataclass, field
 import onnx
 
 from trtq.calib.run import collect_histograms
+from trtq.compare.declared import declared_outputs
 from trtq.compare.outputs import Array, finite_reference
 from trtq.config.loader import LoadedConfig
 from trtq.config.schema import ALGORITHMS, Algorithm
@@ -145,6 +147,7 @@ def prepare(
     reference = {id(b): fp32.infer({input_name: b}) for b in search + validation}
     for outputs in reference.values():
         finite_reference(outputs)
+    tasks = declared_outputs(config, reference[id(search[0])])
     algorithm_scales = {a: run.scales(a) for a in ALGORITHMS}
     activations = list(export_qdq(model, algorithm_scales["entropy"]).activation_scales)
     timings = {"calibration": time.perf_counter() - started}
@@ -167,7 +170,7 @@ def prepare(
         settings.target_cosine,
         settings.sweeps,
         hooks,
-        config,
+        tasks,
         fitting=len(fitting),
     )
     return context, algorithm_scales, timings

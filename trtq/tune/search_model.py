@@ -17,6 +17,8 @@ import onnx
 from onnx import helper, numpy_helper
 
 from trtq.compare.outputs import Array
+from trtq.compare.tasks import agreement
+from trtq.config.schema import OutputSpec
 from trtq.model.edit import copy_model
 from trtq.model.index import GraphIndex
 from trtq.model.runner import OnnxRunner
@@ -95,12 +97,26 @@ def _mix(
 @dataclass(frozen=True)
 class Score:
     error: float
-    """Squared output error over the FP32 outputs' energy (1 / SNR): what the search minimises."""
+    """Squared output error over the FP32 outputs' energy (1 / SNR)."""
     cosine: float
     """Of all outputs, flattened, against FP32."""
     noise: float = 0.0
     energy: float = 0.0
     """The sums ``error`` divides, so scores of disjoint batches can be pooled."""
+    task: float | None = None
+    """Agreement with FP32 by the declared outputs' task metric (trtq/compare/tasks.py: the worst
+    declared output's, e.g. character agreement, detection F1); None when no task kind is declared."""
+    samples: int = 0
+
+    @property
+    def objective(self) -> tuple[float, float]:
+        """What the search maximises: the task agreement first, the output error breaking ties (a
+        change that leaves every decoded line or detection as it was is judged by how close the
+        values came), the error alone when no task is declared."""
+        return (0.0 if self.task is None else self.task, -self.error)
+
+    def improves_on(self, other: Score) -> bool:
+        return self.objective > other.objective
 
 
 class Evaluator:
@@ -112,11 +128,16 @@ class Evaluator:
         input_name: str,
         batches: Sequence[Array],
         reference: Sequence[Mapping[str, Array]],
+        tasks: Mapping[str, OutputSpec] | None = None,
     ) -> None:
+        """``tasks``: the declared outputs (trtq/compare/declared.py); with a task kind among them
+        every score carries the task agreement over all the batches together."""
         self.runner = OnnxRunner(model)
         self.input_name = input_name
         self.batches = batches
         self.reference = reference
+        self.tasks = dict(tasks) if tasks and any(s.kind != "raw" for s in tasks.values()) else None
+        self.joined_reference = _joined(reference) if self.tasks else {}
         self.runs = 0
 
     def outputs_for(self, scales: Mapping[str, float], gates: Mapping[str, float]) -> list[dict[str, Array]]:
@@ -140,6 +161,19 @@ class Evaluator:
                 product += float(np.sum(ref * out))
                 out_energy += float(np.sum(out**2))
         norms = math.sqrt(energy * out_energy)
+        task = None
+        if self.tasks is not None:
+            task = agreement(self.tasks, self.joined_reference, _joined(outputs)).value
         return Score(
-            noise / energy if energy > 0 else noise, product / norms if norms > 0 else 0.0, noise, energy
+            noise / energy if energy > 0 else noise,
+            product / norms if norms > 0 else 0.0,
+            noise,
+            energy,
+            task,
+            sum(int(b.shape[0]) for b in self.batches),
         )
+
+
+def _joined(parts: Sequence[Mapping[str, Array]]) -> dict[str, Array]:
+    """Outputs of several batches as one, samples along axis 0 (a task metric counts over all)."""
+    return {name: np.concatenate([part[name] for part in parts]) for name in parts[0]}

@@ -19,11 +19,8 @@ import numpy.typing as npt
 import onnx
 
 from trtq.calib.run import CalibrationRun
-from trtq.compare.declared import declared_outputs
 from trtq.compare.outputs import Array
-from trtq.compare.tasks import agreement
-from trtq.config.loader import LoadedConfig
-from trtq.config.schema import ALGORITHMS, Algorithm
+from trtq.config.schema import ALGORITHMS, Algorithm, OutputSpec
 from trtq.model.index import GraphIndex
 from trtq.qdq.export import export_qdq
 from trtq.tune.bias import bias_shift, bias_values, with_biases
@@ -49,13 +46,18 @@ class Step:
     details: dict[str, Any] = field(default_factory=dict)
     validation_error: float | None = None
     """Relative output error on the validation batches (None without them, or when not measured
-    because the search error did not drop)."""
+    because the search batches did not improve)."""
+    task: float | None = None
+    """Task agreement with FP32 on the search batches (None when no task kind is declared)."""
+    validation_task: float | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
             "step": self.name,
             "relative_error": self.error,
             "validation_error": self.validation_error,
+            "task_agreement": self.task,
+            "validation_task_agreement": self.validation_task,
             "cosine": self.cosine,
             "gain": self.gain,
             "seconds": round(self.seconds, 2),
@@ -92,8 +94,9 @@ class TuneContext:
     target_cosine: float | None
     sweeps: int
     hooks: ProgressHooks
-    config: LoadedConfig
-    """For the declared outputs: their task metric picks the start (trtq/compare/tasks.py)."""
+    tasks: dict[str, OutputSpec]
+    """The declared outputs (trtq/compare/declared.py): with a task kind among them, its agreement
+    with FP32 is what every step is judged by (trtq/tune/judge.py)."""
     fitting: int = 0
     """Batches the layer input statistics come from (all but the validation batches)."""
 
@@ -108,7 +111,9 @@ class TuneContext:
         searched = search_model(qdq_model, self.activations, float_weights or {}, gated)
 
         def on(part: list[Array]) -> Evaluator:
-            return Evaluator(searched, self.input_name, part, [self.reference[id(b)] for b in part])
+            return Evaluator(
+                searched, self.input_name, part, [self.reference[id(b)] for b in part], self.tasks
+            )
 
         return Judge(on(self.search), on(self.validation) if self.validation else None)
 
@@ -154,13 +159,7 @@ def best_single_algorithm(
     for algorithm in ALGORITHMS:
         scores[algorithm] = judge.measure(_restrict(algorithm_scales[algorithm], context.activations), {})
         context.hooks.advance()
-    task = _task_agreements(
-        context, judge, {a: _restrict(s, context.activations) for a, s in algorithm_scales.items()}
-    )
-    if task:  # the declared task metric picks the start; the output error breaks ties
-        best_algorithm = max(task, key=lambda a: (task[a], -scores[a].pooled_error))
-    else:
-        best_algorithm = min(scores, key=lambda a: scores[a].pooled_error)
+    best_algorithm = max(scores, key=lambda a: scores[a].pooled.objective)
     best = scores[best_algorithm]
     scales = _restrict(algorithm_scales[best_algorithm], context.activations)
     tuning = Tuning(
@@ -185,36 +184,17 @@ def best_single_algorithm(
                     "relative_error": s.error,
                     "validation_error": s.validation_error,
                     "cosine": s.cosine,
-                    "task_agreement": task.get(a),
+                    "task_agreement": s.task,
+                    "validation_task_agreement": s.validation_task,
                 }
                 for a, s in scores.items()
             }
         },
         validation_error=best.validation_error,
+        task=best.task,
+        validation_task=best.validation_task,
     )
     return tuning, record
-
-
-def _task_agreements(
-    context: TuneContext, judge: Judge, scales: Mapping[Algorithm, Mapping[str, float]]
-) -> dict[Algorithm, float]:
-    """Each plain algorithm's agreement with FP32 by the declared outputs' task metric
-    (trtq/compare/tasks.py) on the search and validation batches; empty when none is declared."""
-    if all(spec.kind == "raw" for spec in context.config.spec.outputs.values()):
-        return {}
-    evaluators = [e for e in (judge.search, judge.validation) if e is not None]
-
-    def joined(parts: Sequence[Mapping[str, Array]]) -> dict[str, Array]:
-        return {name: np.concatenate([part[name] for part in parts]) for name in parts[0]}
-
-    reference = joined([r for e in evaluators for r in e.reference])
-    specs = declared_outputs(context.config, reference)
-    return {
-        algorithm: agreement(
-            specs, reference, joined([o for e in evaluators for o in e.outputs_for(kept, {})])
-        ).value
-        for algorithm, kept in scales.items()
-    }
 
 
 def implicit_bias_correction(context: TuneContext, tuning: Tuning) -> Step:
@@ -366,6 +346,8 @@ def _record(
         kept,
         details,
         measured.validation_error,
+        measured.task,
+        measured.validation_task,
     )
 
 

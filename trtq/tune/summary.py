@@ -5,14 +5,14 @@ Non-finite numbers are written as null (trtq/fileio.write_json) and read back as
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from pydantic import TypeAdapter
 
-from trtq.compare.outputs import OutputMetrics
 from trtq.fileio import JsonRecord, Number, read_json
+from trtq.tune.heldout import HeldOut
 from trtq.tune.outputs import TunePaths
 from trtq.tune.pipeline import TuneResult, TuneSettings
 
@@ -53,15 +53,14 @@ def tune_summary(
     }
 
 
-def heldout_summary(
-    images: Path, count: int, shared: Sequence[str], metrics: Mapping[str, list[OutputMetrics]]
-) -> dict[str, Any]:
+def heldout_summary(images: Path, shared: Sequence[str], heldout: HeldOut) -> dict[str, Any]:
     """tune.json's ``heldout``: plain and tuned INT8 against FP32 on images tuning never saw."""
     return {
         "list": str(images),
-        "samples": count,
+        "samples": heldout.samples,
         "overlapping_images": list(shared),
-        "results": {label: [m.to_json() for m in values] for label, values in metrics.items()},
+        "results": {label: [m.to_json() for m in values] for label, values in heldout.outputs.items()},
+        "agreement": {label: value.to_json() for label, value in heldout.agreement.items()},
     }
 
 
@@ -69,6 +68,9 @@ class TuneStep(JsonRecord):
     step: str
     relative_error: Number
     validation_error: float | None = None
+    task_agreement: float | None = None
+    """Absent in files written before tune was judged by the task metric, and without one."""
+    validation_task_agreement: float | None = None
     cosine: Number
     gain: Number
     kept: bool
@@ -96,9 +98,16 @@ class HeldoutMetrics(JsonRecord):
     top5_agreement: float | None = None
 
 
+class HeldoutAgreement(JsonRecord):
+    agreement: Number
+    metric: str
+
+
 class Heldout(JsonRecord):
     samples: int
     results: dict[str, list[HeldoutMetrics]]
+    agreement: dict[str, HeldoutAgreement] | None = None
+    """Absent in files written before tune was judged by the task metric."""
 
 
 class TuneJson(JsonRecord):

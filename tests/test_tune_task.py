@@ -1,0 +1,135 @@
+"""trtq tune judged by the declared task metric (issue 18): the rule that decides what is kept, and
+the task agreements tune reports, recomputed here from scratch on the real PP-OCR text classifier."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+import yaml
+from conftest import TEXT_CLASSIFIER, classifier_config, listed_photos, preprocessed_by_hand
+from typer.testing import CliRunner
+
+from trtq.cli.main import app
+from trtq.model.files import load_onnx
+from trtq.resources import resolve_path
+from trtq.tune.judge import Judge, Measured
+from trtq.tune.pipeline import validation_positions
+from trtq.tune.search_model import Score
+
+runner = CliRunner()
+
+
+class Scripted:
+    """Stands in for an Evaluator: returns the next scripted score for each run."""
+
+    def __init__(self, *scores: Score) -> None:
+        self.scores = list(scores)
+
+    def score(self, _scales: Mapping[str, float], _gates: Mapping[str, float]) -> Score:
+        return self.scores.pop(0)
+
+
+CASES = [
+    # (best task, best error) -> (trial task, trial error): kept?
+    ((0.80, 0.10), (0.70, 0.01), False),  # the raw error drops tenfold, the task gets worse: refused
+    ((0.80, 0.10), (0.90, 0.30), True),  # the task improves, the raw error rises: kept
+    ((0.80, 0.10), (0.80, 0.05), True),  # the task unchanged, the error breaks the tie
+    ((0.80, 0.10), (0.80, 0.20), False),
+    ((0.80, 0.10), (0.80, 0.10), False),  # no change is no improvement
+]
+
+
+@pytest.mark.parametrize(("best", "trial", "kept"), CASES)
+def test_task_agreement_decides_and_the_error_breaks_ties(
+    best: tuple[float, float], trial: tuple[float, float], kept: bool
+) -> None:
+    before = Measured(Score(best[1], 0.9, task=best[0]), None)
+    judge = Judge(Scripted(Score(trial[1], 0.9, task=trial[0])), None)  # type: ignore[arg-type]
+    assert judge.challenge({}, {}, before).kept is kept
+
+
+def test_without_a_task_the_error_alone_decides() -> None:
+    before = Measured(Score(0.10, 0.9), None)
+    assert Judge(Scripted(Score(0.09, 0.9)), None).challenge({}, {}, before).kept  # type: ignore[arg-type]
+    assert not Judge(Scripted(Score(0.11, 0.9)), None).challenge({}, {}, before).kept  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(("best", "trial", "kept"), CASES)
+def test_validation_batches_apply_the_same_rule(
+    best: tuple[float, float], trial: tuple[float, float], kept: bool
+) -> None:
+    """A change better on the search batches is kept only if it is better on the validation batches
+    by the same rule; one worse there is rejected by validation."""
+    good_search = Score(0.01, 0.9, task=1.0)
+    before = Measured(Score(0.5, 0.9, task=0.5), Score(best[1], 0.9, task=best[0]))
+    search, validation = Scripted(good_search), Scripted(Score(trial[1], 0.9, task=trial[0]))
+    verdict = Judge(search, validation).challenge({}, {}, before)  # type: ignore[arg-type]
+    assert (verdict.kept, verdict.rejected_by_validation) == (kept, not kept)
+
+
+def test_pooled_task_weights_each_part_by_its_samples() -> None:
+    measured = Measured(
+        Score(0.1, 0.9, noise=1.0, energy=10.0, task=1.0, samples=6),
+        Score(0.3, 0.9, noise=3.0, energy=10.0, task=0.5, samples=2),
+    )
+    assert measured.pooled.task == pytest.approx((6 * 1.0 + 2 * 0.5) / 8)
+    assert measured.pooled.error == pytest.approx(4.0 / 20.0)
+
+
+def _top1_agreement(model_path: Path, lines: list[str]) -> float:
+    """Top-1 agreement with FP32, computed here: ONNX Runtime on images preprocessed by hand."""
+    batch = preprocessed_by_hand(lines)
+    fp32 = ort.InferenceSession(str(resolve_path(TEXT_CLASSIFIER, Path.cwd())))
+    tuned = ort.InferenceSession(
+        str(model_path), providers=["CPUExecutionProvider"], disabled_optimizers=["WeightBiasQuantization"]
+    )
+    ref = np.concatenate([fp32.run(None, {"x": batch[i : i + 2]})[0] for i in range(0, len(batch), 2)])
+    out = np.concatenate([tuned.run(None, {"x": batch[i : i + 2]})[0] for i in range(0, len(batch), 2)])
+    return float(np.mean(ref.argmax(axis=1) == out.argmax(axis=1)))
+
+
+def test_reported_task_agreements_are_the_models_own(tmp_path: Path) -> None:
+    """With `outputs: {kind: classes}` tune's steps and its held-out table carry the top-1 agreement;
+    the last step's (search batches) and the held-out one are what the written Q/DQ model really does."""
+    photos, heldout = listed_photos(6), listed_photos(6, start=6)
+    (tmp_path / "images.txt").write_text("\n".join(photos) + "\n")
+    (tmp_path / "heldout.txt").write_text("\n".join(heldout) + "\n")
+    config = classifier_config("images.txt", "model.cache")
+    output = load_onnx(resolve_path(TEXT_CLASSIFIER, tmp_path)).graph.output[0].name
+    config["outputs"] = {output: {"kind": "classes"}}
+    (tmp_path / "model.yaml").write_text(yaml.safe_dump(config))
+    result = runner.invoke(
+        app,
+        [
+            "tune",
+            str(tmp_path / "model.yaml"),
+            "--tune-images",
+            str(tmp_path / "images.txt"),
+            "--images",
+            str(tmp_path / "heldout.txt"),
+            "-o",
+            str(tmp_path / "out" / "tuned.qdq.onnx"),
+            "--max-float-layers",
+            "1",
+            "--search-batches",
+            "2",
+            "--validation-batches",
+            "1",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert "Task agreement with FP32 on 6 held-out images" in result.output
+    data = json.loads((tmp_path / "out" / "tuned.tune.json").read_text())
+    assert all(step["task_agreement"] is not None for step in data["steps"])
+    held = set(validation_positions(3, 1, 2))
+    search = [p for i in range(3) if i not in held for p in photos[2 * i : 2 * i + 2]][:4]
+    qdq = tmp_path / "out" / "tuned.qdq.onnx"
+    assert data["steps"][-1]["task_agreement"] == pytest.approx(_top1_agreement(qdq, search))
+    agreement = data["heldout"]["agreement"]["tuned INT8"]
+    assert agreement["metric"] == f"top1_agreement of {output}"
+    assert agreement["agreement"] == pytest.approx(_top1_agreement(qdq, heldout))
