@@ -33,6 +33,7 @@ from trtq.tune.outputs import tune_paths, write_outputs
 from trtq.tune.pipeline import (
     SEARCH_BATCHES,
     SEARCH_IMAGES,
+    TIME_LIMIT_S,
     TuneResult,
     TuneSettings,
     conv_layer_count,
@@ -80,9 +81,17 @@ def tune_command(
         typer.Option(
             min=0,
             help="tuning batches, spread over the list, kept out of the weight statistics and the search; "
-            "a step is kept only if it also lowers their error (default: a quarter of them; 0: off)",
+            "a step is kept only if it is also better on them (default: a quarter of them; 0: off)",
         ),
     ] = None,
+    time_limit_s: Annotated[
+        float,
+        typer.Option(
+            callback=within(0.0, 1e9),
+            help="seconds after which the threshold and float-layer searches stop, having tried their "
+            "most promising candidates first (0: no limit, the whole search)",
+        ),
+    ] = TIME_LIMIT_S,
 ) -> None:
     """Tune weights (rounding, clipping, bias correction), thresholds and float layers; write the Q/DQ
     model, a corrected FP32 model with its cache and config for implicit builds, and tune.json."""
@@ -99,11 +108,15 @@ def tune_command(
             warn(f"held-out image is also a tuning image: {where}")
         if len(shared) > 5:
             warn(f"... {len(shared)} overlapping images in all")
-    settings = _settings(loaded, entries, max_float_layers, target_cosine, search_batches, validation_batches)
+    settings = _settings(
+        loaded, entries, max_float_layers, target_cosine, search_batches, validation_batches, time_limit_s
+    )
     result = _tuned(loaded, entries, settings)
     summary = tune_summary(config, tune_images, len(entries), settings, loaded.batch_size, result, paths)
     _print_steps(result.steps)
     console.print(result.time_breakdown())
+    for note in result.time_limit_notes():
+        console.print(f"note: {note} (--time-limit-s {time_limit_s:g}; 0 for the whole search)")
     if images is not None:
         with console.status("held-out evaluation"):
             heldout = evaluate(loaded, result, images, max_images)
@@ -136,6 +149,7 @@ def _settings(
     target_cosine: float | None,
     search_batches: int | None,
     validation_batches: int | None,
+    time_limit_s: float,
 ) -> TuneSettings:
     """The command line's settings, defaults filled from the tuning images (their batches)."""
     budget = _budget(max_float_layers, conv_layer_count(load_onnx(loaded.model_path)))
@@ -152,7 +166,13 @@ def _settings(
             f"{loaded.batch_size}, {min(search_batches, available)} of them for the search; give more "
             "images, fewer validation batches or fewer --search-batches"
         )
-    return TuneSettings(budget, target_cosine, search_batches, validation_batches=validation_batches)
+    return TuneSettings(
+        budget,
+        target_cosine,
+        search_batches,
+        validation_batches=validation_batches,
+        time_limit_s=time_limit_s or None,  # 0: no limit
+    )
 
 
 def _tuned(loaded: LoadedConfig, entries: list[ImageEntry], settings: TuneSettings) -> TuneResult:

@@ -3,7 +3,8 @@
 Each layer is measured alone in float (everything else INT8 as tuned), ranked by the search's
 objective (on the search batches: the task agreement, then the output error; trtq/tune/judge.py),
 then added in that order while it still improves it (on the search and the validation batches),
-until the target cosine is met or the budget of float layers is spent.
+until the target cosine is met, the budget of float layers is spent or tune's time limit is reached
+(layers are measured alone in graph order; those not measured by then are not candidates).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
+from trtq.tune.deadline import NO_LIMIT, Deadline
 from trtq.tune.judge import Judge, Measured
 from trtq.tune.search_model import Score
 
@@ -32,6 +34,8 @@ class MixedPrecision:
     score: Measured
     ranking: list[tuple[str, float]] = field(default_factory=list)
     steps: list[FloatStep] = field(default_factory=list)
+    stopped_by_deadline: bool = False
+    """Layers left unmeasured or untried at tune's time limit (trtq/tune/deadline.py)."""
 
 
 def choose_float_layers(
@@ -42,6 +46,7 @@ def choose_float_layers(
     target_cosine: float | None,
     stage: Callable[[str, int], None] | None = None,
     advance: Callable[[], None] | None = None,
+    deadline: Deadline = NO_LIMIT,
 ) -> MixedPrecision:
     """``stage``/``advance`` report progress: one stage of the layers measured alone, one of the layers
     that may be tried (those whose float copy helped alone), the untried ones counted when it ends."""
@@ -55,9 +60,12 @@ def choose_float_layers(
     stage("float layers: each alone", len(nodes))
     alone: dict[str, Score] = {}
     for node in nodes:
-        alone[node] = judge.search.score(scales, {**gates, node: 0.0})
+        if deadline.passed():
+            result.stopped_by_deadline = True
+        else:
+            alone[node] = judge.search.score(scales, {**gates, node: 0.0})
         advance()
-    ranked = sorted(nodes, key=lambda node: alone[node].objective, reverse=True)
+    ranked = sorted(alone, key=lambda node: alone[node].objective, reverse=True)
     result.ranking = [(node, best.error - alone[node].error) for node in ranked]
     candidates = [(n, best.error - alone[n].error) for n in ranked if alone[n].improves_on(best.search)]
     stage("float layers: added in turn", len(candidates))
@@ -65,6 +73,9 @@ def choose_float_layers(
         if len(result.float_nodes) >= budget:
             break
         if target_cosine is not None and best.cosine >= target_cosine:
+            break
+        if deadline.passed():
+            result.stopped_by_deadline = True
             break
         verdict = judge.challenge(scales, {**gates, node: 0.0}, best)
         trial, kept = verdict.measured, verdict.kept

@@ -31,6 +31,7 @@ from trtq.model.files import load_onnx
 from trtq.model.index import GraphIndex
 from trtq.model.runner import OnnxRunner
 from trtq.qdq.export import export_qdq
+from trtq.tune.deadline import NO_LIMIT, Deadline
 from trtq.tune.layer_inputs import collect_layer_inputs, weighted_layers
 from trtq.tune.steps import STEPS, ProgressHooks, Step, TuneContext, best_single_algorithm
 
@@ -45,6 +46,9 @@ is held back as a validation batch: a step is kept only when it also lowers the 
 change that only fits the search batches is not kept (issue 18: tune fitted its 20 search lines)."""
 VALIDATION_BATCHES = 0
 """Settings' value when validation is off (--validation-batches 0)."""
+TIME_LIMIT_S = 60.0
+"""trtq tune's default time limit: issue 18's goal for a classifier, a detector and a recognizer on
+2 cores; the searches try their most promising candidates first (trtq/tune/deadline.py)."""
 
 
 def default_search_batches(batch_size: int) -> int:
@@ -63,6 +67,8 @@ class TuneSettings:
     search_batches: int = SEARCH_BATCHES
     sweeps: int = 1
     validation_batches: int = VALIDATION_BATCHES
+    time_limit_s: float | None = None
+    """Wall-clock seconds from tune's start after which its searches stop (trtq/tune/deadline.py)."""
 
 
 @dataclass
@@ -83,6 +89,24 @@ class TuneResult:
     timings: dict[str, float] = field(default_factory=dict)
     """Seconds of the preparation (calibration pass, layer inputs); each step records its own."""
 
+    def time_limit_notes(self) -> list[str]:
+        """What the time limit left out, one line per step it stopped."""
+        notes = []
+        for step in self.steps:
+            if not step.details.get("stopped_by_time_limit"):
+                continue
+            if "tried" in step.details and "candidates" in step.details:
+                notes.append(
+                    f"the time limit stopped the threshold search after {step.details['tried']} of its "
+                    f"{step.details['candidates']} candidates, the tensors that moved the output most first"
+                )
+            else:
+                notes.append(
+                    f"the time limit stopped the float-layer search after measuring "
+                    f"{step.details.get('measured_alone', 0)} of {self.conv_layers} layers alone"
+                )
+        return notes
+
     def time_breakdown(self) -> str:
         """One line: where the time went, preparation first, then each step by its short name."""
         parts = [*self.timings.items(), *((_short(step.name), step.seconds) for step in self.steps)]
@@ -96,7 +120,10 @@ def tune(
     hooks: ProgressHooks | None = None,
 ) -> TuneResult:
     """Prepare the search, start from the best single algorithm, then run every step in order."""
-    context, algorithm_scales, timings = prepare(config, entries, settings, hooks or ProgressHooks())
+    deadline = Deadline.after(settings.time_limit_s)
+    context, algorithm_scales, timings = prepare(
+        config, entries, settings, hooks or ProgressHooks(), deadline
+    )
     tuning, start = best_single_algorithm(context, algorithm_scales)
     steps = [start, *(step(context, tuning) for step in STEPS)]
     return TuneResult(
@@ -120,7 +147,11 @@ def tune(
 
 
 def prepare(
-    config: LoadedConfig, entries: Sequence[ImageEntry], settings: TuneSettings, hooks: ProgressHooks
+    config: LoadedConfig,
+    entries: Sequence[ImageEntry],
+    settings: TuneSettings,
+    hooks: ProgressHooks,
+    deadline: Deadline = NO_LIMIT,
 ) -> tuple[TuneContext, dict[Algorithm, dict[str, float]], dict[str, float]]:
     """One calibration pass (every algorithm's scales), the batches split into search, fitting and
     validation, their FP32 outputs, and the weighted layers' input statistics."""
@@ -172,6 +203,7 @@ def prepare(
         hooks,
         tasks,
         fitting=len(fitting),
+        deadline=deadline,
     )
     return context, algorithm_scales, timings
 

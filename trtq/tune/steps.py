@@ -24,6 +24,7 @@ from trtq.config.schema import ALGORITHMS, Algorithm, OutputSpec
 from trtq.model.index import GraphIndex
 from trtq.qdq.export import export_qdq
 from trtq.tune.bias import bias_shift, bias_values, with_biases
+from trtq.tune.deadline import NO_LIMIT, Deadline
 from trtq.tune.judge import Judge, Measured
 from trtq.tune.layer_inputs import LayerInputs, WeightedLayer
 from trtq.tune.mixed import choose_float_layers
@@ -99,6 +100,8 @@ class TuneContext:
     with FP32 is what every step is judged by (trtq/tune/judge.py)."""
     fitting: int = 0
     """Batches the layer input statistics come from (all but the validation batches)."""
+    deadline: Deadline = NO_LIMIT
+    """When the searches stop trying candidates (trtq/tune/deadline.py)."""
 
     @property
     def gated_nodes(self) -> list[str]:
@@ -285,10 +288,13 @@ def thresholds(context: TuneContext, tuning: Tuning) -> Step:
         tuning.gates,
         context.sweeps,
         context.hooks.advance,
+        context.deadline.share(THRESHOLDS_SHARE),
     )
     tuning.scales, tuning.labels, tuning.best = search.scales, search.labels, search.score
     details = {
         "candidates": sum(len(c) for c in candidates.values()),
+        "tried": search.tried,
+        "stopped_by_time_limit": search.stopped_by_deadline,
         "rejected_by_validation": search.rejected,
         "changed": [
             {"tensor": s.tensor, "label": s.label, "scale": s.scale, "gain": s.gain} for s in search.steps
@@ -308,12 +314,15 @@ def float_layers(context: TuneContext, tuning: Tuning) -> Step:
         context.target_cosine,
         context.hooks.stage,
         context.hooks.advance,
+        context.deadline,
     )
     tuning.float_nodes, tuning.best = mixed.float_nodes, mixed.score
     details = {
         "float_layers": mixed.float_nodes,
         "budget": context.max_float_layers,
         "target_cosine": context.target_cosine,
+        "measured_alone": len(mixed.ranking),
+        "stopped_by_time_limit": mixed.stopped_by_deadline,
         "tried": [
             {
                 "node": s.node,
@@ -328,6 +337,10 @@ def float_layers(context: TuneContext, tuning: Tuning) -> Step:
     }
     return _record("mixed precision: layers kept in FP16", mixed.score, before, True, started, details)
 
+
+THRESHOLDS_SHARE = 2 / 3
+"""Of the time left when the threshold search starts, what it may spend; the float layers get the rest
+(and what the thresholds left)."""
 
 STEPS: tuple[TuneStep, ...] = (implicit_bias_correction, qdq_weights, thresholds, float_layers)
 """After the best single algorithm, in this order: weights and biases first (they change what the

@@ -1,15 +1,20 @@
-"""Per-tensor activation thresholds chosen by measuring the network's output error.
+"""Per-tensor activation thresholds chosen by measuring the network's output against FP32.
 
 Every candidate comes from the one calibration pass (each algorithm's threshold, and percentiles at
 a few levels); near-equal candidates are merged so no run is spent on a difference INT8 cannot see.
-Coordinate descent: one tensor at a time, every candidate tried with the others held, the best kept;
-tensors are visited in the order of how much their choice mattered in the previous sweep (graph order
-in the first), so the tensors that matter most settle first. A candidate that lowers the search error
-is kept only when it also lowers the validation error (trtq/tune/judge.py).
+Coordinate descent: one tensor at a time, a candidate tried with the others held and kept when the
+judge keeps it (better on the search and the validation batches, trtq/tune/judge.py).
+
+The first pass screens: each tensor's candidate farthest from its current scale, in graph order, one
+run per tensor, which shows how far each tensor's choice moves the output. The other candidates are
+then tried for the tensors whose choice moved it most first, so a time limit (trtq/tune/deadline.py)
+leaves out the tensors that matter least; later sweeps go by how much each choice mattered in the
+previous one.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -17,6 +22,7 @@ from trtq.calib.algorithms import amax_from, percentile_from
 from trtq.calib.run import CalibrationRun
 from trtq.config.schema import ALGORITHMS
 from trtq.numeric import scale_from_amax
+from trtq.tune.deadline import NO_LIMIT, Deadline
 from trtq.tune.judge import Judge, Measured
 
 PERCENTILES = (99.9, 99.99, 99.999)
@@ -66,7 +72,24 @@ class ThresholdSearch:
     score: Measured
     steps: list[ThresholdStep] = field(default_factory=list)
     rejected: int = 0
-    """Candidates that lowered the search error but not the validation error."""
+    """Candidates better on the search batches but not on the validation batches."""
+    tried: int = 0
+    """Candidates run (a tensor's current scale is never run)."""
+    stopped_by_deadline: bool = False
+
+    def attempt(
+        self, judge: Judge, tensor: str, label: str, scale: float, gates: Mapping[str, float]
+    ) -> float:
+        """Try one candidate, keep it if the judge does; how far it moved the output error."""
+        best = self.score
+        verdict = judge.challenge({**self.scales, tensor: scale}, gates, best)
+        trial = verdict.measured
+        self.tried += 1
+        self.rejected += verdict.rejected_by_validation
+        if verdict.kept:
+            self.steps.append(ThresholdStep(tensor, label, scale, trial.error, best.error - trial.error))
+            self.score, self.scales[tensor], self.labels[tensor] = trial, scale, label
+        return abs(trial.error - best.error)
 
 
 def search_thresholds(
@@ -77,34 +100,43 @@ def search_thresholds(
     gates: Mapping[str, float],
     sweeps: int = 1,
     progress: Callable[[], None] | None = None,
+    deadline: Deadline = NO_LIMIT,
 ) -> ThresholdSearch:
-    scales = dict(start)
-    labels = dict.fromkeys(scales, start_label)
-    best = judge.measure(scales, gates)
-    search = ThresholdSearch(scales, labels, best)
-    order = list(candidates)
-    for _ in range(sweeps):
-        spread: dict[str, float] = {}
+    """``progress`` is called once per candidate of every sweep, tried or not (search_runs counts them)."""
+    progress = progress or (lambda: None)
+    search = ThresholdSearch(dict(start), dict.fromkeys(start, start_label), judge.measure(start, gates))
+    screened: dict[str, str] = {}
+    moved = dict.fromkeys(candidates, 0.0)
+    for tensor, found in candidates.items():
+        label = _farthest(found, search.scales[tensor])
+        if label is None:
+            continue
+        if deadline.passed():
+            search.stopped_by_deadline = True
+            continue
+        screened[tensor] = label
+        moved[tensor] = search.attempt(judge, tensor, label, found[label], gates)
+    for sweep in range(sweeps):
+        order = sorted(candidates, key=lambda t: -moved[t])  # stable: graph order among equals
+        moved = dict(moved) if sweep == 0 else dict.fromkeys(candidates, 0.0)
         for tensor in order:
-            errors = {}
             for label, scale in candidates[tensor].items():
-                if progress is not None:
-                    progress()
-                if abs(scale / scales[tensor] - 1) <= SAME_SCALE:
+                progress()
+                if sweep == 0 and screened.get(tensor) == label:
                     continue
-                verdict = judge.challenge({**scales, tensor: scale}, gates, best)
-                trial = verdict.measured
-                errors[label] = trial.error
-                search.rejected += verdict.rejected_by_validation
-                if verdict.kept:
-                    search.steps.append(
-                        ThresholdStep(tensor, label, scale, trial.error, best.error - trial.error)
-                    )
-                    best, scales[tensor], labels[tensor] = trial, scale, label
-            spread[tensor] = max(errors.values(), default=best.error) - best.error
-        order.sort(key=lambda t: -spread[t])
-    search.score = best
+                if abs(scale / search.scales[tensor] - 1) <= SAME_SCALE:
+                    continue
+                if deadline.passed():
+                    search.stopped_by_deadline = True
+                    continue
+                moved[tensor] = max(moved[tensor], search.attempt(judge, tensor, label, scale, gates))
     return search
+
+
+def _farthest(found: Mapping[str, float], scale: float) -> str | None:
+    """The candidate farthest from ``scale`` (by ratio), None when every one is the same scale."""
+    away = {label: abs(math.log(s / scale)) for label, s in found.items() if abs(s / scale - 1) > SAME_SCALE}
+    return max(away, key=lambda label: away[label]) if away else None
 
 
 def search_runs(candidates: Candidates, sweeps: int) -> int:
