@@ -212,7 +212,7 @@ def _budget(text: str, layers: int) -> int:
 def _print_steps(steps: list[Step]) -> None:
     judged_by_task = any(step.task is not None for step in steps)
     title = "Tuning steps (search and validation batches vs FP32"
-    title += ": the task agreement decides, the error breaks ties)" if judged_by_task else ", all outputs)"
+    title += ": task agreement and error, neither traded)" if judged_by_task else ", all outputs)"
     table = LiteralTable(title)
     columns = ["step", "relative error", "validation", "cosine", "gain", "kept", "s"]
     if judged_by_task:

@@ -1,10 +1,11 @@
 """Which tuning steps are kept: better on the search batches, and on validation batches too.
 
-"Better" is the search's objective (trtq/tune/search_model.Score.objective): the declared outputs'
-task agreement (decoded text, detections, classes, masks) first and the output error against FP32
-breaking ties, or the output error alone when no task kind is declared. A raw error can drop while
-the task gets worse (a YOLO head's class scores hold a tiny share of its energy next to box
-coordinates in pixels), so when the config says what the model is for, that is what is searched.
+"Better" (trtq/tune/search_model.Score.improves_on) is the output error against FP32 lower without
+the declared outputs' task agreement (decoded text, detections, classes, masks) lower, or that
+agreement higher without the error higher; the error alone when no task kind is declared. A raw
+error can drop while the task gets worse (a YOLO head's class scores hold a tiny share of its energy
+next to box coordinates in pixels), and on a few search images a task score moves in coarse steps
+a change can win by fitting those images: neither is traded for the other.
 
 The search fits thresholds, weights and float layers to the search batches; a change that only
 fits their noise (a detector's text map on photos with little text, a handful of images) scores

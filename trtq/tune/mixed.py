@@ -1,10 +1,11 @@
 """Mixed precision, last: the Conv/Gemm layers whose float copy helps most are kept in FP16.
 
-Each layer is measured alone in float (everything else INT8 as tuned), ranked by the search's
-objective (on the search batches: the task agreement, then the output error; trtq/tune/judge.py),
-then added in that order while it still improves it (on the search and the validation batches),
-until the target cosine is met, the budget of float layers is spent or tune's time limit is reached
-(layers are measured alone in graph order; those not measured by then are not candidates).
+Each layer is measured alone in float (everything else INT8 as tuned) and ranked by the output error
+(on the search batches); those that improve on the start alone (trtq/tune/judge.py: no trade between
+the error and the task agreement) are added in that order while they still improve (on the search
+and the validation batches), until the target cosine is met, the budget of float layers is spent or
+tune's time limit is reached (layers are measured alone in graph order; those not measured by then
+are not candidates).
 """
 
 from __future__ import annotations
@@ -65,7 +66,7 @@ def choose_float_layers(
         else:
             alone[node] = judge.search.score(scales, {**gates, node: 0.0})
         advance()
-    ranked = sorted(alone, key=lambda node: alone[node].objective, reverse=True)
+    ranked = sorted(alone, key=lambda node: alone[node].error)
     result.ranking = [(node, best.error - alone[node].error) for node in ranked]
     candidates = [(n, best.error - alone[n].error) for n in ranked if alone[n].improves_on(best.search)]
     stage("float layers: added in turn", len(candidates))

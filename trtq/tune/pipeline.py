@@ -5,9 +5,10 @@ The tuning batches are split: ``validation_batches`` of them, spread evenly over
 with the last, are validation batches that no step is fitted on; the first ``search_batches`` of the
 others are the search batches every candidate is measured on; the weight statistics come from all
 but the validation batches. Every step is kept only when it is better on the search batches and on
-the validation batches (trtq/tune/judge.py: by the declared outputs' task agreement, the output error
-against FP32 breaking ties, or by that error alone), so the result is never worse on those batches
-than the best single calibration algorithm (chosen on them together).
+the validation batches (trtq/tune/judge.py: the output error against FP32 lower without the declared
+outputs' task agreement lower, or that agreement higher without the error higher), so the result is
+never worse on those batches than the best single calibration algorithm (chosen on them together,
+by the task agreement first).
 """
 
 from __future__ import annotations

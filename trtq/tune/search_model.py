@@ -110,13 +110,21 @@ class Score:
 
     @property
     def objective(self) -> tuple[float, float]:
-        """What the search maximises: the task agreement first, the output error breaking ties (a
-        change that leaves every decoded line or detection as it was is judged by how close the
-        values came), the error alone when no task is declared."""
+        """How the single algorithms are ranked: the task agreement first, the output error breaking
+        ties; the error alone when no task is declared."""
         return (0.0 if self.task is None else self.task, -self.error)
 
     def improves_on(self, other: Score) -> bool:
-        return self.objective > other.objective
+        """Better without a trade: the error lower and the task agreement not lower, or the task
+        agreement higher and the error not higher. On a few search images a task score moves in
+        coarse steps (one image's top-1, one box) that a change can win by fitting those images
+        while the output drifts; the error alone can drop while the task gets worse (a YOLO head's
+        class scores hold a tiny share of its energy). Neither may be bought with the other."""
+        if self.task is None or other.task is None:
+            return self.error < other.error
+        return (self.task >= other.task and self.error < other.error) or (
+            self.task > other.task and self.error <= other.error
+        )
 
 
 class Evaluator:
