@@ -17,7 +17,7 @@ import onnx
 from trtq.calib.derived import derived_tensors
 from trtq.errors import TrtqError
 from trtq.model.files import load_onnx
-from trtq.model.index import activation_tensors
+from trtq.model.index import activation_tensors, shape_only_tensors
 from trtq.model.prepare import unquantized_in_control_flow
 from trtq.model.runner import OnnxRunner
 
@@ -73,6 +73,8 @@ class ActivationCollector:
         """The activations ``run`` yields, in graph order."""
         self.in_control_flow = unquantized_in_control_flow(model)
         """Tensors inside control flow that cannot be folded: neither calibrated nor quantized."""
+        self.shape_only = shape_only_tensors(model) & set(self.tensor_names)
+        """Activations computed from the input's shape alone: the same on every image."""
         self._runner = OnnxRunner(
             model,
             expose=self.measured_names,

@@ -72,6 +72,8 @@ class CalibrationRun:
     """Seconds per stage: decode (waiting for images), model, statistics, then thresholds, writing."""
     in_control_flow: list[str] = field(default_factory=list)
     """Tensors inside control flow trtq cannot fold (a data-dependent If, a Loop): not calibrated."""
+    shape_only: set[str] = field(default_factory=set)
+    """Tensors computed from the input's shape alone: the same values on every image."""
     known: dict[str, np.float32] = field(default_factory=dict)
     """Thresholds known without a histogram, the same for every algorithm: the model input's range
     as the preprocessing gives it (a histogram of letterboxed images puts entropy's pick on the
@@ -152,8 +154,13 @@ class CalibrationRun:
 
     def zero_warning(self) -> str | None:
         """A warning naming the tensors that were zero on every calibration image: their scale is 0,
-        which no INT8 value can use (all-black images, a dead branch, a wrong preprocessing)."""
-        zero = [name for name, histogram in self.histograms.items() if histogram.max_abs == 0.0]
+        which no INT8 value can use (all-black images, a dead branch, a wrong preprocessing). Tensors
+        computed from the input's shape alone are the same on any image and are not named."""
+        zero = [
+            name
+            for name, histogram in self.histograms.items()
+            if histogram.max_abs == 0.0 and name not in self.shape_only
+        ]
         if not zero:
             return None
         shown = first_few(zero, quoted=True)
@@ -268,4 +275,5 @@ def _finished(
         config.spec.calibration.percentile,
         known=dict(known),
         in_control_flow=collector.in_control_flow,
+        shape_only=collector.shape_only,
     )

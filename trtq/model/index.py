@@ -92,6 +92,27 @@ def activation_tensors(model: onnx.ModelProto) -> dict[str, int]:
     return names
 
 
+SHAPE_READERS = frozenset({"Shape", "Size"})
+"""Ops whose output depends on their input's shape, never on its values."""
+
+
+def shape_only_tensors(model: onnx.ModelProto) -> set[str]:
+    """Computed tensors that depend on the graph inputs' shapes alone (ConstantOfShape(Shape(x)), a
+    YOLO head's anchor grid): the same values whatever the image, so being zero on every calibration
+    image says nothing about the images or the preprocessing."""
+    graph = model.graph
+    constant = constant_tensors(graph)
+    by_values = {vi.name for vi in graph.input if vi.name not in constant}
+    computed: set[str] = set()
+    for node in graph.node:
+        computed.update(node.output)
+        if node.op_type in SHAPE_READERS:
+            continue
+        if any(name in by_values for name in [*node.input, *outer_scope_inputs(node)]):
+            by_values.update(node.output)
+    return computed - by_values - constant
+
+
 def outer_scope_inputs(node: onnx.NodeProto) -> list[str]:
     """Names a control-flow node's branches or body read from the graph around it: inputs as real as
     its listed ones (an If whose condition is constant still computes from the activations its
