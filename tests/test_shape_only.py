@@ -40,7 +40,6 @@ def test_shape_only_tensors_are_the_same_for_any_image_and_only_they_are() -> No
 
 
 def test_zeros_of_the_anchor_grid_are_not_blamed_on_the_images() -> None:
-
     run = CalibrationRun(
         {"grid": TrtHistogram(), "dead": TrtHistogram()}, BatchStats(), 99.99, shape_only={"grid"}
     )
