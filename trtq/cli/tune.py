@@ -45,6 +45,7 @@ from trtq.tune.steps import ProgressHooks, Step
 from trtq.tune.summary import heldout_summary, tune_summary
 
 console = command_console()
+WRITING_SHARE = 0.05
 _BUDGET = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(%?)\s*$")
 
 
@@ -88,8 +89,8 @@ def tune_command(
         float,
         typer.Option(
             callback=within(0.0, 1e9),
-            help="seconds after which the threshold and float-layer searches stop, having tried their "
-            "most promising candidates first (0: no limit, the whole search)",
+            help="seconds for the whole run but the held-out evaluation: the threshold and float-layer "
+            "searches stop in time, having tried their most promising candidates first (0: no limit)",
         ),
     ] = TIME_LIMIT_S,
 ) -> None:
@@ -109,10 +110,18 @@ def tune_command(
         if len(shared) > 5:
             warn(f"... {len(shared)} overlapping images in all")
     settings = _settings(
-        loaded, entries, max_float_layers, target_cosine, search_batches, validation_batches, time_limit_s
+        loaded,
+        entries,
+        max_float_layers,
+        target_cosine,
+        search_batches,
+        validation_batches,
+        time_limit_s,
+        started,
     )
     result = _tuned(loaded, entries, settings)
     summary = tune_summary(config, tune_images, len(entries), settings, loaded.batch_size, result, paths)
+    summary["settings"]["time_limit_s"] = time_limit_s or None
     _print_steps(result.steps)
     console.print(result.time_breakdown())
     for note in result.time_limit_notes():
@@ -150,6 +159,7 @@ def _settings(
     search_batches: int | None,
     validation_batches: int | None,
     time_limit_s: float,
+    started: float,
 ) -> TuneSettings:
     """The command line's settings, defaults filled from the tuning images (their batches)."""
     budget = _budget(max_float_layers, conv_layer_count(load_onnx(loaded.model_path)))
@@ -171,8 +181,16 @@ def _settings(
         target_cosine,
         search_batches,
         validation_batches=validation_batches,
-        time_limit_s=time_limit_s or None,  # 0: no limit
+        time_limit_s=_searches_until(time_limit_s, started),
     )
+
+
+def _searches_until(time_limit_s: float, started: float) -> float | None:
+    """Seconds from now the searches may run: the limit counts from the command's start, and its last
+    WRITING_SHARE is left for exporting and writing the files (0: no limit)."""
+    if not time_limit_s:
+        return None
+    return max(0.0, (1 - WRITING_SHARE) * time_limit_s - (time.perf_counter() - started))
 
 
 def _tuned(loaded: LoadedConfig, entries: list[ImageEntry], settings: TuneSettings) -> TuneResult:

@@ -69,7 +69,8 @@ class TuneSettings:
     sweeps: int = 1
     validation_batches: int = VALIDATION_BATCHES
     time_limit_s: float | None = None
-    """Wall-clock seconds from tune's start after which its searches stop (trtq/tune/deadline.py)."""
+    """Seconds from tune()'s start after which its searches stop (trtq/tune/deadline.py); the
+    command derives it from --time-limit-s, which counts from its own start."""
 
 
 @dataclass
@@ -186,7 +187,9 @@ def prepare(
     started = time.perf_counter()
     layers = weighted_layers(model)
     hooks.stage("weights: layer inputs", len(fitting))
-    layer_inputs = collect_layer_inputs(model, layers, input_name, _counted(fitting, hooks.advance))
+    layer_inputs = collect_layer_inputs(
+        model, layers, input_name, _counted(fitting, hooks.advance), len(fitting)
+    )
     timings["layer inputs"] = time.perf_counter() - started
     context = TuneContext(
         model,
