@@ -38,7 +38,13 @@ class Recorded:
         self.current = dict(scales)
         return Measured(self.score(scales, gates), None)
 
-    def challenge(self, scales: Mapping[str, float], gates: Mapping[str, float], best: Measured) -> Verdict:
+    def challenge(
+        self,
+        scales: Mapping[str, float],
+        gates: Mapping[str, float],
+        best: Measured,
+        stop_early: bool = False,
+    ) -> Verdict:
         changed = [t for t in scales if scales[t] != self.current[t]]
         self.challenged += changed
         trial = Measured(self.score(scales, gates), None)

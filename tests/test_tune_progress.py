@@ -81,7 +81,13 @@ class ScriptedJudge:
         floated = [i for i, node in enumerate(self.nodes) if gates[node] == 0.0]
         return Score(1.0 - sum(0.1 * (i + 1) for i in floated), 0.5)
 
-    def challenge(self, scales: Mapping[str, float], gates: Mapping[str, float], best: Measured) -> Verdict:
+    def challenge(
+        self,
+        scales: Mapping[str, float],
+        gates: Mapping[str, float],
+        best: Measured,
+        stop_early: bool = False,
+    ) -> Verdict:
         kept = next(self.verdicts)
         return Verdict(Measured(Score(best.error * (0.5 if kept else 1.5), 0.5), None), kept)
 

@@ -11,15 +11,20 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 import yaml
-from conftest import TEXT_CLASSIFIER, classifier_config, listed_photos, preprocessed_by_hand
+from conftest import TEXT_CLASSIFIER, WriteConfig, classifier_config, listed_photos, preprocessed_by_hand
 from typer.testing import CliRunner
 
+from trtq.calib.run import collect_histograms
 from trtq.cli.main import app
+from trtq.config import load_config
+from trtq.data.from_config import batch_source, calibration_entries
 from trtq.model.files import load_onnx
+from trtq.model.runner import OnnxRunner
+from trtq.qdq.export import export_qdq
 from trtq.resources import resolve_path
 from trtq.tune.judge import Judge, Measured
 from trtq.tune.pipeline import validation_positions
-from trtq.tune.search_model import Score
+from trtq.tune.search_model import Evaluator, Score, search_model
 
 runner = CliRunner()
 
@@ -30,7 +35,7 @@ class Scripted:
     def __init__(self, *scores: Score) -> None:
         self.scores = list(scores)
 
-    def score(self, _scales: Mapping[str, float], _gates: Mapping[str, float]) -> Score:
+    def score(self, _scales: Mapping[str, float], _gates: Mapping[str, float], _stop: float = 0.0) -> Score:
         return self.scores.pop(0)
 
 
@@ -137,3 +142,31 @@ def test_reported_task_agreements_are_the_models_own(tmp_path: Path) -> None:
     agreement = data["heldout"]["agreement"]["tuned INT8"]
     assert agreement["metric"] == f"top1_agreement of {output}"
     assert agreement["agreement"] == pytest.approx(_top1_agreement(qdq, heldout))
+
+
+def test_a_run_stopped_early_is_a_lower_bound_and_never_better(write_config: WriteConfig) -> None:
+    """On the real text classifier: a search run told to stop once its squared error passes a bound
+    runs fewer batches, reports an error no higher than the whole run's (the rest only adds), and is
+    never judged better than a score with that bound."""
+    config = load_config(write_config(8))
+    entries = calibration_entries(config)
+    batches = [b.data for b in batch_source(config, entries)]
+    model = load_onnx(config.model_path)
+    minmax = collect_histograms(config, entries).scales("minmax")
+    exported = export_qdq(model, minmax)
+    activations = list(exported.activation_scales)
+    reference = [OnnxRunner(model).infer({"x": b}) for b in batches]
+    searched = search_model(exported.model, activations, {}, [])
+    evaluator = Evaluator(searched, "x", batches, reference)
+    coarse = {t: 4 * minmax[t] for t in activations}  # a bad setting: 4x the steps
+    whole = evaluator.score(coarse, {})
+    first = Evaluator(searched, "x", batches[:1], reference[:1]).score(coarse, {})
+    inferred = []
+    infer = evaluator.runner.infer
+    evaluator.runner.infer = lambda feed: inferred.append(1) or infer(feed)  # type: ignore[method-assign]
+    stopped = evaluator.score(coarse, {}, stop_above=first.noise / 2)
+    assert len(batches) == 4 and len(inferred) == 1
+    assert stopped.partial and not whole.partial
+    assert stopped.noise == pytest.approx(first.noise, rel=1e-9) and stopped.error <= whole.error
+    bound = Score(stopped.noise / 2 / evaluator.energy, 0.9, stopped.noise / 2, evaluator.energy, 1.0, 8)
+    assert not stopped.improves_on(bound)

@@ -16,6 +16,7 @@ start.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -84,13 +85,23 @@ class Judge:
         validation = None if self.validation is None else self.validation.score(scales, gates)
         return Measured(self.search.score(scales, gates), validation)
 
-    def challenge(self, scales: Mapping[str, float], gates: Mapping[str, float], best: Measured) -> Verdict:
-        """Measure a change against ``best``; validation runs only when the search batches improve."""
-        trial = self.search.score(scales, gates)
+    def challenge(
+        self,
+        scales: Mapping[str, float],
+        gates: Mapping[str, float],
+        best: Measured,
+        stop_early: bool = False,
+    ) -> Verdict:
+        """Measure a change against ``best``; validation runs only when the search batches improve.
+        ``stop_early``: a run whose squared error already exceeds ``best``'s stops there (searches
+        that try many candidates; the steps' own records keep whole scores)."""
+        bound = best.search.noise if stop_early else math.inf
+        trial = self.search.score(scales, gates, bound)
         if not trial.improves_on(best.search):
             return Verdict(Measured(trial, None), False)
         if self.validation is None or best.validation is None:
             return Verdict(Measured(trial, None), True)
-        validation = self.validation.score(scales, gates)
+        bound = best.validation.noise if stop_early else math.inf
+        validation = self.validation.score(scales, gates, bound)
         kept = validation.improves_on(best.validation)
         return Verdict(Measured(trial, validation), kept, not kept)

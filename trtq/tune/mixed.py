@@ -78,7 +78,7 @@ def choose_float_layers(
         if deadline.passed():
             result.stopped_by_deadline = True
             break
-        verdict = judge.challenge(scales, {**gates, node: 0.0}, best)
+        verdict = judge.challenge(scales, {**gates, node: 0.0}, best, stop_early=True)
         trial, kept = verdict.measured, verdict.kept
         result.steps.append(FloatStep(node, gain, trial.error, trial.cosine, kept, trial.validation_error))
         if kept:

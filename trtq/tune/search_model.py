@@ -9,7 +9,7 @@ threshold or a float layer is then a different feed, not a new model and session
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -107,6 +107,8 @@ class Score:
     """Agreement with FP32 by the declared outputs' task metric (trtq/compare/tasks.py: the worst
     declared output's, e.g. character agreement, detection F1); None when no task kind is declared."""
     samples: int = 0
+    partial: bool = False
+    """Stopped early (Evaluator.score's ``stop_above``): ``error`` is a lower bound, no task score."""
 
     @property
     def objective(self) -> tuple[float, float]:
@@ -146,40 +148,52 @@ class Evaluator:
         self.reference = reference
         self.tasks = dict(tasks) if tasks and any(s.kind != "raw" for s in tasks.values()) else None
         self.joined_reference = _joined(reference) if self.tasks else {}
+        self.energy = sum(float(np.sum(v.astype(np.float64) ** 2)) for r in reference for v in r.values())
         self.runs = 0
 
     def outputs_for(self, scales: Mapping[str, float], gates: Mapping[str, float]) -> list[dict[str, Array]]:
+        return list(self._outputs(scales, gates))
+
+    def _outputs(self, scales: Mapping[str, float], gates: Mapping[str, float]) -> Iterator[dict[str, Array]]:
         feed: dict[str, Array] = {scale_input(t): np.array(s, dtype=np.float32) for t, s in scales.items()}
         feed.update({gate_input(n): np.array(g, dtype=np.float32) for n, g in gates.items()})
-        results = []
+        self.runs += 1
         for batch in self.batches:
             feed[self.input_name] = batch
-            results.append(self.runner.infer(feed))
-        self.runs += 1
-        return results
+            yield self.runner.infer(feed)
 
-    def score(self, scales: Mapping[str, float], gates: Mapping[str, float]) -> Score:
-        outputs = self.outputs_for(scales, gates)
-        noise = energy = product = out_energy = 0.0
-        for reference, output in zip(self.reference, outputs, strict=True):
+    def score(
+        self, scales: Mapping[str, float], gates: Mapping[str, float], stop_above: float = math.inf
+    ) -> Score:
+        """The score of one setting; ``stop_above``: a squared-error sum past which the remaining
+        batches are not run (the error can only grow, so such a setting is not better than one with
+        that sum: Score.improves_on needs the error no higher). That score is ``partial``."""
+        outputs = []
+        noise = product = out_energy = 0.0
+        for reference, output in zip(self.reference, self._outputs(scales, gates), strict=False):
+            outputs.append(output)
             for name, value in reference.items():
                 ref, out = value.astype(np.float64), output[name].astype(np.float64)
                 noise += float(np.sum((ref - out) ** 2))
-                energy += float(np.sum(ref**2))
                 product += float(np.sum(ref * out))
                 out_energy += float(np.sum(out**2))
-        norms = math.sqrt(energy * out_energy)
+            if noise > stop_above and len(outputs) < len(self.batches):
+                return Score(self._relative(noise), math.nan, noise, self.energy, None, 0, partial=True)
+        norms = math.sqrt(self.energy * out_energy)
         task = None
         if self.tasks is not None:
             task = agreement(self.tasks, self.joined_reference, _joined(outputs)).value
         return Score(
-            noise / energy if energy > 0 else noise,
+            self._relative(noise),
             product / norms if norms > 0 else 0.0,
             noise,
-            energy,
+            self.energy,
             task,
             sum(int(b.shape[0]) for b in self.batches),
         )
+
+    def _relative(self, noise: float) -> float:
+        return noise / self.energy if self.energy > 0 else noise
 
 
 def _joined(parts: Sequence[Mapping[str, Array]]) -> dict[str, Array]:

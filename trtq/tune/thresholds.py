@@ -82,7 +82,7 @@ class ThresholdSearch:
     ) -> float:
         """Try one candidate, keep it if the judge does; how far it moved the output error."""
         best = self.score
-        verdict = judge.challenge({**self.scales, tensor: scale}, gates, best)
+        verdict = judge.challenge({**self.scales, tensor: scale}, gates, best, stop_early=True)
         trial = verdict.measured
         self.tried += 1
         self.rejected += verdict.rejected_by_validation
