@@ -228,24 +228,25 @@ def _budget(text: str, layers: int) -> int:
 
 
 def _print_steps(steps: list[Step]) -> None:
-    judged_by_task = any(step.task is not None for step in steps)
-    title = "Tuning steps (search and validation batches vs FP32"
-    title += ": task agreement and error, neither traded)" if judged_by_task else ", all outputs)"
-    table = LiteralTable(title)
-    columns = ["step", "relative error", "validation", "cosine", "gain", "kept", "s"]
-    if judged_by_task:
-        columns[1:1] = ["task", "validation task"]
+    """Short step names and few columns, so the table reads in 80 columns: with a declared task the
+    task agreement replaces the cosine (tune.json and the report keep every figure)."""
+    by_task = any(step.task is not None for step in steps)
+    title = "Tuning steps vs FP32 on the search and validation (val) batches"
+    table = LiteralTable(title + (": the task metric and the error, neither traded" if by_task else ""))
+    figures = ["task", "val task"] if by_task else ["cosine"]
+    columns = ["step", *figures, "error", "val error", "kept", "s"]
     for column in columns:
-        table.add_column(column, justify="left" if column == "step" else "right")
+        table.add_column(column, justify="left" if column == "step" else "right", no_wrap=column != "step")
     for step in steps:
-        task = [_number(step.task, 4), _number(step.validation_task, 4)] if judged_by_task else []
+        shown = [_number(step.task, 4), _number(step.validation_task, 4)]
+        if not by_task:
+            shown = [f"{step.cosine:.5f}"]
+        label = step.name if step.short_name == "plain INT8" else step.short_name
         table.add_row(
-            step.name,
-            *task,
+            label,
+            *shown,
             f"{step.error:.5f}",
             _number(step.validation_error, 5),
-            f"{step.cosine:.5f}",
-            f"{step.gain:+.5f}",
             "yes" if step.kept else "no",
             f"{step.seconds:.0f}",
         )

@@ -111,7 +111,7 @@ class TuneResult:
 
     def time_breakdown(self) -> str:
         """One line: where the time went, preparation first, then each step by its short name."""
-        parts = [*self.timings.items(), *((_short(step.name), step.seconds) for step in self.steps)]
+        parts = [*self.timings.items(), *((step.short_name, step.seconds) for step in self.steps)]
         return "time: " + ", ".join(f"{name} {seconds:.1f} s" for name, seconds in parts)
 
 
@@ -238,10 +238,3 @@ def _counted(batches: Sequence[Array], advance: Callable[[], None]) -> Iterator[
     for batch in batches:
         yield batch
         advance()
-
-
-def _short(step_name: str) -> str:
-    """'thresholds: per-tensor search' -> 'thresholds'; 'plain INT8, mse' -> 'plain INT8'."""
-    for mark in (":", ",", " ("):
-        step_name = step_name.split(mark)[0]
-    return step_name

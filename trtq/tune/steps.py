@@ -52,6 +52,15 @@ class Step:
     """Task agreement with FP32 on the search batches (None when no task kind is declared)."""
     validation_task: float | None = None
 
+    @property
+    def short_name(self) -> str:
+        """'thresholds: per-tensor search' -> 'thresholds'; 'plain INT8, mse' -> 'plain INT8'; 'bias
+        correction for per-channel max weights (...)' -> 'bias correction'."""
+        name = self.name
+        for mark in (":", ",", " (", " for "):
+            name = name.split(mark)[0]
+        return name
+
     def to_json(self) -> dict[str, Any]:
         return {
             "step": self.name,
