@@ -460,3 +460,15 @@ def test_a_matmul_by_a_weight_matrix_is_tuned_like_a_conv() -> None:
     np.testing.assert_allclose(predicted.reshape(-1), np.mean(difference**2, axis=0), rtol=1e-6)
     # The MatMul counts in the float-layer budget, as a Conv does.
     assert conv_layer_count(model) == 1
+
+
+@pytest.mark.parametrize("patch", [27, 576, 2304, 4608, 5184])
+@pytest.mark.parametrize("batches", [1, 3, 9])
+def test_sampled_rows_let_every_layer_use_tuned_rounding(patch: int, batches: int) -> None:
+    """Rows are sampled over all fitting batches; with enough positions a layer gets at least the
+    rows quantize_weights needs to use its moment (else it keeps nearest rounding), whatever the
+    patch length: a cap of 16384 rows once silently did that to every 3x3x512 conv."""
+    from trtq.tune.layer_inputs import rows_per_batch
+    from trtq.tune.weights import ROWS_PER_COLUMN
+
+    assert rows_per_batch(patch, batches) * batches >= ROWS_PER_COLUMN * patch

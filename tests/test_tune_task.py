@@ -79,13 +79,12 @@ def test_validation_batches_apply_the_same_rule(
     assert (verdict.kept, verdict.rejected_by_validation) == (kept, not kept)
 
 
-def test_pooled_task_weights_each_part_by_its_samples() -> None:
+def test_pooled_error_sums_both_parts() -> None:
     measured = Measured(
-        Score(0.1, 0.9, noise=1.0, energy=10.0, task=1.0, samples=6),
-        Score(0.3, 0.9, noise=3.0, energy=10.0, task=0.5, samples=2),
+        Score(0.1, 0.9, noise=1.0, energy=10.0, task=1.0),
+        Score(0.3, 0.9, noise=3.0, energy=10.0, task=0.5),
     )
-    assert measured.pooled.task == pytest.approx((6 * 1.0 + 2 * 0.5) / 8)
-    assert measured.pooled.error == pytest.approx(4.0 / 20.0)
+    assert measured.pooled_error == pytest.approx(4.0 / 20.0)
 
 
 def _top1_agreement(model_path: Path, lines: list[str]) -> float:
@@ -164,9 +163,9 @@ def test_a_run_stopped_early_is_a_lower_bound_and_never_better(write_config: Wri
     inferred = []
     infer = evaluator.runner.infer
     evaluator.runner.infer = lambda feed: inferred.append(1) or infer(feed)  # type: ignore[method-assign]
-    stopped = evaluator.score(coarse, {}, stop_above=first.noise / 2)
+    stopped = evaluator.score(coarse, {}, stop_above=first.noise / evaluator.energy / 2)
     assert len(batches) == 4 and len(inferred) == 1
     assert stopped.partial and not whole.partial
     assert stopped.noise == pytest.approx(first.noise, rel=1e-9) and stopped.error <= whole.error
-    bound = Score(stopped.noise / 2 / evaluator.energy, 0.9, stopped.noise / 2, evaluator.energy, 1.0, 8)
+    bound = Score(stopped.noise / 2 / evaluator.energy, 0.9, stopped.noise / 2, evaluator.energy, 1.0)
     assert not stopped.improves_on(bound)

@@ -20,7 +20,8 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from trtq.tune.search_model import Evaluator, Score
+from trtq.compare.tasks import agreement
+from trtq.tune.search_model import Evaluator, Score, joined
 
 
 @dataclass(frozen=True)
@@ -50,21 +51,13 @@ class Measured:
         return None if self.validation is None else self.validation.task
 
     @property
-    def pooled(self) -> Score:
-        """Search and validation batches together: errors pooled from their sums, task agreements
-        weighted by their samples (a task score of the union would need both runs' outputs)."""
+    def pooled_error(self) -> float:
+        """Relative error over search and validation batches together."""
         if self.validation is None:
-            return self.search
-        parts = (self.search, self.validation)
-        energy = sum(p.energy for p in parts)
-        noise = sum(p.noise for p in parts)
-        samples = sum(p.samples for p in parts)
-        task = None
-        if self.search.task is not None and self.validation.task is not None and samples:
-            task = sum(p.samples * (p.task or 0.0) for p in parts) / samples
-        return Score(
-            noise / energy if energy > 0 else noise, self.search.cosine, noise, energy, task, samples
-        )
+            return self.search.error
+        energy = self.search.energy + self.validation.energy
+        noise = self.search.noise + self.validation.noise
+        return noise / energy if energy > 0 else noise
 
 
 @dataclass(frozen=True)
@@ -95,13 +88,24 @@ class Judge:
         """Measure a change against ``best``; validation runs only when the search batches improve.
         ``stop_early``: a run whose squared error already exceeds ``best``'s stops there (searches
         that try many candidates; the steps' own records keep whole scores)."""
-        bound = best.search.noise if stop_early else math.inf
+        bound = best.search.error if stop_early else math.inf
         trial = self.search.score(scales, gates, bound)
         if not trial.improves_on(best.search):
             return Verdict(Measured(trial, None), False)
         if self.validation is None or best.validation is None:
             return Verdict(Measured(trial, None), True)
-        bound = best.validation.noise if stop_early else math.inf
+        bound = best.validation.error if stop_early else math.inf
         validation = self.validation.score(scales, gates, bound)
         kept = validation.improves_on(best.validation)
         return Verdict(Measured(trial, validation), kept, not kept)
+
+    def union_task(self) -> float | None:
+        """The task agreement of the last measure()'s search and validation batches as one set (a
+        detection F1 or a character agreement counts boxes or characters, not images); None
+        without a declared task."""
+        parts = [e for e in (self.search, self.validation) if e is not None]
+        if self.search.tasks is None or any(not e.last_outputs for e in parts):
+            return None
+        reference = joined([r for e in parts for r in e.reference])
+        outputs = joined([o for e in parts for o in e.last_outputs])
+        return agreement(self.search.tasks, reference, outputs).value

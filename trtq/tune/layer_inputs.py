@@ -21,18 +21,20 @@ from trtq.model.edit import attributes as node_attributes
 from trtq.model.index import GraphIndex
 from trtq.model.runner import OnnxRunner
 from trtq.qdq.placement import plan_qdq
+from trtq.tune.weights import ROWS_PER_COLUMN
 
 Array = npt.NDArray[np.float32]
 Float64 = npt.NDArray[np.float64]
 MATRIX_OPS = frozenset({"Gemm", "MatMul"})
 """Layers whose weight is one [in, out] matrix (or [out, in] for Gemm with transB)."""
-MAX_POSITIONS = 16384
 MIN_POSITIONS = 512
-ROWS_PER_INPUT = 4
-"""Output positions sampled per layer over all the fitting batches: this many times the patch length
-(enough rows for a stable second moment of the patches), within these bounds, spread evenly over the
-batches. A bound per batch made a YOLOv8n's statistics (3x3 convs with patches up to 2304 long)
-cost 17 s of tune's 60 on 9 batches; a second moment needs rows, not batches (now 9 s)."""
+MAX_POSITIONS = 16384
+"""Output positions sampled per layer over all the fitting batches: ROWS_PER_COLUMN times the patch
+length (trtq/tune/weights.py: fewer and the layer keeps nearest rounding) and a quarter more (a
+batch may have fewer positions than its share), at least MIN_POSITIONS,
+and no more than MAX_POSITIONS unless the patch needs more; spread evenly over the batches. A bound
+per batch made a YOLOv8n's statistics (3x3 convs with patches up to 2304 long) cost 17 s of tune's
+60 on 9 batches; a second moment needs rows, not batches (now 9 s)."""
 
 
 @dataclass(frozen=True)
@@ -176,7 +178,8 @@ class LayerInputs:
 
 def rows_per_batch(patch_length: int, batch_count: int) -> int:
     """Positions to sample from each batch so the layer gets its rows over all of them."""
-    wanted = min(MAX_POSITIONS, max(MIN_POSITIONS, ROWS_PER_INPUT * patch_length))
+    needed = ROWS_PER_COLUMN * patch_length
+    wanted = max(needed, min(MAX_POSITIONS, max(MIN_POSITIONS, needed + needed // 4)))
     return -(-wanted // max(1, batch_count))
 
 

@@ -106,15 +106,8 @@ class Score:
     task: float | None = None
     """Agreement with FP32 by the declared outputs' task metric (trtq/compare/tasks.py: the worst
     declared output's, e.g. character agreement, detection F1); None when no task kind is declared."""
-    samples: int = 0
     partial: bool = False
     """Stopped early (Evaluator.score's ``stop_above``): ``error`` is a lower bound, no task score."""
-
-    @property
-    def objective(self) -> tuple[float, float]:
-        """How the single algorithms are ranked: the task agreement first, the output error breaking
-        ties; the error alone when no task is declared."""
-        return (0.0 if self.task is None else self.task, -self.error)
 
     def improves_on(self, other: Score) -> bool:
         """Better without a trade: the error lower and the task agreement not lower, or the task
@@ -147,9 +140,11 @@ class Evaluator:
         self.batches = batches
         self.reference = reference
         self.tasks = dict(tasks) if tasks and any(s.kind != "raw" for s in tasks.values()) else None
-        self.joined_reference = _joined(reference) if self.tasks else {}
+        self.joined_reference = joined(reference) if self.tasks else {}
         self.energy = sum(float(np.sum(v.astype(np.float64) ** 2)) for r in reference for v in r.values())
         self.runs = 0
+        self.last_outputs: list[dict[str, Array]] = []
+        """The outputs of the last whole run, kept when a task is declared (Judge.union_task)."""
 
     def outputs_for(self, scales: Mapping[str, float], gates: Mapping[str, float]) -> list[dict[str, Array]]:
         return list(self._outputs(scales, gates))
@@ -165,9 +160,9 @@ class Evaluator:
     def score(
         self, scales: Mapping[str, float], gates: Mapping[str, float], stop_above: float = math.inf
     ) -> Score:
-        """The score of one setting; ``stop_above``: a squared-error sum past which the remaining
+        """The score of one setting; ``stop_above``: a relative error past which the remaining
         batches are not run (the error can only grow, so such a setting is not better than one with
-        that sum: Score.improves_on needs the error no higher). That score is ``partial``."""
+        that error: Score.improves_on needs the error no higher). That score is ``partial``."""
         outputs = []
         noise = product = out_energy = 0.0
         for reference, output in zip(self.reference, self._outputs(scales, gates), strict=False):
@@ -177,25 +172,25 @@ class Evaluator:
                 noise += float(np.sum((ref - out) ** 2))
                 product += float(np.sum(ref * out))
                 out_energy += float(np.sum(out**2))
-            if noise > stop_above and len(outputs) < len(self.batches):
-                return Score(self._relative(noise), math.nan, noise, self.energy, None, 0, partial=True)
+            if self._relative(noise) > stop_above and len(outputs) < len(self.batches):
+                return Score(self._relative(noise), math.nan, noise, self.energy, None, partial=True)
         norms = math.sqrt(self.energy * out_energy)
         task = None
         if self.tasks is not None:
-            task = agreement(self.tasks, self.joined_reference, _joined(outputs)).value
+            task = agreement(self.tasks, self.joined_reference, joined(outputs)).value
+            self.last_outputs = outputs
         return Score(
             self._relative(noise),
             product / norms if norms > 0 else 0.0,
             noise,
             self.energy,
             task,
-            sum(int(b.shape[0]) for b in self.batches),
         )
 
     def _relative(self, noise: float) -> float:
         return noise / self.energy if self.energy > 0 else noise
 
 
-def _joined(parts: Sequence[Mapping[str, Array]]) -> dict[str, Array]:
+def joined(parts: Sequence[Mapping[str, Array]]) -> dict[str, Array]:
     """Outputs of several batches as one, samples along axis 0 (a task metric counts over all)."""
     return {name: np.concatenate([part[name] for part in parts]) for name in parts[0]}

@@ -167,11 +167,13 @@ def best_single_algorithm(
     started = time.perf_counter()
     context.hooks.stage("single algorithms", len(ALGORITHMS))
     judge = context.judge(export_qdq(context.model, algorithm_scales["entropy"]).model)
-    scores = {}
+    scores, union = {}, {}
     for algorithm in ALGORITHMS:
         scores[algorithm] = judge.measure(_restrict(algorithm_scales[algorithm], context.activations), {})
+        union[algorithm] = judge.union_task()
         context.hooks.advance()
-    best_algorithm = max(scores, key=lambda a: scores[a].pooled.objective)
+    # The declared task on search and validation batches together picks the start, the error breaks ties.
+    best_algorithm = max(scores, key=lambda a: (union[a] or 0.0, -scores[a].pooled_error))
     best = scores[best_algorithm]
     scales = _restrict(algorithm_scales[best_algorithm], context.activations)
     tuning = Tuning(
@@ -198,6 +200,7 @@ def best_single_algorithm(
                     "cosine": s.cosine,
                     "task_agreement": s.task,
                     "validation_task_agreement": s.validation_task,
+                    "search_and_validation_task_agreement": union[a],
                 }
                 for a, s in scores.items()
             }
