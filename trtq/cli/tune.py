@@ -89,8 +89,9 @@ def tune_command(
         float,
         typer.Option(
             callback=within(0.0, 1e9),
-            help="seconds for the whole run but the held-out evaluation: the threshold and float-layer "
-            "searches stop in time, having tried their most promising candidates first (0: no limit)",
+            help="seconds for the run but the held-out evaluation: the steps before the searches always "
+            "run whole; the threshold search (most promising candidates first) and the float-layer "
+            "search (layers in graph order) stop in time (0: no limit)",
         ),
     ] = TIME_LIMIT_S,
 ) -> None:
@@ -132,10 +133,10 @@ def tune_command(
         _print_heldout(heldout)
         summary["heldout"] = heldout_summary(images, shared, heldout)
         if heldout.tuned_is_worse():
-            plain, tuned = (heldout.agreement[heldout.labels[k]] for k in (PLAIN, TUNED))
+            (metric, plain), (_, tuned) = heldout.judged(PLAIN), heldout.judged(TUNED)
             warn(
                 f"the tuned model agrees less with FP32 than plain INT8 on the held-out images "
-                f"({tuned.metric} {tuned.value:.4f} < {plain.value:.4f}): the tuning images did not "
+                f"({metric} {tuned:.4f} < {plain:.4f}): the tuning images did not "
                 "represent these; tune on more or more varied images, or deploy plain INT8"
             )
     summary["seconds"] = round(time.perf_counter() - started, 1)

@@ -29,8 +29,17 @@ class HeldOut:
     agreement: dict[str, Agreement]
     """By label: the declared task metric (else the cosine of all outputs), what tune was judged by."""
 
+    def judged(self, key: str) -> tuple[str, float]:
+        """What the held-out verdict compares: the declared task's agreement, else the worst output's
+        cosine (a degraded small output would hide in the cosine of all outputs together)."""
+        label = self.labels[key]
+        declared = self.agreement[label]
+        if any(m.kind != "raw" for m in declared.outputs):
+            return declared.metric, declared.value
+        return "worst output cosine", min(m.cosine for m in self.outputs[label])
+
     def tuned_is_worse(self) -> bool:
-        return self.agreement[self.labels[TUNED]].value < self.agreement[self.labels[PLAIN]].value
+        return self.judged(TUNED)[1] < self.judged(PLAIN)[1]
 
 
 def evaluate(

@@ -27,6 +27,8 @@ class FloatStep:
     cosine: float
     kept: bool
     validation_error: float | None = None
+    partial: bool = False
+    """The run stopped once its error passed the best one's: ``error`` is a lower bound."""
 
 
 @dataclass
@@ -80,7 +82,10 @@ def choose_float_layers(
             break
         verdict = judge.challenge(scales, {**gates, node: 0.0}, best, stop_early=True)
         trial, kept = verdict.measured, verdict.kept
-        result.steps.append(FloatStep(node, gain, trial.error, trial.cosine, kept, trial.validation_error))
+        partial = trial.search.partial or (trial.validation is not None and trial.validation.partial)
+        result.steps.append(
+            FloatStep(node, gain, trial.error, trial.cosine, kept, trial.validation_error, partial)
+        )
         if kept:
             gates[node] = 0.0
             best = trial

@@ -93,21 +93,9 @@ class TuneResult:
 
     def time_limit_notes(self) -> list[str]:
         """What the time limit left out, one line per step it stopped."""
-        notes = []
-        for step in self.steps:
-            if not step.details.get("stopped_by_time_limit"):
-                continue
-            if "tried" in step.details and "candidates" in step.details:
-                notes.append(
-                    f"the time limit stopped the threshold search after {step.details['tried']} of its "
-                    f"{step.details['candidates']} candidates, the tensors that moved the output most first"
-                )
-            else:
-                notes.append(
-                    f"the time limit stopped the float-layer search after measuring "
-                    f"{step.details.get('measured_alone', 0)} of {self.conv_layers} layers alone"
-                )
-        return notes
+        return [
+            str(step.details["time_limit_note"]) for step in self.steps if "time_limit_note" in step.details
+        ]
 
     def time_breakdown(self) -> str:
         """One line: where the time went, preparation first, then each step by its short name."""

@@ -300,11 +300,12 @@ def thresholds(context: TuneContext, tuning: Tuning) -> Step:
         tuning.gates,
         context.sweeps,
         context.hooks.advance,
-        context.deadline.share(THRESHOLDS_SHARE),
+        context.deadline.share(THRESHOLDS_SHARE if context.max_float_layers > 0 else 1.0),
     )
     tuning.scales, tuning.labels, tuning.best = search.scales, search.labels, search.score
+    count = sum(len(c) for c in candidates.values())
     details = {
-        "candidates": sum(len(c) for c in candidates.values()),
+        "candidates": count,
         "tried": search.tried,
         "stopped_by_time_limit": search.stopped_by_deadline,
         "rejected_by_validation": search.rejected,
@@ -312,6 +313,17 @@ def thresholds(context: TuneContext, tuning: Tuning) -> Step:
             {"tensor": s.tensor, "label": s.label, "scale": s.scale, "gain": s.gain} for s in search.steps
         ],
     }
+    if search.stopped_by_deadline and search.tried == 0:
+        details["time_limit_note"] = (
+            "the time limit was spent before the threshold search began (the calibration pass, layer "
+            "statistics, single algorithms and weights always run whole): no threshold or float layer "
+            "was searched; give more time or fewer tuning images"
+        )
+    elif search.stopped_by_deadline:
+        details["time_limit_note"] = (
+            f"the time limit stopped the threshold search after {search.tried} of its {count} candidates "
+            "(each tensor's farthest first, then the tensors whose choice moved the output most)"
+        )
     return _record("thresholds: per-tensor search", search.score, before, True, started, details)
 
 
@@ -343,16 +355,28 @@ def float_layers(context: TuneContext, tuning: Tuning) -> Step:
                 "validation_error": s.validation_error,
                 "cosine": s.cosine,
                 "kept": s.kept,
+                "partial": s.partial,
             }
             for s in mixed.steps
         ],
     }
+    layers = len(context.gated_nodes)
+    if mixed.stopped_by_deadline and len(mixed.ranking) < layers:
+        details["time_limit_note"] = (
+            f"the time limit stopped the float-layer search after measuring {len(mixed.ranking)} of "
+            f"{layers} layers alone (in graph order)"
+        )
+    elif mixed.stopped_by_deadline:
+        details["time_limit_note"] = (
+            f"the time limit stopped adding float layers after {len(mixed.steps)} tries "
+            f"({len(mixed.float_nodes)} kept)"
+        )
     return _record("mixed precision: layers kept in FP16", mixed.score, before, True, started, details)
 
 
 THRESHOLDS_SHARE = 2 / 3
 """Of the time left when the threshold search starts, what it may spend; the float layers get the rest
-(and what the thresholds left)."""
+(and what the thresholds left), unless no layer may stay in float."""
 
 STEPS: tuple[TuneStep, ...] = (implicit_bias_correction, qdq_weights, thresholds, float_layers)
 """After the best single algorithm, in this order: weights and biases first (they change what the

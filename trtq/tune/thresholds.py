@@ -78,11 +78,18 @@ class ThresholdSearch:
     stopped_by_deadline: bool = False
 
     def attempt(
-        self, judge: Judge, tensor: str, label: str, scale: float, gates: Mapping[str, float]
+        self,
+        judge: Judge,
+        tensor: str,
+        label: str,
+        scale: float,
+        gates: Mapping[str, float],
+        stop_early: bool = True,
     ) -> float:
-        """Try one candidate, keep it if the judge does; how far it moved the output error."""
+        """Try one candidate, keep it if the judge does; how far it moved the output error (a lower
+        bound when its run stopped early)."""
         best = self.score
-        verdict = judge.challenge({**self.scales, tensor: scale}, gates, best, stop_early=True)
+        verdict = judge.challenge({**self.scales, tensor: scale}, gates, best, stop_early)
         trial = verdict.measured
         self.tried += 1
         self.rejected += verdict.rejected_by_validation
@@ -115,15 +122,17 @@ def search_thresholds(
             search.stopped_by_deadline = True
             continue
         screened[tensor] = label
-        moved[tensor] = search.attempt(judge, tensor, label, found[label], gates)
+        progress()  # the screened candidate's unit of the first sweep
+        # Whole runs: the move orders the rest, and a run stopped early measures only a lower bound.
+        moved[tensor] = search.attempt(judge, tensor, label, found[label], gates, stop_early=False)
     for sweep in range(sweeps):
         order = sorted(candidates, key=lambda t: -moved[t])  # stable: graph order among equals
         moved = dict(moved) if sweep == 0 else dict.fromkeys(candidates, 0.0)
         for tensor in order:
             for label, scale in candidates[tensor].items():
-                progress()
                 if sweep == 0 and screened.get(tensor) == label:
-                    continue
+                    continue  # counted when screened
+                progress()
                 if abs(scale / search.scales[tensor] - 1) <= SAME_SCALE:
                     continue
                 if deadline.passed():
