@@ -27,6 +27,7 @@ from trtq.resources import resolve_path
 
 REPO = Path(__file__).resolve().parent.parent
 MODEL = "pkg:nudenet/320n.onnx"
+pytest.importorskip("nudenet", reason="the YOLOv8n ships in nudenet: pip install --no-deps nudenet")
 YOLO = OutputSpec(kind="yolo", conf=0.25, iou=0.45)
 CONFIG = yaml.safe_load((REPO / "configs" / "yolov8n.yaml").read_text())
 

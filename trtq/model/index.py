@@ -94,22 +94,50 @@ def activation_tensors(model: onnx.ModelProto) -> dict[str, int]:
 
 SHAPE_READERS = frozenset({"Shape", "Size"})
 """Ops whose output depends on their input's shape, never on its values."""
+SIZED_BY_ARGUMENTS = frozenset(
+    {"Reshape", "Expand", "Tile", "Slice", "Pad", "Resize", "Upsample", "Squeeze", "Unsqueeze", "Split",
+     "TopK", "OneHot", "ReduceSum", "ReduceMean", "ReduceMax", "ReduceMin", "ReduceProd", "ReduceL1",
+     "ReduceL2", "ReduceLogSum", "ReduceLogSumExp", "ReduceSumSquare"}
+)  # fmt: skip
+"""Standard ops whose output shape follows the values of their inputs after the first (shape, axes,
+pads, sizes, k, depth)."""
+SIZED_BY_VALUES = frozenset(
+    {"ConstantOfShape", "Range", "NonZero", "Compress", "Unique", "NonMaxSuppression", "If", "Loop", "Scan"}
+)
+"""Ops whose output shape follows the values of any input (data-dependent shapes, control flow)."""
 
 
 def shape_only_tensors(model: onnx.ModelProto) -> set[str]:
     """Computed tensors that depend on the graph inputs' shapes alone (ConstantOfShape(Shape(x)), a
     YOLO head's anchor grid): the same values whatever the image, so being zero on every calibration
-    image says nothing about the images or the preprocessing."""
+    image says nothing about the images or the preprocessing. A Shape of a tensor whose shape follows
+    values (NonZero's, a Reshape to computed sizes) follows values; an op outside the standard domain
+    or with no inputs (a random generator) is taken to follow values."""
     graph = model.graph
     constant = constant_tensors(graph)
     by_values = {vi.name for vi in graph.input if vi.name not in constant}
+    sized_by_values: set[str] = set()
     computed: set[str] = set()
     for node in graph.node:
         computed.update(node.output)
-        if node.op_type in SHAPE_READERS:
-            continue
-        if any(name in by_values for name in [*node.input, *outer_scope_inputs(node)]):
+        inputs = [name for name in [*node.input, *outer_scope_inputs(node)] if name]
+        valued = [name in by_values for name in inputs]
+        sized = any(name in sized_by_values for name in inputs)
+        standard = node.domain in ("", "ai.onnx")
+        if node.op_type in SHAPE_READERS and standard:
+            follows_values = sized
+        else:
+            follows_values = any(valued) or not inputs or not standard
+            arguments = valued[1:] if node.op_type in SIZED_BY_ARGUMENTS else valued
+            sized = (
+                sized
+                or not standard
+                or (any(arguments) and node.op_type in SIZED_BY_ARGUMENTS | SIZED_BY_VALUES)
+            )
+        if follows_values and node.op_type != "Constant":
             by_values.update(node.output)
+        if sized:
+            sized_by_values.update(node.output)
     return computed - by_values - constant
 
 
