@@ -25,6 +25,7 @@ from trtq.resources import resolve_path
 from trtq.tune.judge import Judge, Measured
 from trtq.tune.pipeline import validation_positions
 from trtq.tune.search_model import Evaluator, Score, search_model
+from trtq.tune.thresholds import candidate_scales, search_thresholds
 
 runner = CliRunner()
 
@@ -169,3 +170,33 @@ def test_a_run_stopped_early_is_a_lower_bound_and_never_better(write_config: Wri
     assert stopped.noise == pytest.approx(first.noise, rel=1e-9) and stopped.error <= whole.error
     bound = Score(stopped.noise / 2 / evaluator.energy, 0.9, stopped.noise / 2, evaluator.energy, 1.0)
     assert not stopped.improves_on(bound)
+
+
+def test_stopping_runs_early_changes_no_choice_of_the_threshold_search(write_config: WriteConfig) -> None:
+    """The same search on the real text classifier, with the early stop and without it: the same
+    thresholds kept, in the same order, the same final error; only fewer batches run."""
+    config = load_config(write_config(8))
+    entries = calibration_entries(config)
+    batches = [b.data for b in batch_source(config, entries)]
+    model = load_onnx(config.model_path)
+    run = collect_histograms(config, entries)
+    exported = export_qdq(model, run.scales("entropy"))
+    activations = list(exported.activation_scales)[:20]
+    start = {t: run.scales("entropy")[t] for t in exported.activation_scales}
+    reference = [OnnxRunner(model).infer({"x": b}) for b in batches]
+    searched = search_model(exported.model, list(exported.activation_scales), {}, [])
+    candidates = candidate_scales(run, activations)
+
+    class Whole(Judge):
+        def challenge(self, scales, gates, best, stop_early=False):  # type: ignore[no-untyped-def]
+            return super().challenge(scales, gates, best, False)
+
+    results = []
+    for judge_type in (Judge, Whole):
+        judge = judge_type(
+            Evaluator(searched, "x", batches[:3], reference[:3]),
+            Evaluator(searched, "x", batches[3:], reference[3:]),
+        )
+        found = search_thresholds(judge, start, "entropy", candidates, {})
+        results.append(([(s.tensor, s.label) for s in found.steps], found.scales, found.score.error))
+    assert results[0] == results[1] and results[0][0]  # something was kept
