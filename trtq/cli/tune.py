@@ -28,6 +28,7 @@ from trtq.data.image_list import ImageEntry, read_image_list
 from trtq.data.overlap import overlap
 from trtq.errors import TrtqError
 from trtq.model.files import load_onnx
+from trtq.text import fixed_or_dash
 from trtq.tune.heldout import PLAIN, TUNED, HeldOut, evaluate
 from trtq.tune.outputs import tune_paths, write_outputs
 from trtq.tune.pipeline import (
@@ -239,7 +240,7 @@ def _print_steps(steps: list[Step]) -> None:
     for column in columns:
         table.add_column(column, justify="left" if column == "step" else "right", no_wrap=column != "step")
     for step in steps:
-        shown = [_number(step.task, 4), _number(step.validation_task, 4)]
+        shown = [fixed_or_dash(step.task, 4), fixed_or_dash(step.validation_task, 4)]
         if not by_task:
             shown = [f"{step.cosine:.5f}"]
         label = step.name if step.short_name == "plain INT8" else step.short_name
@@ -247,15 +248,11 @@ def _print_steps(steps: list[Step]) -> None:
             label,
             *shown,
             f"{step.error:.5f}",
-            _number(step.validation_error, 5),
+            fixed_or_dash(step.validation_error, 5),
             "yes" if step.kept else "no",
             f"{step.seconds:.0f}",
         )
     console.print(table)
-
-
-def _number(value: float | None, digits: int) -> str:
-    return "-" if value is None else f"{value:.{digits}f}"
 
 
 def _print_heldout(heldout: HeldOut) -> None:
@@ -269,8 +266,8 @@ def _print_heldout(heldout: HeldOut) -> None:
                 m.output,
                 f"{m.cosine:.4f}",
                 f"{m.snr_db:.1f}",
-                _number(m.top1_agreement, 3),
-                _number(m.top5_agreement, 3),
+                fixed_or_dash(m.top1_agreement, 3),
+                fixed_or_dash(m.top5_agreement, 3),
             )
     console.print(table)
     if any(m.kind != "raw" for a in heldout.agreement.values() for m in a.outputs):

@@ -16,7 +16,7 @@ from trtq.config import ALGORITHMS, Algorithm
 from trtq.config.loader import LoadedConfig
 from trtq.report.html import HtmlReport
 from trtq.report.inputs import read_bench, read_sensitivity
-from trtq.text import counted
+from trtq.text import counted, fixed_or_dash
 from trtq.tune.summary import read_tune
 
 
@@ -178,12 +178,15 @@ def _tune(page: HtmlReport, data: dict[str, Any]) -> None:
             [
                 s["step"],
                 *(
-                    [_maybe(s.get("task_agreement")), _maybe(s.get("validation_task_agreement"))]
+                    [
+                        fixed_or_dash(s.get("task_agreement"), 4),
+                        fixed_or_dash(s.get("validation_task_agreement"), 4),
+                    ]
                     if by_task
                     else []
                 ),
                 f"{s['relative_error']:.5f}",
-                _maybe(s.get("validation_error"), 5),
+                fixed_or_dash(s.get("validation_error"), 5),
                 f"{s['cosine']:.5f}",
                 f"{s['gain']:+.5f}",
                 "yes" if s["kept"] else "no",
@@ -204,8 +207,8 @@ def _tune(page: HtmlReport, data: dict[str, Any]) -> None:
                         label,
                         m["output"],
                         f"{m['cosine']:.4f}",
-                        "-" if top1 is None else f"{top1:.3f}",
-                        "-" if top5 is None else f"{top5:.3f}",
+                        fixed_or_dash(top1, 3),
+                        fixed_or_dash(top5, 3),
                     ]
                 )
         page.table(["model", "output", "cosine", "top-1", "top-5"], rows)
@@ -215,7 +218,3 @@ def _tune(page: HtmlReport, data: dict[str, Any]) -> None:
                 ["model", "agreement with FP32", "metric"],
                 [[label, f"{a['agreement']:.4f}", a["metric"]] for label, a in agreement.items()],
             )
-
-
-def _maybe(value: float | None, digits: int = 4) -> str:
-    return "-" if value is None else f"{value:.{digits}f}"

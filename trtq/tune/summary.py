@@ -36,7 +36,7 @@ def tune_summary(
             "target_cosine": settings.target_cosine,
             "search_batches": settings.search_batches,
             "validation_batches": settings.validation_batches,
-            "search_seconds_from_start": settings.time_limit_s,
+            "search_seconds": settings.time_limit_s,
             "batch_size": batch_size,
             "batches_used": result.split,
         },
