@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 
 from trtq.calib.run import collect_histograms
 from trtq.cli.main import app
+from trtq.compare.tasks import Agreement
 from trtq.config import load_config
 from trtq.data.from_config import batch_source, calibration_entries
 from trtq.model.files import load_onnx
@@ -25,6 +26,7 @@ from trtq.resources import resolve_path
 from trtq.tune.judge import Judge, Measured
 from trtq.tune.pipeline import validation_positions
 from trtq.tune.search_model import Evaluator, Score, search_model
+from trtq.tune.steps import choose_start
 from trtq.tune.thresholds import candidate_scales, search_thresholds
 
 runner = CliRunner()
@@ -200,3 +202,30 @@ def test_stopping_runs_early_changes_no_choice_of_the_threshold_search(write_con
         found = search_thresholds(judge, start, "entropy", candidates, {})
         results.append(([(s.tensor, s.label) for s in found.steps], found.scales, found.score.error))
     assert results[0] == results[1] and results[0][0]  # something was kept
+
+
+def _measured(error: float) -> Measured:
+    return Measured(Score(error, 0.9, noise=error, energy=1.0), None)
+
+
+def _agreement(value: float, resolution: float) -> Agreement:
+    return Agreement(value, "f1 of output0", [], resolution)
+
+
+@pytest.mark.parametrize(
+    ("union", "expected"),
+    [
+        # The YOLOv8n case: entropy leads mse by about one box (resolution 0.025) at three times the
+        # error; within two boxes the error decides.
+        ({"entropy": 0.873, "minmax": 0.817, "percentile": 0.80, "mse": 0.837}, "mse"),
+        # Far apart (the detector: minmax finds what the others lose): the task decides.
+        ({"entropy": 0.08, "minmax": 0.837, "percentile": 0.47, "mse": 0.576}, "minmax"),
+        (dict.fromkeys(("entropy", "minmax", "percentile", "mse"), None), "mse"),  # no task: the error
+    ],
+)
+def test_the_start_is_the_best_task_agreement_with_close_ones_tied(
+    union: dict[str, float | None], expected: str
+) -> None:
+    errors = {"entropy": 0.00215, "minmax": 0.0008, "percentile": 0.0009, "mse": 0.0007}
+    agreements = {a: None if v is None else _agreement(v, 0.025) for a, v in union.items()}
+    assert choose_start({a: _measured(e) for a, e in errors.items()}, agreements) == expected  # type: ignore[arg-type]

@@ -39,6 +39,9 @@ class TaskMetrics:
     kind: OutputKind
     samples: int
     scores: dict[str, float]
+    resolution: float = 0.0
+    """How much one decision moves the primary score: one box matched or lost (F1), one character
+    (character agreement), one position's top-1; 0 for the continuous scores (mask IoU, cosine)."""
 
     @property
     def metric(self) -> str:
@@ -92,7 +95,11 @@ def sequence_agreement(reference: Sequence[Ints], quantized: Sequence[Ints]) -> 
     characters = sum(len(r) for r in reference)
     exact = sum(1 for r, q in zip(reference, quantized, strict=True) if np.array_equal(r, q))
     char_agreement = max(0.0, 1.0 - edits / characters) if characters else float(edits == 0)
-    return {"char_agreement": char_agreement, "exact_match": exact / max(len(reference), 1)}
+    return {
+        "char_agreement": char_agreement,
+        "exact_match": exact / max(len(reference), 1),
+        "fp32_characters": float(characters),
+    }
 
 
 # --- detections --------------------------------------------------------------------------------
@@ -250,8 +257,10 @@ def judge_output(name: str, spec: OutputSpec, reference: Array, quantized: Array
     """One output's scores under its declared kind; ``reference`` is FP32's, samples along axis 0."""
     samples = int(reference.shape[0])
     scores: dict[str, float]
+    resolution = 0.0
     if spec.kind == "ctc":
         scores = sequence_agreement(ctc_decode(reference, spec.blank), ctc_decode(quantized, spec.blank))
+        resolution = 1 / max(scores["fp32_characters"], 1)
     elif spec.kind == "yolo":
         scores = detection_agreement(
             yolo_detections(reference, spec.conf, spec.iou), yolo_detections(quantized, spec.conf, spec.iou)
@@ -259,14 +268,16 @@ def judge_output(name: str, spec: OutputSpec, reference: Array, quantized: Array
         # beside F1, the raw figure it replaces: on a real YOLOv8n the cosine stays above 0.99 for
         # models whose F1 differs by 0.1 and more (docs/accuracy.md), so show both
         scores["cosine"] = compare_output(name, reference, quantized).cosine
+        resolution = 2 / max(scores["fp32_detections"] + scores["int8_detections"], 1)
     elif spec.kind == "classes":
         scores = class_agreement(reference, quantized)
+        resolution = reference.shape[-1] / max(reference.size, 1)  # one of the positions judged
     elif spec.kind == "map":
         scores = map_agreement(reference, quantized, spec.threshold)
     else:
         raw = compare_output(name, reference, quantized)
         scores = {"cosine": raw.cosine, "snr_db": raw.snr_db}
-    return TaskMetrics(name, spec.kind, samples, scores)
+    return TaskMetrics(name, spec.kind, samples, scores, resolution)
 
 
 def judge_model(
@@ -290,6 +301,8 @@ class Agreement:
     value: float
     metric: str
     outputs: list[TaskMetrics]
+    resolution: float = 0.0
+    """The ranking output's (TaskMetrics.resolution)."""
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -307,7 +320,7 @@ def agreement(
     tasks = [m for m in metrics if m.kind != "raw"]
     if tasks:
         worst = min(tasks, key=lambda m: m.agreement)
-        return Agreement(worst.agreement, f"{worst.metric} of {worst.output}", metrics)
+        return Agreement(worst.agreement, f"{worst.metric} of {worst.output}", metrics, worst.resolution)
     return Agreement(output_cosine(reference, quantized), "cosine of all outputs", metrics)
 
 

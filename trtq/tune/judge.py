@@ -20,7 +20,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from trtq.compare.tasks import agreement
+from trtq.compare.tasks import Agreement, agreement
 from trtq.tune.search_model import Evaluator, Score, joined
 
 
@@ -99,7 +99,7 @@ class Judge:
         kept = validation.improves_on(best.validation)
         return Verdict(Measured(trial, validation), kept, not kept)
 
-    def union_task(self) -> float | None:
+    def union_task(self) -> Agreement | None:
         """The task agreement of the last measure()'s search and validation batches as one set (a
         detection F1 or a character agreement counts boxes or characters, not images); None
         without a declared task."""
@@ -108,4 +108,4 @@ class Judge:
             return None
         reference = joined([r for e in parts for r in e.reference])
         outputs = joined([o for e in parts for o in e.last_outputs])
-        return agreement(self.search.tasks, reference, outputs).value
+        return agreement(self.search.tasks, reference, outputs)
