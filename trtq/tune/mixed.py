@@ -50,13 +50,17 @@ def choose_float_layers(
     stage: Callable[[str, int], None] | None = None,
     advance: Callable[[], None] | None = None,
     deadline: Deadline = NO_LIMIT,
+    measured: Measured | None = None,
 ) -> MixedPrecision:
     """``stage``/``advance`` report progress: one stage of the layers measured alone, one of the layers
-    that may be tried (those whose float copy helped alone), the untried ones counted when it ends."""
+    that may be tried (those whose float copy helped alone), the untried ones counted when it ends;
+    ``measured``: the score of ``scales`` with every layer INT8 as the caller knows it, used instead of
+    a run when the deadline has passed already (nothing will be compared with it)."""
     stage = stage or (lambda _name, _units: None)
     advance = advance or (lambda: None)
     gates = dict.fromkeys(nodes, 1.0)
-    best = judge.measure(scales, gates)
+    late = measured is not None and deadline.passed()
+    best = measured if measured is not None and late else judge.measure(scales, gates)
     result = MixedPrecision([], best)
     if budget <= 0 or (target_cosine is not None and best.cosine >= target_cosine):
         return result

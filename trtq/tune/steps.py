@@ -320,6 +320,7 @@ def thresholds(context: TuneContext, tuning: Tuning) -> Step:
         context.sweeps,
         context.hooks.advance,
         context.deadline.share(THRESHOLDS_SHARE if context.max_float_layers > 0 else 1.0),
+        tuning.best,
     )
     tuning.scales, tuning.labels, tuning.best = search.scales, search.labels, search.score
     count = sum(len(c) for c in candidates.values())
@@ -358,6 +359,7 @@ def float_layers(context: TuneContext, tuning: Tuning) -> Step:
         context.hooks.stage,
         context.hooks.advance,
         context.deadline,
+        tuning.best,
     )
     tuning.float_nodes, tuning.best = mixed.float_nodes, mixed.score
     details = {

@@ -108,10 +108,15 @@ def search_thresholds(
     sweeps: int = 1,
     progress: Callable[[], None] | None = None,
     deadline: Deadline = NO_LIMIT,
+    measured: Measured | None = None,
 ) -> ThresholdSearch:
-    """``progress`` is called once per candidate of every sweep, tried or not (search_runs counts them)."""
+    """``progress`` is called once per candidate of every sweep, tried or not (search_runs counts them);
+    ``measured``: ``start``'s score as the caller knows it, used instead of a run when the deadline has
+    passed already (nothing will be compared with it; else the judge's own run is the baseline)."""
     progress = progress or (lambda: None)
-    search = ThresholdSearch(dict(start), dict.fromkeys(start, start_label), judge.measure(start, gates))
+    late = measured is not None and deadline.passed()
+    score = measured if measured is not None and late else judge.measure(start, gates)
+    search = ThresholdSearch(dict(start), dict.fromkeys(start, start_label), score)
     screened: dict[str, str] = {}
     moved = dict.fromkeys(candidates, 0.0)
     for tensor, found in candidates.items():
