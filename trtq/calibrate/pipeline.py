@@ -9,6 +9,7 @@ from trtq.calib.histogram import load_binning_in_background
 from trtq.calib.run import CalibrationRun, ProgressCallback, collect_histograms
 from trtq.calibrate.auto import Evaluation, describe_holdout, evaluate, held_batches
 from trtq.calibrate.outputs import CalibrationOutputs, save_outputs
+from trtq.compare.declared import check_declared_names
 from trtq.config.loader import LoadedConfig, config_error
 from trtq.data.from_config import batch_source, calibration_entries, eval_entries
 from trtq.data.image_list import ImageEntry
@@ -38,6 +39,7 @@ def calibrate(
             f"holdout {calibration.holdout}; list more images, raise calibration.holdout or give "
             "calibration.eval_images (--images)",
         )
+    check_declared_names(config)
     run = collect_histograms(config, entries, on_batch, checkpoint=batches - held if held else None)
     started = time.perf_counter()
     run.compute_thresholds()

@@ -14,7 +14,7 @@ from trtq.cli.errors import warn
 from trtq.cli.options import JsonOption
 from trtq.cli.tables import add_columns, task_table
 from trtq.compare.algorithms import qdq_per_algorithm
-from trtq.compare.declared import declared_outputs, undeclared_notes
+from trtq.compare.declared import check_declared_names, declared_outputs, undeclared_notes
 from trtq.compare.models import HeldOutBatches, class_count, compare_models, heldout_batches, read_labels, run
 from trtq.compare.outputs import Array, OutputMetrics
 from trtq.compare.tasks import Agreement, agreement
@@ -62,6 +62,7 @@ def compare_command(
     if labels:
         read_labels(labels, count)  # a malformed file fails before the FP32 run
     input_name = loaded.image_input.name
+    check_declared_names(loaded)
     reference = run(OnnxRunner(loaded.model_path), input_name, batches, count)
     classes = class_count(reference)
     if labels and classes is None:

@@ -13,6 +13,7 @@ from trtq.cli.console import LiteralTable, command_console
 from trtq.cli.errors import warn
 from trtq.cli.options import JsonOption
 from trtq.cli.tables import add_columns
+from trtq.compare.declared import check_declared_names
 from trtq.compare.models import evaluation_inputs
 from trtq.compare.sensitivity import analyse_sensitivity
 from trtq.config import load_config
@@ -40,6 +41,7 @@ def sensitivity_command(
     loaded = load_config(config)
     json_path = json_path if json_path is not None else loaded.default_output("sensitivity.json")
     out = preflight.sensitivity(loaded, images, json_path, cache)
+    check_declared_names(loaded)
     _, scales = cache_scales(loaded, cache, warn)
     batches, count = evaluation_inputs(loaded, images)
     shared = overlap(calibration_entries_if_listed(loaded), read_image_list(images))

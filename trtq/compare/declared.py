@@ -8,6 +8,7 @@ from trtq.compare.outputs import Array
 from trtq.compare.tasks import shape_problem, suggested_kind
 from trtq.config.loader import LoadedConfig, config_error
 from trtq.config.schema import OutputSpec
+from trtq.model.files import load_onnx
 
 
 def declared_outputs(config: LoadedConfig, reference: Mapping[str, Array]) -> dict[str, OutputSpec]:
@@ -25,6 +26,27 @@ def declared_outputs(config: LoadedConfig, reference: Mapping[str, Array]) -> di
         if problem is not None:
             raise config_error(config, ("outputs", name, "kind"), problem)
     return dict(specs)
+
+
+def check_declared_names(config: LoadedConfig) -> None:
+    """The declared outputs checked against the model's graph before any image is run: a typo or a
+    kind that cannot fit a static output shape is refused at its key, not after a calibration pass."""
+    graph = load_onnx(config.model_path).graph
+    shapes = {
+        out.name: [d.dim_value if d.HasField("dim_value") else None for d in out.type.tensor_type.shape.dim]
+        for out in graph.output
+    }
+    for name, spec in config.spec.outputs.items():
+        if name not in shapes:
+            raise config_error(
+                config,
+                ("outputs", name),
+                f"'{name}' is not an output of {config.model_path.name}; its outputs are {list(shapes)}",
+            )
+        known = [d for d in shapes[name] if d is not None]
+        problem = shape_problem(spec.kind, known) if len(known) == len(shapes[name]) else None
+        if problem is not None:
+            raise config_error(config, ("outputs", name, "kind"), problem)
 
 
 def undeclared_notes(config: LoadedConfig, reference: Mapping[str, Array]) -> list[str]:

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 import onnx
 
 from trtq.calib.run import collect_histograms
-from trtq.compare.declared import declared_outputs
+from trtq.compare.declared import check_declared_names, declared_outputs
 from trtq.compare.outputs import Array, finite_reference
 from trtq.config.loader import LoadedConfig
 from trtq.config.schema import ALGORITHMS, Algorithm
@@ -146,6 +146,7 @@ def prepare(
     """One calibration pass (every algorithm's scales), the batches split into search, fitting and
     validation, their FP32 outputs, and the weighted layers' input statistics."""
     input_name = config.image_input.name
+    check_declared_names(config)
     source = batch_source(config, list(entries))
     hooks.stage("calibration pass (batches)", source.expected_batches)  # a wrapped last batch counts
     started = time.perf_counter()
