@@ -105,3 +105,38 @@ def test_json_inputs_read_null_numbers_as_nan(tmp_path: Path) -> None:
         )
     )
     assert math.isnan(read_bench(bench)[0]["metrics_ms"]["latency"]["percentiles"]["99"])
+
+
+def _tune_json(tmp_path: Path, tensors: list[str]) -> Path:
+    """A tune.json as trtq tune writes it, cut by the time limit, with thresholds for ``tensors``."""
+    step = {"step": "thresholds: per-tensor search", "relative_error": 0.01, "cosine": 0.99, "gain": 0.0}
+    data = {
+        "config": "model.yaml",
+        "tuning_images": {"count": 4},
+        "best_single_algorithm": "mse",
+        "float_layers": [],
+        "steps": [
+            {**step, "kept": True, "seconds": 1.0, "time_limit_note": "the time limit stopped the search"}
+        ],
+        "thresholds": {t: {"scale": 0.01, "from": "mse"} for t in tensors},
+    }
+    path = tmp_path / "tuned.tune.json"
+    path.write_text(json.dumps(data))
+    return path
+
+
+def test_report_shows_what_the_time_limit_left_out_and_refuses_another_models_tune(
+    write_config: WriteConfig, tmp_path: Path
+) -> None:
+    config = write_config(n_images=2)
+    tensors = oracle_tensors(resolve_path(TEXT_CLASSIFIER, REPO))
+    out = tmp_path / "report.html"
+    ours = CliRunner().invoke(
+        app, ["report", str(config), "-o", str(out), "--tune", str(_tune_json(tmp_path, tensors[:3]))]
+    )
+    assert ours.exit_code == 0, ours.output
+    assert "the time limit stopped the search" in out.read_text()
+    other = _tune_json(tmp_path, ["images", "/model.22/Concat_output_0"])  # a YOLOv8n's tensors
+    refused = CliRunner().invoke(app, ["report", str(config), "-o", str(out), "--tune", str(other)])
+    assert refused.exit_code == 1
+    assert "written for another model (model.yaml): 2 of its 2 tensors are not in" in refused.output

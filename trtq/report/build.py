@@ -14,6 +14,7 @@ from trtq.calib.run import CalibrationRun
 from trtq.compare.scales import cross_check
 from trtq.config import ALGORITHMS, Algorithm
 from trtq.config.loader import LoadedConfig
+from trtq.errors import TrtqError
 from trtq.report.html import HtmlReport
 from trtq.report.inputs import read_bench, read_sensitivity
 from trtq.text import counted, fixed_or_dash
@@ -37,6 +38,7 @@ def report_html(
     bench: Path | None = None,
     tune: Path | None = None,
 ) -> str:
+    tuned = None if tune is None else _tune_for(read_tune(tune), tune, run, config)
     page = HtmlReport(f"trtq report: {config.model_path.name}")
     page.paragraph(
         f"Config {config.source}; {counted(run.stats.used, 'calibration image')} in "
@@ -50,8 +52,8 @@ def report_html(
         _sensitivity(page, read_sensitivity(sensitivity))
     if bench is not None:
         _latency(page, read_bench(bench))
-    if tune is not None:
-        _tune(page, read_tune(tune))
+    if tuned is not None:
+        _tune(page, tuned)
     return page.render()
 
 
@@ -145,6 +147,18 @@ def _latency(page: HtmlReport, results: list[dict[str, Any]]) -> None:
     page.table(["target", "backend", "qps", "median ms", *[f"p{k} ms" for k in keys]], rows)
 
 
+def _tune_for(data: dict[str, Any], path: Path, run: CalibrationRun, config: LoadedConfig) -> dict[str, Any]:
+    """tune.json, refused when its thresholds name tensors this config's model does not have: a tune
+    of another model would be shown as this one's."""
+    foreign = [name for name in data.get("thresholds", {}) if name not in run.histograms]
+    if foreign:
+        raise TrtqError(
+            f"--tune {path}: written for another model ({data.get('config', '?')}): {len(foreign)} of its "
+            f"{len(data['thresholds'])} tensors are not in {config.model_path.name} (first: '{foreign[0]}')"
+        )
+    return data
+
+
 def _tune(page: HtmlReport, data: dict[str, Any]) -> None:
     page.heading("trtq tune: what each step gained")
     settings = data.get("settings", {})
@@ -195,6 +209,9 @@ def _tune(page: HtmlReport, data: dict[str, Any]) -> None:
             for s in data["steps"]
         ],
     )
+    for step in data["steps"]:  # what the time limit left out (tune.json's note of each step it cut)
+        if step.get("time_limit_note"):
+            page.paragraph(f"{step['step']}: {step['time_limit_note']}.")
     heldout = data.get("heldout")
     if heldout:
         page.paragraph(f"Held-out images ({heldout['samples']}, {heldout['list']}), against FP32.")

@@ -29,6 +29,8 @@ class FloatStep:
     validation_error: float | None = None
     partial: bool = False
     """The run stopped once its error passed the best one's: ``error`` is a lower bound."""
+    task: float | None = None
+    """Task agreement on the search batches (None without a declared task, or when stopped early)."""
 
 
 @dataclass
@@ -88,7 +90,9 @@ def choose_float_layers(
         trial, kept = verdict.measured, verdict.kept
         partial = trial.search.partial or (trial.validation is not None and trial.validation.partial)
         result.steps.append(
-            FloatStep(node, gain, trial.error, trial.cosine, kept, trial.validation_error, partial)
+            FloatStep(
+                node, gain, trial.error, trial.cosine, kept, trial.validation_error, partial, trial.task
+            )
         )
         if kept:
             gates[node] = 0.0

@@ -330,7 +330,8 @@ def thresholds(context: TuneContext, tuning: Tuning) -> Step:
         "stopped_by_time_limit": search.stopped_by_deadline,
         "rejected_by_validation": search.rejected,
         "changed": [
-            {"tensor": s.tensor, "label": s.label, "scale": s.scale, "gain": s.gain} for s in search.steps
+            {"tensor": s.tensor, "label": s.label, "scale": s.scale, "gain": s.gain, "task_agreement": s.task}
+            for s in search.steps
         ],
     }
     if search.stopped_by_deadline and search.tried == 0:
@@ -377,6 +378,7 @@ def float_layers(context: TuneContext, tuning: Tuning) -> Step:
                 "cosine": s.cosine,
                 "kept": s.kept,
                 "partial": s.partial,
+                "task_agreement": s.task,
             }
             for s in mixed.steps
         ],

@@ -63,6 +63,8 @@ class ThresholdStep:
     error: float
     gain: float
     """Relative output error before minus after this choice."""
+    task: float | None = None
+    """Task agreement on the search batches after this choice (None without a declared task)."""
 
 
 @dataclass
@@ -94,7 +96,9 @@ class ThresholdSearch:
         self.tried += 1
         self.rejected += verdict.rejected_by_validation
         if verdict.kept:
-            self.steps.append(ThresholdStep(tensor, label, scale, trial.error, best.error - trial.error))
+            self.steps.append(
+                ThresholdStep(tensor, label, scale, trial.error, best.error - trial.error, trial.task)
+            )
             self.score, self.scales[tensor], self.labels[tensor] = trial, scale, label
         return abs(trial.error - best.error)
 
