@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from trtq.compare.outputs import Array
 from trtq.compare.tasks import shape_problem, suggested_kind
@@ -14,28 +14,24 @@ from trtq.model.files import load_onnx
 def declared_outputs(config: LoadedConfig, reference: Mapping[str, Array]) -> dict[str, OutputSpec]:
     """The declared kinds, refused (file, line, key) when an output is not the model's or its shape
     does not fit the kind; ``reference``: FP32's outputs."""
-    specs = config.spec.outputs
-    for name, spec in specs.items():
-        if name not in reference:
-            raise config_error(
-                config,
-                ("outputs", name),
-                f"'{name}' is not an output of {config.model_path.name}; its outputs are {list(reference)}",
-            )
-        problem = shape_problem(spec.kind, reference[name].shape)
-        if problem is not None:
-            raise config_error(config, ("outputs", name, "kind"), problem)
-    return dict(specs)
+    _check(config, {name: list(value.shape) for name, value in reference.items()})
+    return dict(config.spec.outputs)
 
 
 def check_declared_names(config: LoadedConfig) -> None:
     """The declared outputs checked against the model's graph before any image is run: a typo or a
     kind that cannot fit a static output shape is refused at its key, not after a calibration pass."""
     graph = load_onnx(config.model_path).graph
-    shapes = {
-        out.name: [d.dim_value if d.HasField("dim_value") else None for d in out.type.tensor_type.shape.dim]
-        for out in graph.output
-    }
+    dims = {out.name: out.type.tensor_type.shape.dim for out in graph.output}
+    _check(
+        config,
+        {name: [d.dim_value if d.HasField("dim_value") else None for d in dim] for name, dim in dims.items()},
+    )
+
+
+def _check(config: LoadedConfig, shapes: Mapping[str, Sequence[int | None]]) -> None:
+    """Each declared output against the model's outputs by name and shape (None: a dimension not
+    known; a kind is checked against a shape only when all of it is known)."""
     for name, spec in config.spec.outputs.items():
         if name not in shapes:
             raise config_error(
@@ -43,8 +39,8 @@ def check_declared_names(config: LoadedConfig) -> None:
                 ("outputs", name),
                 f"'{name}' is not an output of {config.model_path.name}; its outputs are {list(shapes)}",
             )
-        known = [d for d in shapes[name] if d is not None]
-        problem = shape_problem(spec.kind, known) if len(known) == len(shapes[name]) else None
+        shape = shapes[name]
+        problem = None if None in shape else shape_problem(spec.kind, [d for d in shape if d is not None])
         if problem is not None:
             raise config_error(config, ("outputs", name, "kind"), problem)
 
