@@ -61,8 +61,7 @@ def choose_float_layers(
     stage = stage or (lambda _name, _units: None)
     advance = advance or (lambda: None)
     gates = dict.fromkeys(nodes, 1.0)
-    late = measured is not None and deadline.passed()
-    best = measured if measured is not None and late else judge.measure(scales, gates)
+    best = measured if measured is not None and deadline.passed() else judge.measure(scales, gates)
     result = MixedPrecision([], best)
     if budget <= 0 or (target_cosine is not None and best.cosine >= target_cosine):
         return result
@@ -76,7 +75,7 @@ def choose_float_layers(
         advance()
     ranked = sorted(alone, key=lambda node: alone[node].error)
     result.ranking = [(node, best.error - alone[node].error) for node in ranked]
-    candidates = [(n, best.error - alone[n].error) for n in ranked if alone[n].improves_on(best.search)]
+    candidates = [(node, gain) for node, gain in result.ranking if alone[node].improves_on(best.search)]
     stage("float layers: added in turn", len(candidates))
     for node, gain in candidates:
         if len(result.float_nodes) >= budget:

@@ -146,9 +146,6 @@ class Evaluator:
         self.last_outputs: list[dict[str, Array]] = []
         """The outputs of the last whole run, kept when a task is declared (Judge.union_task)."""
 
-    def outputs_for(self, scales: Mapping[str, float], gates: Mapping[str, float]) -> list[dict[str, Array]]:
-        return list(self._outputs(scales, gates))
-
     def _outputs(self, scales: Mapping[str, float], gates: Mapping[str, float]) -> Iterator[dict[str, Array]]:
         feed: dict[str, Array] = {scale_input(t): np.array(s, dtype=np.float32) for t, s in scales.items()}
         feed.update({gate_input(n): np.array(g, dtype=np.float32) for n, g in gates.items()})

@@ -118,8 +118,7 @@ def search_thresholds(
     ``measured``: ``start``'s score as the caller knows it, used instead of a run when the deadline has
     passed already (nothing will be compared with it; else the judge's own run is the baseline)."""
     progress = progress or (lambda: None)
-    late = measured is not None and deadline.passed()
-    score = measured if measured is not None and late else judge.measure(start, gates)
+    score = measured if measured is not None and deadline.passed() else judge.measure(start, gates)
     search = ThresholdSearch(dict(start), dict.fromkeys(start, start_label), score)
     screened: dict[str, str] = {}
     moved = dict.fromkeys(candidates, 0.0)
